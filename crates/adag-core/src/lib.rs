@@ -1,0 +1,18 @@
+//! adag-core: the vocabulary every other adag crate speaks. No tensors live here.
+//!
+//! The principal type is [`HookName`]: a typed TransformerLens hook path such as
+//! `blocks.3.ln2.hook_scale`. Forward caches, bases (which hook a transcoder reads from and writes
+//! to) and the frozen set of the linearised model are all expressed in these names, so that the
+//! strings a researcher knows from TransformerLens and circuit-tracer mean the same thing here.
+//!
+//! ```
+//! use adag_core::{HookName, Site};
+//! let h: HookName = "blocks.3.mlp.hook_post".parse().unwrap();
+//! assert_eq!(h, HookName::Block(3, Site::MlpPost));
+//! assert_eq!(h.to_string(), "blocks.3.mlp.hook_post");
+//! ```
+#![deny(missing_docs)]
+
+mod hooks;
+
+pub use hooks::{HookName, ParseHookError, Site};

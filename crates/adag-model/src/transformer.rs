@@ -1,0 +1,345 @@
+//! The instrumented forward pass: one block skeleton for every architecture, recording the
+//! quantities the linearised backward passes freeze or read.
+//!
+//! Batches of prompts with different lengths are left-padded; each item's positions count from
+//! its first real token, and padded keys are masked, so every item computes exactly what it
+//! computes alone.
+
+use std::path::Path;
+
+use adag_core::{HookName, Site};
+use candle_core::{DType, Device, Tensor};
+
+use crate::arch::{self, BlockWeights, TransformerWeights};
+use crate::cache::{ActivationCache, CacheFilter};
+use crate::config::{Activation, ModelConfig};
+use crate::error::{Context, Error, Result};
+use crate::layers::{apply_rope, Rope};
+use crate::weights::WeightFiles;
+
+/// A batch of token sequences, left-padded to a common width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The unpadded sequences.
+    pub tokens: Vec<Vec<u32>>,
+    /// Left-pad offset of each item.
+    pub pad: Vec<usize>,
+    /// Padded width.
+    pub width: usize,
+}
+
+impl Batch {
+    /// Builds a batch; every sequence must be non-empty.
+    pub fn new(tokens: Vec<Vec<u32>>) -> Result<Self> {
+        if tokens.is_empty() {
+            return Err(Error::Input("empty batch: no sequences given".into()));
+        }
+        if let Some(i) = tokens.iter().position(Vec::is_empty) {
+            return Err(Error::Input(format!("sequence {i} of the batch has no tokens (empty prompt?)")));
+        }
+        let width = tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let pad = tokens.iter().map(|t| width - t.len()).collect();
+        Ok(Batch { tokens, pad, width })
+    }
+
+    /// A batch of one sequence.
+    pub fn single(tokens: &[u32]) -> Result<Self> {
+        Self::new(vec![tokens.to_vec()])
+    }
+
+    /// Number of sequences.
+    pub fn size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Unpadded lengths.
+    pub fn lens(&self) -> Vec<usize> {
+        self.tokens.iter().map(Vec::len).collect()
+    }
+
+    fn padded_ids(&self) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.size() * self.width);
+        for (t, &pad) in self.tokens.iter().zip(&self.pad) {
+            ids.extend(std::iter::repeat_n(0, pad));
+            ids.extend_from_slice(t);
+        }
+        ids
+    }
+
+    /// Position ids: each item counts from 0 at its first real token; pads get 0.
+    fn positions(&self) -> Vec<Vec<u32>> {
+        self.pad
+            .iter()
+            .map(|&pad| (0..self.width).map(|i| i.saturating_sub(pad) as u32).collect())
+            .collect()
+    }
+
+    /// Additive attention mask `[batch, 1, q, k]` in f32: 0 where allowed, -inf elsewhere.
+    /// Causal, padded keys masked, optional sliding window. A padded query attends to itself so
+    /// that its row stays finite; no real query ever reads a padded key.
+    fn mask(&self, window: Option<usize>, device: &Device) -> Result<Tensor> {
+        let w = self.width;
+        let mut m = vec![f32::NEG_INFINITY; self.size() * w * w];
+        for (b, &pad) in self.pad.iter().enumerate() {
+            for q in 0..w {
+                let row = &mut m[(b * w + q) * w..(b * w + q + 1) * w];
+                if q < pad {
+                    row[q] = 0.0;
+                    continue;
+                }
+                let lo = window.map_or(pad, |win| pad.max((q + 1).saturating_sub(win)));
+                row[lo..=q].fill(0.0);
+            }
+        }
+        Tensor::from_vec(m, (self.size(), 1, w, w), device).context("building the attention mask")
+    }
+}
+
+/// Logits and, when asked for, the activation cache.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput {
+    /// `[batch, pos, d_vocab]`, f32, padded coordinates.
+    pub logits: Tensor,
+    /// The cached hooks.
+    pub cache: ActivationCache,
+}
+
+impl ForwardOutput {
+    /// Logits of batch item `b` at its real positions: `[len, d_vocab]`.
+    pub fn item_logits(&self, b: usize) -> Result<Tensor> {
+        let (pad, len) = (self.cache.pad[b], self.cache.len[b]);
+        self.logits.get(b).and_then(|t| t.narrow(0, pad, len)).context("slicing logits")
+    }
+
+    /// Next-token logits of batch item `b` (its last position): `[d_vocab]`.
+    pub fn last_logits(&self, b: usize) -> Result<Tensor> {
+        let w = self.logits.dim(1).context("logits shape")?;
+        self.logits.get(b).and_then(|t| t.get(w - 1)).context("slicing logits")
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Dtype of weights and activations (f32 on CPU; bf16/f16 are for GPUs).
+    pub dtype: DType,
+    /// Where tensors live.
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { dtype: DType::F32, device: Device::Cpu }
+    }
+}
+
+/// A loaded model, ready to run.
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    /// Resolved configuration.
+    pub cfg: ModelConfig,
+    /// Canonical weights.
+    pub weights: TransformerWeights,
+    rope: Rope,
+    dtype: DType,
+    device: Device,
+}
+
+impl Transformer {
+    /// Loads `dir/config.json` and the safetensors weights.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        let cfg = ModelConfig::from_dir(dir)?;
+        let files = WeightFiles::open(dir)?;
+        Self::from_files(cfg, &files, opts)
+    }
+
+    /// Builds the model from a resolved config and opened weight files.
+    pub fn from_files(cfg: ModelConfig, files: &WeightFiles, opts: &LoadOptions) -> Result<Self> {
+        let weights = arch::load(&cfg, files, opts.dtype, &opts.device)?;
+        let rope = Rope::new(&cfg.rope, cfg.d_head, &opts.device);
+        Ok(Transformer { cfg, weights, rope, dtype: opts.dtype, device: opts.device.clone() })
+    }
+
+    /// Dtype of weights and activations.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Device of weights and activations.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Logits `[len, d_vocab]` for one sequence, nothing cached.
+    pub fn logits(&self, tokens: &[u32]) -> Result<Tensor> {
+        self.forward(&Batch::single(tokens)?, &CacheFilter::none())?.item_logits(0)
+    }
+
+    /// Runs the batch, keeping the hooks `filter` selects.
+    pub fn forward(&self, batch: &Batch, filter: &CacheFilter) -> Result<ForwardOutput> {
+        let cfg = &self.cfg;
+        if let Some(&bad) = batch.tokens.iter().flatten().find(|&&t| t as usize >= cfg.d_vocab) {
+            return Err(Error::Input(format!("token id {bad} is out of range: the model's vocabulary has {} entries", cfg.d_vocab)));
+        }
+        let (b, w) = (batch.size(), batch.width);
+        let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
+        let mut keep = |hook: HookName, t: &Tensor| {
+            if filter.wants(hook) {
+                cache.insert(hook, t.clone());
+            }
+        };
+
+        let ids = Tensor::from_vec(batch.padded_ids(), b * w, &self.device).context("token ids")?;
+        let mut h = self.weights.embed.index_select(&ids, 0).and_then(|t| t.reshape((b, w, cfg.d_model))).context("embedding lookup")?;
+        if let Some(scale) = cfg.embed_scale {
+            // transformers multiplies by sqrt(d_model) rounded to the activation dtype.
+            let s = Tensor::new(&[scale as f32], &self.device)
+                .and_then(|t| t.to_dtype(self.dtype))
+                .and_then(|t| t.to_dtype(DType::F64))
+                .and_then(|t| t.to_vec1::<f64>())
+                .context("embedding scale")?[0];
+            h = (h * s).context("embedding scale")?;
+        }
+        keep(HookName::Embed, &h);
+
+        let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
+        let full_mask = batch.mask(None, &self.device)?;
+        let mut window_masks = std::collections::BTreeMap::new();
+        for (l, block) in self.weights.blocks.iter().enumerate() {
+            let mask = match cfg.sliding_window[l] {
+                None => &full_mask,
+                Some(win) => match window_masks.entry(win) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(e) => e.insert(batch.mask(Some(win), &self.device)?),
+                },
+            };
+            let ctx = |what: &str| format!("layer {l}: {what}");
+            h = self
+                .block(l, block, &h, &cos, &sin, mask, &mut keep)
+                .map_err(|e| match e {
+                    Error::Candle { context, source } => Error::Candle { context: ctx(&context), source },
+                    other => other,
+                })?;
+        }
+
+        let (x, scale) = self.weights.ln_final.forward(&h).context("final norm")?;
+        keep(HookName::LnFinalScale, &scale);
+        keep(HookName::LnFinalNormalized, &x);
+        let unembed = crate::layers::Linear { weight: self.weights.unembed.clone(), bias: None };
+        let mut logits = unembed.forward(&x).and_then(|t| t.to_dtype(DType::F32)).context("unembedding")?;
+        if let Some(cap) = cfg.final_softcap {
+            logits = ((logits / cap).and_then(|t| t.tanh()).and_then(|t| t * cap)).context("final logit soft-cap")?;
+        }
+        Ok(ForwardOutput { logits, cache })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        l: usize,
+        w: &BlockWeights,
+        resid_pre: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        keep: &mut impl FnMut(HookName, &Tensor),
+    ) -> Result<Tensor> {
+        let hook = |site| HookName::Block(l, site);
+        keep(hook(Site::ResidPre), resid_pre);
+        let (x, s1) = w.ln1.forward(resid_pre).context("ln1")?;
+        keep(hook(Site::Ln1Scale), &s1);
+        keep(hook(Site::Ln1Normalized), &x);
+
+        let (z, pattern) = self.attention(w, &x, cos, sin, mask)?;
+        keep(hook(Site::AttnPattern), &pattern);
+        let mut attn_out = w.attn.o.forward(&z).context("o_proj")?;
+        if let Some(norm) = &w.ln1_post {
+            let (y, s) = norm.forward(&attn_out).context("ln1_post")?;
+            keep(hook(Site::Ln1PostScale), &s);
+            attn_out = y;
+        }
+        keep(hook(Site::AttnOut), &attn_out);
+        let resid_mid = (resid_pre + &attn_out).context("residual after attention")?;
+        keep(hook(Site::ResidMid), &resid_mid);
+
+        let (x2, s2) = w.ln2.forward(&resid_mid).context("ln2")?;
+        keep(hook(Site::Ln2Scale), &s2);
+        keep(hook(Site::Ln2Normalized), &x2);
+        let gate = w.mlp.gate.forward(&x2).context("gate_proj")?;
+        let up = w.mlp.up.forward(&x2).context("up_proj")?;
+        let act = match self.cfg.activation {
+            Activation::Silu => gate.silu(),
+            Activation::GeluTanh => gate.gelu(),
+            Activation::GeluErf => gate.gelu_erf(),
+        };
+        let post = act.and_then(|a| a * &up).context("MLP activation")?;
+        keep(hook(Site::MlpPre), &gate);
+        keep(hook(Site::MlpPreLinear), &up);
+        keep(hook(Site::MlpPost), &post);
+        let raw = w.mlp.down.forward(&post).context("down_proj")?;
+        keep(hook(Site::MlpOut), &raw);
+        let mlp_out = match &w.ln2_post {
+            Some(norm) => {
+                let (y, s) = norm.forward(&raw).context("ln2_post")?;
+                keep(hook(Site::Ln2PostScale), &s);
+                y
+            }
+            None => raw,
+        };
+        keep(hook(Site::HookMlpOut), &mlp_out);
+        let resid_post = (resid_mid + &mlp_out).context("residual after MLP")?;
+        keep(hook(Site::ResidPost), &resid_post);
+        Ok(resid_post)
+    }
+
+    /// Returns the heads' mixed values `[batch, pos, n_heads·d_head]` and the pattern
+    /// `[batch, n_heads, q, k]`.
+    fn attention(&self, w: &BlockWeights, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+        let cfg = &self.cfg;
+        let (b, t, _) = x.dims3().context("attention input")?;
+        let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
+        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, dh)).and_then(|y| y.transpose(1, 2)).and_then(|y| y.contiguous());
+        let mut q = w.attn.q.forward(x).and_then(|y| heads(y, h)).context("q_proj")?;
+        let mut k = w.attn.k.forward(x).and_then(|y| heads(y, kv)).context("k_proj")?;
+        let v = w.attn.v.forward(x).and_then(|y| heads(y, kv)).context("v_proj")?;
+        if let Some(n) = &w.attn.q_norm {
+            q = n.forward(&q).context("q_norm")?.0;
+        }
+        if let Some(n) = &w.attn.k_norm {
+            k = n.forward(&k).context("k_norm")?.0;
+        }
+        let q = apply_rope(&q, cos, sin).context("rotary embedding of queries")?;
+        let k = apply_rope(&k, cos, sin).context("rotary embedding of keys")?;
+        // Query heads h·rep..(h+1)·rep share key/value head h: fold them into the row dimension
+        // instead of copying keys and values `rep` times.
+        let q = q.reshape((b, kv, rep * t, dh)).context("grouping query heads")?;
+        let scores = q
+            .matmul(&k.t().context("keys transpose")?)
+            .and_then(|s| s.reshape((b, h, t, t)))
+            .and_then(|s| s * cfg.attn_scale)
+            .and_then(|s| s.to_dtype(DType::F32))
+            .context("attention scores")?;
+        let scores = match cfg.attn_softcap {
+            Some(cap) => ((scores / cap).and_then(|s| s.tanh()).and_then(|s| s * cap)).context("attention soft-cap")?,
+            None => scores,
+        };
+        let pattern = scores
+            .broadcast_add(mask)
+            .and_then(|s| candle_nn::ops::softmax_last_dim(&s))
+            .and_then(|p| p.to_dtype(self.dtype))
+            .context("attention softmax")?;
+        let z = pattern
+            .reshape((b, kv, rep * t, t))
+            .and_then(|p| p.matmul(&v))
+            .and_then(|z| z.reshape((b, h, t, dh)))
+            .and_then(|z| z.transpose(1, 2))
+            .and_then(|z| z.reshape((b, t, h * dh)))
+            .context("attention values")?;
+        Ok((z, pattern))
+    }
+}
+
+/// Softmax over the last dimension in f32: next-token probabilities from logits.
+pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32).context("softmax")?).context("softmax")
+}
