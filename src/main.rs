@@ -1,1 +1,46 @@
-fn main() {}
+//! `adag`: circuit tracing for transformer language models.
+//!
+//! This binary is CLI plus glue: argument parsing (clap) and the wiring of library crates.
+//! Every subcommand lives in `commands/` and returns `anyhow::Result`; `main` prints the error
+//! chain and exits with status 2, so a user sees *what* failed and *why* in one message.
+
+mod commands;
+mod common;
+
+use clap::{Parser, Subcommand};
+
+/// Circuit tracing for transformer language models.
+#[derive(Parser)]
+#[command(name = "adag", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a model directory: architecture, sizes, dtypes, tokenizer and chat template.
+    Inspect(commands::inspect::Args),
+    /// Tokenise a prompt and show the model's next-token distribution.
+    Run(commands::run::Args),
+    /// Measure throughput against this machine's matmul peak.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("ADAG_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Run(a) => commands::run::run(a),
+        Command::Bench(b) => commands::bench::run(b),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}

@@ -8,7 +8,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A site inside one transformer block. Shapes are `[batch, pos, ...]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Site {
     /// `hook_resid_pre` `[batch, pos, d_model]`: the residual stream entering the block.
     ResidPre,
@@ -99,7 +101,9 @@ impl Site {
 }
 
 /// A full hook path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum HookName {
     /// `hook_embed` `[batch, pos, d_model]`: token embeddings, including Gemma-2's sqrt(d_model)
     /// factor (TransformerLens folds it into `W_E`).
@@ -141,7 +145,9 @@ impl FromStr for HookName {
         let rest = s.strip_prefix("blocks.").ok_or_else(err)?;
         let (layer, site) = rest.split_once('.').ok_or_else(err)?;
         let layer = layer.parse::<usize>().map_err(|_| err())?;
-        Site::parse(site).map(|site| HookName::Block(layer, site)).ok_or_else(err)
+        Site::parse(site)
+            .map(|site| HookName::Block(layer, site))
+            .ok_or_else(err)
     }
 }
 
@@ -151,10 +157,18 @@ mod tests {
 
     #[test]
     fn every_name_round_trips() {
-        let mut names = vec![HookName::Embed, HookName::LnFinalScale, HookName::LnFinalNormalized];
+        let mut names = vec![
+            HookName::Embed,
+            HookName::LnFinalScale,
+            HookName::LnFinalNormalized,
+        ];
         names.extend(Site::ALL.iter().map(|&s| HookName::Block(7, s)));
         for name in names {
-            assert_eq!(name.to_string().parse::<HookName>().unwrap(), name, "{name}");
+            assert_eq!(
+                name.to_string().parse::<HookName>().unwrap(),
+                name,
+                "{name}"
+            );
         }
     }
 
@@ -164,7 +178,13 @@ mod tests {
             "blocks.2.mlp.hook_in".parse::<HookName>().unwrap(),
             HookName::Block(2, Site::Ln2Normalized)
         );
-        for bad in ["blocks.x.hook_resid_pre", "blocks.1", "resid_pre", "blocks.1.hook_nothing", ""] {
+        for bad in [
+            "blocks.x.hook_resid_pre",
+            "blocks.1",
+            "resid_pre",
+            "blocks.1.hook_nothing",
+            "",
+        ] {
             let e = bad.parse::<HookName>().unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }

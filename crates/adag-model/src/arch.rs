@@ -71,17 +71,30 @@ pub struct TransformerWeights {
 }
 
 /// Loads every tensor `cfg` calls for from `files`, checking each shape against the config.
-pub fn load(cfg: &ModelConfig, files: &WeightFiles, dtype: DType, device: &Device) -> Result<TransformerWeights> {
+pub fn load(
+    cfg: &ModelConfig,
+    files: &WeightFiles,
+    dtype: DType,
+    device: &Device,
+) -> Result<TransformerWeights> {
     let get = |name: &str, shape: &[usize]| files.load(name, shape, dtype, device);
     let (d, dh, f) = (cfg.d_model, cfg.d_head, cfg.d_mlp);
     let (hq, hkv) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
     let norm = |name: &str, width: usize| -> Result<RmsNorm> {
-        Ok(RmsNorm { weight: get(name, &[width])?, eps: cfg.norm_eps, offset: cfg.norm_offset })
+        Ok(RmsNorm {
+            weight: get(name, &[width])?,
+            eps: cfg.norm_eps,
+            offset: cfg.norm_offset,
+        })
     };
     let linear = |prefix: &str, out: usize, inp: usize, bias: bool| -> Result<Linear> {
         Ok(Linear {
             weight: get(&format!("{prefix}.weight"), &[out, inp])?,
-            bias: if bias { Some(get(&format!("{prefix}.bias"), &[out])?) } else { None },
+            bias: if bias {
+                Some(get(&format!("{prefix}.bias"), &[out])?)
+            } else {
+                None
+            },
         })
     };
     let gemma = cfg.architecture == Architecture::Gemma2;
@@ -94,8 +107,14 @@ pub fn load(cfg: &ModelConfig, files: &WeightFiles, dtype: DType, device: &Devic
             k: linear(&format!("{p}.self_attn.k_proj"), hkv, d, cfg.qkv_bias)?,
             v: linear(&format!("{p}.self_attn.v_proj"), hkv, d, cfg.qkv_bias)?,
             o: linear(&format!("{p}.self_attn.o_proj"), d, hq, cfg.o_bias)?,
-            q_norm: cfg.qk_norm.then(|| norm(&format!("{p}.self_attn.q_norm.weight"), dh)).transpose()?,
-            k_norm: cfg.qk_norm.then(|| norm(&format!("{p}.self_attn.k_norm.weight"), dh)).transpose()?,
+            q_norm: cfg
+                .qk_norm
+                .then(|| norm(&format!("{p}.self_attn.q_norm.weight"), dh))
+                .transpose()?,
+            k_norm: cfg
+                .qk_norm
+                .then(|| norm(&format!("{p}.self_attn.k_norm.weight"), dh))
+                .transpose()?,
         };
         let mlp = MlpWeights {
             gate: linear(&format!("{p}.mlp.gate_proj"), f, d, cfg.mlp_bias)?,
@@ -109,12 +128,32 @@ pub fn load(cfg: &ModelConfig, files: &WeightFiles, dtype: DType, device: &Devic
                 Some(norm(&format!("{p}.post_feedforward_layernorm.weight"), d)?),
             )
         } else {
-            (None, norm(&format!("{p}.post_attention_layernorm.weight"), d)?, None)
+            (
+                None,
+                norm(&format!("{p}.post_attention_layernorm.weight"), d)?,
+                None,
+            )
         };
-        blocks.push(BlockWeights { ln1: norm(&format!("{p}.input_layernorm.weight"), d)?, attn, ln1_post, ln2, mlp, ln2_post });
+        blocks.push(BlockWeights {
+            ln1: norm(&format!("{p}.input_layernorm.weight"), d)?,
+            attn,
+            ln1_post,
+            ln2,
+            mlp,
+            ln2_post,
+        });
     }
     let embed = get("model.embed_tokens.weight", &[cfg.d_vocab, d])?;
     // Tied checkpoints usually omit lm_head.weight; some store a copy anyway, which we ignore.
-    let unembed = if cfg.tie_embeddings { embed.clone() } else { get("lm_head.weight", &[cfg.d_vocab, d])? };
-    Ok(TransformerWeights { embed, blocks, ln_final: norm("model.norm.weight", d)?, unembed })
+    let unembed = if cfg.tie_embeddings {
+        embed.clone()
+    } else {
+        get("lm_head.weight", &[cfg.d_vocab, d])?
+    };
+    Ok(TransformerWeights {
+        embed,
+        blocks,
+        ln_final: norm("model.norm.weight", d)?,
+        unembed,
+    })
 }

@@ -28,7 +28,12 @@ impl CacheFilter {
 
     /// Keep every hook of every layer.
     pub fn all() -> Self {
-        CacheFilter { sites: Site::ALL.into_iter().collect(), embed: true, ln_final: true, layers: None }
+        CacheFilter {
+            sites: Site::ALL.into_iter().collect(),
+            embed: true,
+            ln_final: true,
+            layers: None,
+        }
     }
 
     /// What the linearised backward needs: norm scales, attention patterns, the residual at
@@ -60,7 +65,10 @@ impl CacheFilter {
 
     /// Keep exactly these hooks (the layer of each block hook is honoured).
     pub fn only(hooks: impl IntoIterator<Item = HookName>) -> Self {
-        let mut f = CacheFilter { layers: Some(BTreeSet::new()), ..Default::default() };
+        let mut f = CacheFilter {
+            layers: Some(BTreeSet::new()),
+            ..Default::default()
+        };
         for h in hooks {
             match h {
                 HookName::Embed => f.embed = true,
@@ -109,7 +117,11 @@ pub struct ActivationCache {
 
 impl ActivationCache {
     pub(crate) fn new(pad: Vec<usize>, len: Vec<usize>) -> Self {
-        ActivationCache { tensors: BTreeMap::new(), pad, len }
+        ActivationCache {
+            tensors: BTreeMap::new(),
+            pad,
+            len,
+        }
     }
 
     pub(crate) fn insert(&mut self, hook: HookName, t: Tensor) {
@@ -119,7 +131,9 @@ impl ActivationCache {
     /// The cached tensor, or an error naming the hook and how to get it cached.
     pub fn get(&self, hook: HookName) -> Result<&Tensor> {
         self.tensors.get(&hook).ok_or_else(|| {
-            Error::Input(format!("hook `{hook}` was not cached; include it in the CacheFilter of the forward pass"))
+            Error::Input(format!(
+                "hook `{hook}` was not cached; include it in the CacheFilter of the forward pass"
+            ))
         })
     }
 
@@ -145,7 +159,10 @@ impl ActivationCache {
 
     /// Bytes held by the cached tensors.
     pub fn memory_bytes(&self) -> usize {
-        self.tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum()
+        self.tensors
+            .values()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
     }
 
     /// The rows of batch item `b` for one hook, in unpadded positions: `[len, ...]`
@@ -154,12 +171,22 @@ impl ActivationCache {
         let t = self.get(hook)?;
         let (pad, len) = match (self.pad.get(b), self.len.get(b)) {
             (Some(&p), Some(&l)) => (p, l),
-            _ => return Err(Error::Input(format!("batch item {b} out of range ({} items)", self.pad.len()))),
+            _ => {
+                return Err(Error::Input(format!(
+                    "batch item {b} out of range ({} items)",
+                    self.pad.len()
+                )))
+            }
         };
-        let ctx = |e| Error::Candle { context: format!("slicing `{hook}` for batch item {b}"), source: e };
+        let ctx = |e| Error::Candle {
+            context: format!("slicing `{hook}` for batch item {b}"),
+            source: e,
+        };
         let t = t.get(b).map_err(ctx)?;
         if matches!(hook, HookName::Block(_, Site::AttnPattern)) {
-            t.narrow(1, pad, len).and_then(|t| t.narrow(2, pad, len)).map_err(ctx)
+            t.narrow(1, pad, len)
+                .and_then(|t| t.narrow(2, pad, len))
+                .map_err(ctx)
         } else {
             t.narrow(0, pad, len).map_err(ctx)
         }
@@ -181,6 +208,9 @@ mod tests {
         assert!(!only.wants(HookName::Block(1, Site::MlpPost)));
         assert!(!only.wants(HookName::Embed));
         let attr = CacheFilter::attribution().layers([2]);
-        assert!(attr.wants(HookName::Block(2, Site::Ln1Scale)) && !attr.wants(HookName::Block(1, Site::Ln1Scale)));
+        assert!(
+            attr.wants(HookName::Block(2, Site::Ln1Scale))
+                && !attr.wants(HookName::Block(1, Site::Ln1Scale))
+        );
     }
 }

@@ -28,8 +28,12 @@ pub enum Architecture {
 
 impl Architecture {
     /// Every supported architecture.
-    pub const ALL: [Architecture; 4] =
-        [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Gemma2];
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Llama,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+        Architecture::Gemma2,
+    ];
 
     /// The class name transformers uses.
     pub fn hf_name(self) -> &'static str {
@@ -186,7 +190,10 @@ impl HfConfig {
                 path: path.to_path_buf(),
                 what: "every HuggingFace model directory has a config.json".into(),
             },
-            _ => Error::BadFile { path: path.to_path_buf(), reason: e.to_string() },
+            _ => Error::BadFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            },
         })?;
         serde_json::from_str(&text).map_err(|e| Error::BadFile {
             path: path.to_path_buf(),
@@ -202,7 +209,11 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn err(&self, field: &str, reason: impl Into<String>) -> Error {
-        Error::BadConfig { path: self.path.to_path_buf(), field: field.into(), reason: reason.into() }
+        Error::BadConfig {
+            path: self.path.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 
     fn req<T: Copy>(&self, v: Option<T>, field: &str) -> Result<T> {
@@ -224,13 +235,21 @@ impl Resolver<'_> {
             (_, Some(s)) if !s.is_null() => (Some(s), "rope_scaling"),
             _ => (None, "rope_scaling"),
         };
-        let theta_inner = params.and_then(|p| p.get("rope_theta")).and_then(Value::as_f64);
+        let theta_inner = params
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(Value::as_f64);
         let theta = hf.rope_theta.or(theta_inner).unwrap_or(10000.0);
         if !(theta.is_finite() && theta > 0.0) {
-            return Err(self.err("rope_theta", format!("must be a positive number, found {theta}")));
+            return Err(self.err(
+                "rope_theta",
+                format!("must be a positive number, found {theta}"),
+            ));
         }
         let Some(p) = params else {
-            return Ok(RopeConfig { theta, scaling: RopeScaling::None });
+            return Ok(RopeConfig {
+                theta,
+                scaling: RopeScaling::None,
+            });
         };
         let kind = p
             .get("rope_type")
@@ -238,13 +257,18 @@ impl Resolver<'_> {
             .and_then(Value::as_str)
             .unwrap_or("default");
         let num = |key: &str| -> Result<f64> {
-            p.get(key)
-                .and_then(Value::as_f64)
-                .ok_or_else(|| self.err(&format!("{field}.{key}"), format!("required for rope_type `{kind}`")))
+            p.get(key).and_then(Value::as_f64).ok_or_else(|| {
+                self.err(
+                    &format!("{field}.{key}"),
+                    format!("required for rope_type `{kind}`"),
+                )
+            })
         };
         let scaling = match kind {
             "default" => RopeScaling::None,
-            "linear" => RopeScaling::Linear { factor: num("factor")? },
+            "linear" => RopeScaling::Linear {
+                factor: num("factor")?,
+            },
             "llama3" => RopeScaling::Llama3 {
                 factor: num("factor")?,
                 low_freq_factor: num("low_freq_factor")?,
@@ -273,17 +297,28 @@ impl Resolver<'_> {
             "silu" | "swish" => Ok(Activation::Silu),
             "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Ok(Activation::GeluTanh),
             "gelu" => Ok(Activation::GeluErf),
-            other => Err(self.err(field, format!("activation `{other}` not supported (silu, gelu_pytorch_tanh, gelu)"))),
+            other => Err(self.err(
+                field,
+                format!("activation `{other}` not supported (silu, gelu_pytorch_tanh, gelu)"),
+            )),
         }
     }
 
-    fn sliding(&self, hf: &HfConfig, arch: Architecture, n_layers: usize) -> Result<Vec<Option<usize>>> {
+    fn sliding(
+        &self,
+        hf: &HfConfig,
+        arch: Architecture,
+        n_layers: usize,
+    ) -> Result<Vec<Option<usize>>> {
         let window = || self.positive(hf.sliding_window, "sliding_window");
         if let Some(types) = &hf.layer_types {
             if types.len() != n_layers {
                 return Err(self.err(
                     "layer_types",
-                    format!("has {} entries but num_hidden_layers is {n_layers}", types.len()),
+                    format!(
+                        "has {} entries but num_hidden_layers is {n_layers}",
+                        types.len()
+                    ),
                 ));
             }
             return types
@@ -314,7 +349,10 @@ impl Resolver<'_> {
 fn token_id(v: &Option<Value>) -> Option<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
-        Some(Value::Array(a)) => a.first().and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
+        Some(Value::Array(a)) => a
+            .first()
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok()),
         _ => None,
     }
 }
@@ -334,11 +372,18 @@ impl ModelConfig {
             .architectures
             .as_ref()
             .and_then(|a| a.first())
-            .ok_or_else(|| r.err("architectures", format!("missing; supported: {}", supported())))?;
-        let architecture = Architecture::from_hf_name(arch_name).ok_or_else(|| Error::UnsupportedArchitecture {
-            path: PathBuf::from(path),
-            arch: arch_name.clone(),
-            supported: supported(),
+            .ok_or_else(|| {
+                r.err(
+                    "architectures",
+                    format!("missing; supported: {}", supported()),
+                )
+            })?;
+        let architecture = Architecture::from_hf_name(arch_name).ok_or_else(|| {
+            Error::UnsupportedArchitecture {
+                path: PathBuf::from(path),
+                arch: arch_name.clone(),
+                supported: supported(),
+            }
         })?;
         let d_model = r.positive(hf.hidden_size, "hidden_size")?;
         let n_layers = r.positive(hf.num_hidden_layers, "num_hidden_layers")?;
@@ -347,7 +392,7 @@ impl ModelConfig {
             Some(_) => r.positive(hf.num_key_value_heads, "num_key_value_heads")?,
             None => n_heads,
         };
-        if n_heads % n_kv_heads != 0 {
+        if !n_heads.is_multiple_of(n_kv_heads) {
             return Err(r.err(
                 "num_key_value_heads",
                 format!("{n_kv_heads} does not divide num_attention_heads = {n_heads}"),
@@ -364,12 +409,20 @@ impl ModelConfig {
             }
         };
         if d_head % 2 != 0 {
-            return Err(r.err("head_dim", format!("rotary embeddings need an even head_dim, found {d_head}")));
+            return Err(r.err(
+                "head_dim",
+                format!("rotary embeddings need an even head_dim, found {d_head}"),
+            ));
         }
         let gemma = architecture == Architecture::Gemma2;
         let attn_scale = match (gemma, hf.query_pre_attn_scalar) {
             (true, Some(s)) if s > 0.0 => s.powf(-0.5),
-            (true, Some(s)) => return Err(r.err("query_pre_attn_scalar", format!("must be positive, found {s}"))),
+            (true, Some(s)) => {
+                return Err(r.err(
+                    "query_pre_attn_scalar",
+                    format!("must be positive, found {s}"),
+                ))
+            }
             _ => (d_head as f64).powf(-0.5),
         };
         let attention_bias = hf.attention_bias.unwrap_or(false);
@@ -392,8 +445,16 @@ impl ModelConfig {
             embed_scale: gemma.then(|| (d_model as f64).sqrt()),
             rope: r.rope(hf)?,
             attn_scale,
-            attn_softcap: if gemma { hf.attn_logit_softcapping } else { None },
-            final_softcap: if gemma { hf.final_logit_softcapping } else { None },
+            attn_softcap: if gemma {
+                hf.attn_logit_softcapping
+            } else {
+                None
+            },
+            final_softcap: if gemma {
+                hf.final_logit_softcapping
+            } else {
+                None
+            },
             sliding_window: r.sliding(hf, architecture, n_layers)?,
             activation: r.activation(hf, architecture)?,
             qkv_bias,
@@ -415,7 +476,13 @@ impl ModelConfig {
 
     /// Parameter count (tied embeddings counted once).
     pub fn n_params(&self) -> usize {
-        let (d, h, kv, dh, f) = (self.d_model, self.n_heads, self.n_kv_heads, self.d_head, self.d_mlp);
+        let (d, h, kv, dh, f) = (
+            self.d_model,
+            self.n_heads,
+            self.n_kv_heads,
+            self.d_head,
+            self.d_mlp,
+        );
         let attn = d * h * dh * 2 + d * kv * dh * 2;
         let mlp = 3 * d * f;
         let norms = d * if self.post_norms { 4 } else { 2 } + if self.qk_norm { 2 * dh } else { 0 };
@@ -441,10 +508,15 @@ mod tests {
     #[test]
     fn llama3_rope_from_legacy_and_v5_layouts() {
         let a = resolve(LLAMA).unwrap();
-        let v5 = LLAMA.replace(
-            r#""rope_theta":500000.0,"rope_scaling""#,
-            r#""rope_parameters""#,
-        ).replace(r#""rope_type":"llama3"}"#, r#""rope_type":"llama3","rope_theta":500000.0}"#);
+        let v5 = LLAMA
+            .replace(
+                r#""rope_theta":500000.0,"rope_scaling""#,
+                r#""rope_parameters""#,
+            )
+            .replace(
+                r#""rope_type":"llama3"}"#,
+                r#""rope_type":"llama3","rope_theta":500000.0}"#,
+            );
         let b = resolve(&v5).unwrap();
         assert_eq!(a.rope, b.rope);
         assert_eq!(a.rope.theta, 500000.0);
@@ -455,26 +527,48 @@ mod tests {
 
     #[test]
     fn unknown_architecture_lists_supported() {
-        let e = resolve(&LLAMA.replace("LlamaForCausalLM", "MistralForCausalLM")).unwrap_err().to_string();
-        assert!(e.contains("MistralForCausalLM") && e.contains("Gemma2ForCausalLM") && e.contains("Qwen3ForCausalLM"), "{e}");
+        let e = resolve(&LLAMA.replace("LlamaForCausalLM", "MistralForCausalLM"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("MistralForCausalLM")
+                && e.contains("Gemma2ForCausalLM")
+                && e.contains("Qwen3ForCausalLM"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_fields_are_named() {
-        let e = resolve(&LLAMA.replace(r#""hidden_size":64,"#, "")).unwrap_err().to_string();
+        let e = resolve(&LLAMA.replace(r#""hidden_size":64,"#, ""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`hidden_size`") && e.contains("missing"), "{e}");
-        let e = resolve(&LLAMA.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#)).unwrap_err().to_string();
-        assert!(e.contains("num_key_value_heads") && e.contains("does not divide"), "{e}");
-        let e = resolve(&LLAMA.replace("llama3", "yarn")).unwrap_err().to_string();
-        assert!(e.contains("rope_scaling.rope_type") && e.contains("yarn"), "{e}");
+        let e = resolve(&LLAMA.replace(r#""num_key_value_heads":2"#, r#""num_key_value_heads":3"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("num_key_value_heads") && e.contains("does not divide"),
+            "{e}"
+        );
+        let e = resolve(&LLAMA.replace("llama3", "yarn"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rope_scaling.rope_type") && e.contains("yarn"),
+            "{e}"
+        );
     }
 
     #[test]
     fn gemma2_defaults_alternate_sliding_layers() {
-        let c = resolve(r#"{"architectures":["Gemma2ForCausalLM"],"hidden_size":64,"num_hidden_layers":4,
+        let c = resolve(
+            r#"{"architectures":["Gemma2ForCausalLM"],"hidden_size":64,"num_hidden_layers":4,
             "num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"intermediate_size":128,
             "vocab_size":100,"query_pre_attn_scalar":256,"sliding_window":4096,
-            "attn_logit_softcapping":50.0,"final_logit_softcapping":30.0}"#).unwrap();
+            "attn_logit_softcapping":50.0,"final_logit_softcapping":30.0}"#,
+        )
+        .unwrap();
         assert_eq!(c.sliding_window, vec![Some(4096), None, Some(4096), None]);
         assert!((c.attn_scale - 1.0 / 16.0).abs() < 1e-12);
         assert!(c.tie_embeddings && c.norm_offset && c.post_norms);

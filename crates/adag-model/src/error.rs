@@ -28,10 +28,18 @@ pub enum Error {
     // ---- config.json ----
     /// A config field is absent, has the wrong type, or an unsupported value.
     #[error("{path}: field `{field}`: {reason}")]
-    BadConfig { path: PathBuf, field: String, reason: String },
+    BadConfig {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
     /// The architecture in config.json is not one adag implements.
     #[error("{path}: unsupported architecture `{arch}`; supported: {supported}")]
-    UnsupportedArchitecture { path: PathBuf, arch: String, supported: String },
+    UnsupportedArchitecture {
+        path: PathBuf,
+        arch: String,
+        supported: String,
+    },
 
     // ---- weights ----
     /// A tensor the architecture needs is absent from every shard.
@@ -39,7 +47,12 @@ pub enum Error {
     MissingTensor { name: String, files: String },
     /// A tensor exists with a shape the config does not predict.
     #[error("tensor `{name}` in {file}: expected shape {expected:?} (from config.json), found {actual:?}")]
-    TensorShape { name: String, file: PathBuf, expected: Vec<usize>, actual: Vec<usize> },
+    TensorShape {
+        name: String,
+        file: PathBuf,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
 
     // ---- tokenizer and input ----
     /// Tokenizer loading, encoding or decoding failed.
@@ -55,7 +68,11 @@ pub enum Error {
     // ---- tensors ----
     /// A tensor operation failed; `context` says which step.
     #[error("{context}: {source}")]
-    Candle { context: String, #[source] source: candle_core::Error },
+    Candle {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
 }
 
 /// Attaches a description of the failing step to candle errors.
@@ -68,7 +85,10 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::result::Result<T, candle_core::Error> {
     fn context_with(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Candle { context: what(), source })
+        self.map_err(|source| Error::Candle {
+            context: what(),
+            source,
+        })
     }
     fn context(self, what: &str) -> Result<T> {
         self.context_with(|| what.to_string())

@@ -22,8 +22,9 @@ impl Linear {
     /// Applies the map to `x` of shape `[..., in]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dims = x.dims().to_vec();
-        let (&d_in, lead) =
-            dims.split_last().ok_or_else(|| candle_core::Error::Msg("linear input is a scalar".into()))?;
+        let (&d_in, lead) = dims
+            .split_last()
+            .ok_or_else(|| candle_core::Error::Msg("linear input is a scalar".into()))?;
         let rows: usize = lead.iter().product();
         let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
@@ -74,12 +75,18 @@ impl RmsNorm {
 
 /// Inverse frequencies `[d_head/2]` of rotary embeddings, with the configured rescaling.
 pub fn rope_inv_freq(rope: &RopeConfig, d_head: usize) -> Vec<f64> {
-    let base: Vec<f64> =
-        (0..d_head / 2).map(|i| 1.0 / rope.theta.powf((2 * i) as f64 / d_head as f64)).collect();
+    let base: Vec<f64> = (0..d_head / 2)
+        .map(|i| 1.0 / rope.theta.powf((2 * i) as f64 / d_head as f64))
+        .collect();
     match rope.scaling {
         RopeScaling::None => base,
         RopeScaling::Linear { factor } => base.iter().map(|f| f / factor).collect(),
-        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
             let old = original_max_position_embeddings;
             let low_freq_wavelen = old / low_freq_factor;
             let high_freq_wavelen = old / high_freq_factor;
@@ -91,7 +98,8 @@ pub fn rope_inv_freq(rope: &RopeConfig, d_head: usize) -> Vec<f64> {
                     } else if wavelen > low_freq_wavelen {
                         f / factor
                     } else {
-                        let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        let smooth = (old / wavelen - low_freq_factor)
+                            / (high_freq_factor - low_freq_factor);
                         (1.0 - smooth) * f / factor + smooth * f
                     }
                 })
@@ -110,7 +118,10 @@ pub struct Rope {
 impl Rope {
     /// Prepares the frequencies; tables are built per call for the positions in use.
     pub fn new(rope: &RopeConfig, d_head: usize, device: &Device) -> Self {
-        Rope { inv_freq: rope_inv_freq(rope, d_head), device: device.clone() }
+        Rope {
+            inv_freq: rope_inv_freq(rope, d_head),
+            device: device.clone(),
+        }
     }
 
     /// `(cos, sin)` of shape `[batch, 1, pos, d_head]` for integer `positions[b][p]`, in `dtype`.
@@ -125,7 +136,11 @@ impl Rope {
             for &pos in row {
                 // transformers computes the angle in f32; doing the same keeps parity at long
                 // positions, where f32 angle rounding is larger than the tolerance.
-                let angles: Vec<f32> = self.inv_freq.iter().map(|&f| (f as f32) * (pos as f32)).collect();
+                let angles: Vec<f32> = self
+                    .inv_freq
+                    .iter()
+                    .map(|&f| (f as f32) * (pos as f32))
+                    .collect();
                 for _ in 0..2 {
                     cos.extend(angles.iter().map(|a| a.cos()));
                     sin.extend(angles.iter().map(|a| a.sin()));
@@ -133,8 +148,12 @@ impl Rope {
             }
         }
         let shape = (b, 1, p, 2 * half);
-        let cos = Tensor::from_vec(cos, shape, &self.device).and_then(|t| t.to_dtype(dtype)).context("rope cos table")?;
-        let sin = Tensor::from_vec(sin, shape, &self.device).and_then(|t| t.to_dtype(dtype)).context("rope sin table")?;
+        let cos = Tensor::from_vec(cos, shape, &self.device)
+            .and_then(|t| t.to_dtype(dtype))
+            .context("rope cos table")?;
+        let sin = Tensor::from_vec(sin, shape, &self.device)
+            .and_then(|t| t.to_dtype(dtype))
+            .context("rope sin table")?;
         Ok((cos, sin))
     }
 }
@@ -163,7 +182,13 @@ mod tests {
                 original_max_position_embeddings: 64.0,
             },
         };
-        let plain = rope_inv_freq(&RopeConfig { theta: 10000.0, scaling: RopeScaling::None }, 16);
+        let plain = rope_inv_freq(
+            &RopeConfig {
+                theta: 10000.0,
+                scaling: RopeScaling::None,
+            },
+            16,
+        );
         let scaled = rope_inv_freq(&rope, 16);
         for (p, s) in plain.iter().zip(&scaled) {
             let wavelen = 2.0 * std::f64::consts::PI / p;
@@ -181,7 +206,11 @@ mod tests {
     fn rmsnorm_scale_is_root_mean_square() -> candle_core::Result<()> {
         let dev = Device::Cpu;
         let x = Tensor::new(&[[3.0f32, 4.0]], &dev)?;
-        let n = RmsNorm { weight: Tensor::new(&[1.0f32, 2.0], &dev)?, eps: 0.0, offset: false };
+        let n = RmsNorm {
+            weight: Tensor::new(&[1.0f32, 2.0], &dev)?,
+            eps: 0.0,
+            offset: false,
+        };
         let (y, s) = n.forward(&x)?;
         let s = s.flatten_all()?.to_vec1::<f32>()?[0];
         assert!((s - (12.5f32).sqrt()).abs() < 1e-6);

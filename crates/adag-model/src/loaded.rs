@@ -21,6 +21,10 @@ impl LoadedModel {
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
         let model = Transformer::load(dir, opts)?;
         let tokenizer = ModelTokenizer::from_dir(dir)?;
-        Ok(LoadedModel { dir: dir.to_path_buf(), model, tokenizer })
+        Ok(LoadedModel {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+        })
     }
 }

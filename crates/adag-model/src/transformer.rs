@@ -35,7 +35,9 @@ impl Batch {
             return Err(Error::Input("empty batch: no sequences given".into()));
         }
         if let Some(i) = tokens.iter().position(Vec::is_empty) {
-            return Err(Error::Input(format!("sequence {i} of the batch has no tokens (empty prompt?)")));
+            return Err(Error::Input(format!(
+                "sequence {i} of the batch has no tokens (empty prompt?)"
+            )));
         }
         let width = tokens.iter().map(Vec::len).max().unwrap_or(0);
         let pad = tokens.iter().map(|t| width - t.len()).collect();
@@ -70,7 +72,11 @@ impl Batch {
     fn positions(&self) -> Vec<Vec<u32>> {
         self.pad
             .iter()
-            .map(|&pad| (0..self.width).map(|i| i.saturating_sub(pad) as u32).collect())
+            .map(|&pad| {
+                (0..self.width)
+                    .map(|i| i.saturating_sub(pad) as u32)
+                    .collect()
+            })
             .collect()
     }
 
@@ -108,13 +114,19 @@ impl ForwardOutput {
     /// Logits of batch item `b` at its real positions: `[len, d_vocab]`.
     pub fn item_logits(&self, b: usize) -> Result<Tensor> {
         let (pad, len) = (self.cache.pad[b], self.cache.len[b]);
-        self.logits.get(b).and_then(|t| t.narrow(0, pad, len)).context("slicing logits")
+        self.logits
+            .get(b)
+            .and_then(|t| t.narrow(0, pad, len))
+            .context("slicing logits")
     }
 
     /// Next-token logits of batch item `b` (its last position): `[d_vocab]`.
     pub fn last_logits(&self, b: usize) -> Result<Tensor> {
         let w = self.logits.dim(1).context("logits shape")?;
-        self.logits.get(b).and_then(|t| t.get(w - 1)).context("slicing logits")
+        self.logits
+            .get(b)
+            .and_then(|t| t.get(w - 1))
+            .context("slicing logits")
     }
 }
 
@@ -129,7 +141,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { dtype: DType::F32, device: Device::Cpu }
+        LoadOptions {
+            dtype: DType::F32,
+            device: Device::Cpu,
+        }
     }
 }
 
@@ -156,8 +171,34 @@ impl Transformer {
     /// Builds the model from a resolved config and opened weight files.
     pub fn from_files(cfg: ModelConfig, files: &WeightFiles, opts: &LoadOptions) -> Result<Self> {
         let weights = arch::load(&cfg, files, opts.dtype, &opts.device)?;
+        Ok(Self::from_weights(cfg, weights, opts))
+    }
+
+    /// Assembles a model from weights already in canonical form (shapes are trusted).
+    pub fn from_weights(cfg: ModelConfig, weights: TransformerWeights, opts: &LoadOptions) -> Self {
         let rope = Rope::new(&cfg.rope, cfg.d_head, &opts.device);
-        Ok(Transformer { cfg, weights, rope, dtype: opts.dtype, device: opts.device.clone() })
+        Transformer {
+            cfg,
+            weights,
+            rope,
+            dtype: opts.dtype,
+            device: opts.device.clone(),
+        }
+    }
+
+    /// Floating-point operations of one forward pass over `batch × pos` tokens (multiply-adds
+    /// counted as two), as computed: attention scores over the full padded square.
+    pub fn forward_flops(&self, batch: usize, pos: usize) -> f64 {
+        let c = &self.cfg;
+        let (d, hq, hkv) = (
+            c.d_model as f64,
+            (c.n_heads * c.d_head) as f64,
+            (c.n_kv_heads * c.d_head) as f64,
+        );
+        let per_token_layer =
+            2.0 * (d * hq * 2.0 + d * hkv * 2.0 + 3.0 * d * c.d_mlp as f64) + 4.0 * pos as f64 * hq;
+        let tokens = (batch * pos) as f64;
+        tokens * (c.n_layers as f64 * per_token_layer + 2.0 * d * c.d_vocab as f64)
     }
 
     /// Dtype of weights and activations.
@@ -172,14 +213,23 @@ impl Transformer {
 
     /// Logits `[len, d_vocab]` for one sequence, nothing cached.
     pub fn logits(&self, tokens: &[u32]) -> Result<Tensor> {
-        self.forward(&Batch::single(tokens)?, &CacheFilter::none())?.item_logits(0)
+        self.forward(&Batch::single(tokens)?, &CacheFilter::none())?
+            .item_logits(0)
     }
 
     /// Runs the batch, keeping the hooks `filter` selects.
     pub fn forward(&self, batch: &Batch, filter: &CacheFilter) -> Result<ForwardOutput> {
         let cfg = &self.cfg;
-        if let Some(&bad) = batch.tokens.iter().flatten().find(|&&t| t as usize >= cfg.d_vocab) {
-            return Err(Error::Input(format!("token id {bad} is out of range: the model's vocabulary has {} entries", cfg.d_vocab)));
+        if let Some(&bad) = batch
+            .tokens
+            .iter()
+            .flatten()
+            .find(|&&t| t as usize >= cfg.d_vocab)
+        {
+            return Err(Error::Input(format!(
+                "token id {bad} is out of range: the model's vocabulary has {} entries",
+                cfg.d_vocab
+            )));
         }
         let (b, w) = (batch.size(), batch.width);
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
@@ -190,7 +240,12 @@ impl Transformer {
         };
 
         let ids = Tensor::from_vec(batch.padded_ids(), b * w, &self.device).context("token ids")?;
-        let mut h = self.weights.embed.index_select(&ids, 0).and_then(|t| t.reshape((b, w, cfg.d_model))).context("embedding lookup")?;
+        let mut h = self
+            .weights
+            .embed
+            .index_select(&ids, 0)
+            .and_then(|t| t.reshape((b, w, cfg.d_model)))
+            .context("embedding lookup")?;
         if let Some(scale) = cfg.embed_scale {
             // transformers multiplies by sqrt(d_model) rounded to the activation dtype.
             let s = Tensor::new(&[scale as f32], &self.device)
@@ -210,14 +265,19 @@ impl Transformer {
                 None => &full_mask,
                 Some(win) => match window_masks.entry(win) {
                     std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => e.insert(batch.mask(Some(win), &self.device)?),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(batch.mask(Some(win), &self.device)?)
+                    }
                 },
             };
             let ctx = |what: &str| format!("layer {l}: {what}");
             h = self
                 .block(l, block, &h, &cos, &sin, mask, &mut keep)
                 .map_err(|e| match e {
-                    Error::Candle { context, source } => Error::Candle { context: ctx(&context), source },
+                    Error::Candle { context, source } => Error::Candle {
+                        context: ctx(&context),
+                        source,
+                    },
                     other => other,
                 })?;
         }
@@ -225,10 +285,17 @@ impl Transformer {
         let (x, scale) = self.weights.ln_final.forward(&h).context("final norm")?;
         keep(HookName::LnFinalScale, &scale);
         keep(HookName::LnFinalNormalized, &x);
-        let unembed = crate::layers::Linear { weight: self.weights.unembed.clone(), bias: None };
-        let mut logits = unembed.forward(&x).and_then(|t| t.to_dtype(DType::F32)).context("unembedding")?;
+        let unembed = crate::layers::Linear {
+            weight: self.weights.unembed.clone(),
+            bias: None,
+        };
+        let mut logits = unembed
+            .forward(&x)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .context("unembedding")?;
         if let Some(cap) = cfg.final_softcap {
-            logits = ((logits / cap).and_then(|t| t.tanh()).and_then(|t| t * cap)).context("final logit soft-cap")?;
+            logits = ((logits / cap).and_then(|t| t.tanh()).and_then(|t| t * cap))
+                .context("final logit soft-cap")?;
         }
         Ok(ForwardOutput { logits, cache })
     }
@@ -294,14 +361,40 @@ impl Transformer {
 
     /// Returns the heads' mixed values `[batch, pos, n_heads·d_head]` and the pattern
     /// `[batch, n_heads, q, k]`.
-    fn attention(&self, w: &BlockWeights, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)> {
+    fn attention(
+        &self,
+        w: &BlockWeights,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3().context("attention input")?;
         let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
-        let heads = |y: Tensor, n: usize| y.reshape((b, t, n, dh)).and_then(|y| y.transpose(1, 2)).and_then(|y| y.contiguous());
-        let mut q = w.attn.q.forward(x).and_then(|y| heads(y, h)).context("q_proj")?;
-        let mut k = w.attn.k.forward(x).and_then(|y| heads(y, kv)).context("k_proj")?;
-        let v = w.attn.v.forward(x).and_then(|y| heads(y, kv)).context("v_proj")?;
+        let heads = |y: Tensor, n: usize| {
+            y.reshape((b, t, n, dh))
+                .and_then(|y| y.transpose(1, 2))
+                .and_then(|y| y.contiguous())
+        };
+        let mut q = w
+            .attn
+            .q
+            .forward(x)
+            .and_then(|y| heads(y, h))
+            .context("q_proj")?;
+        let mut k = w
+            .attn
+            .k
+            .forward(x)
+            .and_then(|y| heads(y, kv))
+            .context("k_proj")?;
+        let v = w
+            .attn
+            .v
+            .forward(x)
+            .and_then(|y| heads(y, kv))
+            .context("v_proj")?;
         if let Some(n) = &w.attn.q_norm {
             q = n.forward(&q).context("q_norm")?.0;
         }
@@ -312,7 +405,9 @@ impl Transformer {
         let k = apply_rope(&k, cos, sin).context("rotary embedding of keys")?;
         // Query heads h·rep..(h+1)·rep share key/value head h: fold them into the row dimension
         // instead of copying keys and values `rep` times.
-        let q = q.reshape((b, kv, rep * t, dh)).context("grouping query heads")?;
+        let q = q
+            .reshape((b, kv, rep * t, dh))
+            .context("grouping query heads")?;
         let scores = q
             .matmul(&k.t().context("keys transpose")?)
             .and_then(|s| s.reshape((b, h, t, t)))
@@ -320,7 +415,8 @@ impl Transformer {
             .and_then(|s| s.to_dtype(DType::F32))
             .context("attention scores")?;
         let scores = match cfg.attn_softcap {
-            Some(cap) => ((scores / cap).and_then(|s| s.tanh()).and_then(|s| s * cap)).context("attention soft-cap")?,
+            Some(cap) => ((scores / cap).and_then(|s| s.tanh()).and_then(|s| s * cap))
+                .context("attention soft-cap")?,
             None => scores,
         };
         let pattern = scores
@@ -341,5 +437,6 @@ impl Transformer {
 
 /// Softmax over the last dimension in f32: next-token probabilities from logits.
 pub fn probabilities(logits: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32).context("softmax")?).context("softmax")
+    candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32).context("softmax")?)
+        .context("softmax")
 }

@@ -32,20 +32,29 @@ impl WeightFiles {
         } else {
             return Err(Error::MissingFile {
                 path: single,
-                what: format!("no weights: expected model.safetensors or model.safetensors.index.json in {}", dir.display()),
+                what: format!(
+                    "no weights: expected model.safetensors or model.safetensors.index.json in {}",
+                    dir.display()
+                ),
             });
         };
         let mut files = Vec::with_capacity(paths.len());
         let mut route = HashMap::new();
         for path in paths {
             if !path.exists() {
-                return Err(Error::MissingFile { path, what: "shard listed in model.safetensors.index.json".into() });
+                return Err(Error::MissingFile {
+                    path,
+                    what: "shard listed in model.safetensors.index.json".into(),
+                });
             }
             // SAFETY: the file is mapped read-only; adag never writes model files, and a file
             // changed underneath a running process is outside what any mmap loader can guard.
             let st = unsafe { MmapedSafetensors::new(&path) }.map_err(|e| Error::BadFile {
                 path: path.clone(),
-                reason: format!("not a valid safetensors file (truncated or corrupt?): {}", root_cause(&e)),
+                reason: format!(
+                    "not a valid safetensors file (truncated or corrupt?): {}",
+                    root_cause(&e)
+                ),
             })?;
             for (name, _) in st.tensors() {
                 route.insert(name, files.len());
@@ -57,7 +66,11 @@ impl WeightFiles {
 
     /// The list of files, for messages.
     pub fn describe(&self) -> String {
-        let names: Vec<String> = self.files.iter().map(|(p, _)| p.display().to_string()).collect();
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
         names.join(", ")
     }
 
@@ -67,13 +80,21 @@ impl WeightFiles {
     }
 
     /// Loads `name`, checking it has `shape`, converted to `dtype` on `device`.
-    pub fn load(&self, name: &str, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        let &i = self
-            .route
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), files: self.describe() })?;
+    pub fn load(
+        &self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let &i = self.route.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            files: self.describe(),
+        })?;
         let (path, st) = &self.files[i];
-        let view = st.get(name).context_with(|| format!("reading tensor `{name}` from {}", path.display()))?;
+        let view = st
+            .get(name)
+            .context_with(|| format!("reading tensor `{name}` from {}", path.display()))?;
         if view.shape() != shape {
             return Err(Error::TensorShape {
                 name: name.to_string(),
@@ -102,8 +123,10 @@ struct ShardIndex {
 }
 
 fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index)
-        .map_err(|e| Error::BadFile { path: index.to_path_buf(), reason: e.to_string() })?;
+    let text = std::fs::read_to_string(index).map_err(|e| Error::BadFile {
+        path: index.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let idx: ShardIndex = serde_json::from_str(&text).map_err(|e| Error::BadFile {
         path: index.to_path_buf(),
         reason: format!("expected {{\"weight_map\": {{tensor: file}}}}: {e}"),
@@ -112,17 +135,41 @@ fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
     names.sort();
     names.dedup();
     if names.is_empty() {
-        return Err(Error::BadFile { path: index.to_path_buf(), reason: "weight_map is empty".into() });
+        return Err(Error::BadFile {
+            path: index.to_path_buf(),
+            reason: "weight_map is empty".into(),
+        });
     }
     names
         .into_iter()
         .map(|n| {
             // Shard names are file names inside the model directory, never paths elsewhere.
             if n.contains('/') || n.contains('\\') || n == ".." {
-                Err(Error::BadFile { path: index.to_path_buf(), reason: format!("shard name `{n}` is not a plain file name") })
+                Err(Error::BadFile {
+                    path: index.to_path_buf(),
+                    reason: format!("shard name `{n}` is not a plain file name"),
+                })
             } else {
                 Ok(dir.join(n))
             }
         })
         .collect()
+}
+
+impl WeightFiles {
+    /// How many tensors are stored in each on-disk dtype (e.g. `{"BF16": 291}`).
+    pub fn disk_dtypes(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, st) in &self.files {
+            for (_, view) in st.tensors() {
+                *counts.entry(format!("{:?}", view.dtype())).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Number of shard files.
+    pub fn n_files(&self) -> usize {
+        self.files.len()
+    }
 }

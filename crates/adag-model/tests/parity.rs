@@ -14,7 +14,9 @@ const TOL: f32 = 1e-4;
 const FIXTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma2"];
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
 }
 
 struct Reference {
@@ -25,36 +27,67 @@ struct Reference {
 fn reference(name: &str) -> Reference {
     let dir = fixture(name);
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     let prompts = meta["prompts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect())
+        .map(|p| {
+            p["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as u32)
+                .collect()
+        })
         .collect();
-    let tensors = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
     Reference { prompts, tensors }
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
-    a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Compares every hook of sequence `i` of the reference against `get(hook)`; returns the number
 /// of tensors compared.
-fn compare_sequence(name: &str, r: &Reference, i: usize, logits: &Tensor, get: impl Fn(HookName) -> Tensor) -> usize {
+fn compare_sequence(
+    name: &str,
+    r: &Reference,
+    i: usize,
+    logits: &Tensor,
+    get: impl Fn(HookName) -> Tensor,
+) -> usize {
     let prefix = format!("seq{i}.");
     let mut n = 0;
     for (key, want) in &r.tensors {
-        let Some(hook) = key.strip_prefix(&prefix) else { continue };
+        let Some(hook) = key.strip_prefix(&prefix) else {
+            continue;
+        };
         let got = if hook == "logits" {
             logits.clone()
         } else {
-            get(hook.parse::<HookName>().unwrap_or_else(|e| panic!("{name}: {e}")))
+            get(hook
+                .parse::<HookName>()
+                .unwrap_or_else(|e| panic!("{name}: {e}")))
         };
         let d = max_abs_diff(&got, want);
-        assert!(d <= TOL, "{name} seq{i} {hook}: max |adag - transformers| = {d:e} > {TOL:e}");
+        assert!(
+            d <= TOL,
+            "{name} seq{i} {hook}: max |adag - transformers| = {d:e} > {TOL:e}"
+        );
         n += 1;
     }
     n
@@ -66,11 +99,16 @@ fn every_architecture_matches_transformers_unbatched() {
         let model = Transformer::load(&fixture(name), &LoadOptions::default()).unwrap();
         let r = reference(name);
         for (i, ids) in r.prompts.iter().enumerate() {
-            let out = model.forward(&Batch::single(ids).unwrap(), &CacheFilter::all()).unwrap();
+            let out = model
+                .forward(&Batch::single(ids).unwrap(), &CacheFilter::all())
+                .unwrap();
             let logits = out.item_logits(0).unwrap();
             let n = compare_sequence(name, &r, i, &logits, |h| out.cache.item(h, 0).unwrap());
             // logits + embed-free hooks of every layer: make sure the comparison was not vacuous.
-            assert!(n >= 1 + 10 * model.cfg.n_layers, "{name}: only {n} tensors compared");
+            assert!(
+                n >= 1 + 10 * model.cfg.n_layers,
+                "{name}: only {n} tensors compared"
+            );
         }
     }
 }
@@ -81,7 +119,10 @@ fn every_architecture_matches_transformers_batched_with_left_padding() {
         let model = Transformer::load(&fixture(name), &LoadOptions::default()).unwrap();
         let r = reference(name);
         let batch = Batch::new(r.prompts.clone()).unwrap();
-        assert!(batch.pad.iter().any(|&p| p > 0), "{name}: prompts must differ in length to test padding");
+        assert!(
+            batch.pad.iter().any(|&p| p > 0),
+            "{name}: prompts must differ in length to test padding"
+        );
         let out = model.forward(&batch, &CacheFilter::all()).unwrap();
         for i in 0..r.prompts.len() {
             let logits = out.item_logits(i).unwrap();

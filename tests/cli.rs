@@ -1,0 +1,142 @@
+//! The `adag` binary as a user runs it, on the committed fixtures.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn adag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adag"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run adag")
+}
+
+/// Runs adag, asserts success, returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = adag(args);
+    assert!(
+        out.status.success(),
+        "adag {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs adag, asserts exit status 2 and no panic, returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = adag(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "adag {args:?}: expected a clean error, got:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[test]
+fn inspect_every_fixture() {
+    for (name, arch) in [
+        ("llama", "LlamaForCausalLM"),
+        ("qwen2", "Qwen2ForCausalLM"),
+        ("qwen3", "Qwen3ForCausalLM"),
+        ("gemma2", "Gemma2ForCausalLM"),
+    ] {
+        let dir = format!("fixtures/models/{name}");
+        let text = ok(&["inspect", "--model", &dir]);
+        assert!(text.contains(arch), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&["inspect", "--model", &dir, "--json"])).unwrap();
+        assert_eq!(json["architecture"], arch);
+        assert_eq!(json["tokenizer"]["chat_template"], true);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "-m", "fixtures/models/qwen2", "--json"])).unwrap();
+    assert_eq!(json["weight_files"], 4);
+    assert_eq!(json["tokenizer"]["tokenizer_adds_bos"], false);
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "-m", "fixtures/models/llama", "--json"])).unwrap();
+    assert_eq!(json["tied_embeddings"], true);
+    assert_eq!(json["tokenizer"]["bos"]["token"], "<|begin_of_text|>");
+    assert_eq!(json["tokenizer"]["tokenizer_adds_bos"], true);
+}
+
+#[test]
+fn run_shows_tokens_and_a_distribution() {
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "run",
+        "--model",
+        "fixtures/models/llama",
+        "--prompt",
+        "The capital of Texas is",
+        "--top-k",
+        "7",
+        "--json",
+    ]))
+    .unwrap();
+    let tokens = json["tokens"].as_array().unwrap();
+    assert_eq!(
+        tokens[0]["token"], "<|begin_of_text|>",
+        "Llama's tokenizer adds BOS"
+    );
+    let top = json["top"].as_array().unwrap();
+    assert_eq!(top.len(), 7);
+    let probs: Vec<f64> = top.iter().map(|t| t["prob"].as_f64().unwrap()).collect();
+    assert!(
+        probs.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by probability: {probs:?}"
+    );
+    assert!(probs.iter().sum::<f64>() <= 1.0 + 1e-6);
+
+    let chat: serde_json::Value = serde_json::from_str(&ok(&[
+        "run",
+        "-m",
+        "fixtures/models/qwen3",
+        "-p",
+        "Hi",
+        "--chat",
+        "--json",
+    ]))
+    .unwrap();
+    let toks: Vec<&str> = chat["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(toks[0], "<|im_start|>");
+    assert!(
+        toks.ends_with(&["<|im_start|>", "assistant", "\n"])
+            || toks.join("").ends_with("<|im_start|>assistant\n"),
+        "{toks:?}"
+    );
+
+    let text = ok(&["run", "-m", "fixtures/models/gemma2", "-p", "36+59="]);
+    assert!(
+        text.contains("next token (top 10)") && text.contains("<bos>"),
+        "{text}"
+    );
+}
+
+#[test]
+fn errors_are_clean() {
+    let e = fails(&["run", "-m", "fixtures/models/llama", "-p", ""]);
+    assert!(e.contains("empty"), "{e}");
+    let e = fails(&["inspect", "-m", "fixtures/no-such-model"]);
+    assert!(e.contains("config.json"), "{e}");
+    let e = fails(&[
+        "run",
+        "-m",
+        "fixtures/models/llama",
+        "-p",
+        "x",
+        "--device",
+        "cuda",
+    ]);
+    assert!(e.contains("cuda") || e.contains("CUDA"), "{e}");
+}
