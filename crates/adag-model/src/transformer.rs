@@ -158,6 +158,7 @@ pub struct Transformer {
     rope: Rope,
     dtype: DType,
     device: Device,
+    autograd: bool,
 }
 
 impl Transformer {
@@ -183,7 +184,15 @@ impl Transformer {
             rope,
             dtype: opts.dtype,
             device: opts.device.clone(),
+            autograd: false,
         }
+    }
+
+    /// Makes every op of the forward pass differentiable by candle's autograd (for training,
+    /// and as a test oracle). The default uses a fused softmax that has no backward.
+    pub fn with_autograd(mut self, on: bool) -> Self {
+        self.autograd = on;
+        self
     }
 
     /// Floating-point operations of one forward pass over `batch × pos` tokens (multiply-adds
@@ -421,7 +430,13 @@ impl Transformer {
         };
         let pattern = scores
             .broadcast_add(mask)
-            .and_then(|s| candle_nn::ops::softmax_last_dim(&s))
+            .and_then(|s| {
+                if self.autograd {
+                    candle_nn::ops::softmax(&s, candle_core::D::Minus1)
+                } else {
+                    candle_nn::ops::softmax_last_dim(&s)
+                }
+            })
             .and_then(|p| p.to_dtype(self.dtype))
             .context("attention softmax")?;
         let z = pattern
