@@ -209,11 +209,17 @@ def capture(model, name, ids):
             out[key] = y[0].detach().clone()
         return fn
 
-    def norm_hook(prefix, normalized=True):
+    def norm_hook(prefix, normalized=True, output_name=None):
+        """hook_scale = sqrt(mean(x²)+eps); hook_normalized = x / scale (TransformerLens: before
+        the weight); output_name, if given, receives the module's output (after the weight)."""
         def fn(mod, args, output):
-            out[prefix + ".hook_scale"] = norm_scale(args[0][0], eps).detach().clone()
+            x = args[0][0]
+            scale = norm_scale(x, eps)
+            out[prefix + ".hook_scale"] = scale.detach().clone()
             if normalized:
-                out[prefix + ".hook_normalized"] = output[0].detach().clone()
+                out[prefix + ".hook_normalized"] = (x.float() / scale).detach().clone()
+            if output_name:
+                out[output_name] = output[0].detach().clone()
         return fn
 
     for l, layer in enumerate(layers):
@@ -223,11 +229,11 @@ def capture(model, name, ids):
         handles.append(layer.input_layernorm.register_forward_hook(norm_hook(b + ".ln1")))
         if gemma:
             handles.append(layer.post_attention_layernorm.register_forward_hook(norm_hook(b + ".ln1_post", normalized=False)))
-            handles.append(layer.pre_feedforward_layernorm.register_forward_hook(norm_hook(b + ".ln2")))
+            handles.append(layer.pre_feedforward_layernorm.register_forward_hook(norm_hook(b + ".ln2", output_name=b + ".mlp.hook_in")))
             handles.append(layer.post_feedforward_layernorm.register_forward_hook(norm_hook(b + ".ln2_post", normalized=False)))
             handles.append(layer.post_feedforward_layernorm.register_forward_hook(post(b + ".post_ffw")))
         else:
-            handles.append(layer.post_attention_layernorm.register_forward_hook(norm_hook(b + ".ln2")))
+            handles.append(layer.post_attention_layernorm.register_forward_hook(norm_hook(b + ".ln2", output_name=b + ".mlp.hook_in")))
         handles.append(layer.mlp.gate_proj.register_forward_hook(post(b + ".mlp.hook_pre")))
         handles.append(layer.mlp.up_proj.register_forward_hook(post(b + ".mlp.hook_pre_linear")))
         handles.append(layer.mlp.down_proj.register_forward_pre_hook(pre(b + ".mlp.hook_post"), with_kwargs=True))

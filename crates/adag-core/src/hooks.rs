@@ -16,7 +16,8 @@ pub enum Site {
     ResidPre,
     /// `ln1.hook_scale` `[batch, pos, 1]`: sqrt(mean(x²)+eps) of the attention input norm.
     Ln1Scale,
-    /// `ln1.hook_normalized` `[batch, pos, d_model]`: the attention input after its norm.
+    /// `ln1.hook_normalized` `[batch, pos, d_model]`: `x / scale`, before the norm weight
+    /// (TransformerLens's definition).
     Ln1Normalized,
     /// `attn.hook_pattern` `[batch, head, query_pos, key_pos]`: attention probabilities.
     AttnPattern,
@@ -29,8 +30,12 @@ pub enum Site {
     ResidMid,
     /// `ln2.hook_scale` `[batch, pos, 1]`: the MLP input norm's denominator.
     Ln2Scale,
-    /// `ln2.hook_normalized` `[batch, pos, d_model]`: the MLP input (circuit-tracer's `mlp.hook_in`).
+    /// `ln2.hook_normalized` `[batch, pos, d_model]`: `x / scale`, before the norm weight
+    /// (TransformerLens's definition; GemmaScope transcoders read here).
     Ln2Normalized,
+    /// `mlp.hook_in` `[batch, pos, d_model]`: the MLP's input, after the norm weight
+    /// (circuit-tracer's name; Llama and Qwen3 transcoders read here).
+    MlpIn,
     /// `mlp.hook_pre` `[batch, pos, d_mlp]`: gate pre-activation, `W_gate x`.
     MlpPre,
     /// `mlp.hook_pre_linear` `[batch, pos, d_mlp]`: up projection, `W_up x`.
@@ -50,7 +55,7 @@ pub enum Site {
 
 impl Site {
     /// Every site, in forward order.
-    pub const ALL: [Site; 16] = [
+    pub const ALL: [Site; 17] = [
         Site::ResidPre,
         Site::Ln1Scale,
         Site::Ln1Normalized,
@@ -60,6 +65,7 @@ impl Site {
         Site::ResidMid,
         Site::Ln2Scale,
         Site::Ln2Normalized,
+        Site::MlpIn,
         Site::MlpPre,
         Site::MlpPreLinear,
         Site::MlpPost,
@@ -81,6 +87,7 @@ impl Site {
             Site::ResidMid => "hook_resid_mid",
             Site::Ln2Scale => "ln2.hook_scale",
             Site::Ln2Normalized => "ln2.hook_normalized",
+            Site::MlpIn => "mlp.hook_in",
             Site::MlpPre => "mlp.hook_pre",
             Site::MlpPreLinear => "mlp.hook_pre_linear",
             Site::MlpPost => "mlp.hook_post",
@@ -91,11 +98,8 @@ impl Site {
         }
     }
 
-    /// Parses a block-relative name, accepting circuit-tracer's `mlp.hook_in` alias.
+    /// Parses a block-relative name.
     pub fn parse(s: &str) -> Option<Site> {
-        if s == "mlp.hook_in" {
-            return Some(Site::Ln2Normalized);
-        }
         Site::ALL.into_iter().find(|site| site.as_str() == s)
     }
 }
@@ -112,7 +116,8 @@ pub enum HookName {
     Block(usize, Site),
     /// `ln_final.hook_scale` `[batch, pos, 1]`: the final norm's denominator.
     LnFinalScale,
-    /// `ln_final.hook_normalized` `[batch, pos, d_model]`: the unembedding's input.
+    /// `ln_final.hook_normalized` `[batch, pos, d_model]`: `x / scale` before the final norm's
+    /// weight.
     LnFinalNormalized,
 }
 
@@ -173,10 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn circuit_tracer_alias_and_errors() {
+    fn circuit_tracer_names_and_errors() {
         assert_eq!(
             "blocks.2.mlp.hook_in".parse::<HookName>().unwrap(),
-            HookName::Block(2, Site::Ln2Normalized)
+            HookName::Block(2, Site::MlpIn)
         );
         for bad in [
             "blocks.x.hook_resid_pre",

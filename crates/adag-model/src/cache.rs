@@ -48,6 +48,7 @@ impl CacheFilter {
                 Site::ResidMid,
                 Site::Ln2Scale,
                 Site::Ln2Normalized,
+                Site::MlpIn,
                 Site::MlpPre,
                 Site::MlpPreLinear,
                 Site::MlpPost,

@@ -54,22 +54,41 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    /// Returns `(normalized, scale)`; `scale` has shape `[..., 1]` and is in f32.
+    /// Returns `(output, scale)`; `scale` has shape `[..., 1]` and is in f32.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (y, scale, _) = self.forward_parts(x)?;
+        Ok((y, scale))
+    }
+
+    /// Returns `(output, scale, x / scale)`: the last is TransformerLens's `hook_normalized`
+    /// (before the weight), in f32.
     ///
     /// Arithmetic follows transformers: statistics in f32; Llama/Qwen cast back to the input dtype
     /// before the weight multiply, Gemma multiplies by `1 + w` in f32 and casts last.
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    pub fn forward_parts(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let dtype = x.dtype();
         let x32 = x.to_dtype(DType::F32)?;
         let scale = (x32.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
         let normed = x32.broadcast_div(&scale)?;
         let y = if self.offset {
-            let w = (self.weight.to_dtype(DType::F32)? + 1.0)?;
-            normed.broadcast_mul(&w)?.to_dtype(dtype)?
+            normed
+                .broadcast_mul(&self.effective_weight()?)?
+                .to_dtype(dtype)?
         } else {
             normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?
         };
-        Ok((y, scale))
+        Ok((y, scale, normed))
+    }
+
+    /// The per-channel multiplier actually applied after dividing by the scale: `w`, or `1 + w`
+    /// for Gemma. This is the diagonal of the frozen norm's linear map (times `1/scale`).
+    pub fn effective_weight(&self) -> candle_core::Result<Tensor> {
+        let w = self.weight.to_dtype(DType::F32)?;
+        if self.offset {
+            w + 1.0
+        } else {
+            Ok(w)
+        }
     }
 }
 

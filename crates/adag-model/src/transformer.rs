@@ -291,9 +291,13 @@ impl Transformer {
                 })?;
         }
 
-        let (x, scale) = self.weights.ln_final.forward(&h).context("final norm")?;
+        let (x, scale, normed) = self
+            .weights
+            .ln_final
+            .forward_parts(&h)
+            .context("final norm")?;
         keep(HookName::LnFinalScale, &scale);
-        keep(HookName::LnFinalNormalized, &x);
+        keep(HookName::LnFinalNormalized, &normed);
         let unembed = crate::layers::Linear {
             weight: self.weights.unembed.clone(),
             bias: None,
@@ -322,9 +326,9 @@ impl Transformer {
     ) -> Result<Tensor> {
         let hook = |site| HookName::Block(l, site);
         keep(hook(Site::ResidPre), resid_pre);
-        let (x, s1) = w.ln1.forward(resid_pre).context("ln1")?;
+        let (x, s1, n1) = w.ln1.forward_parts(resid_pre).context("ln1")?;
         keep(hook(Site::Ln1Scale), &s1);
-        keep(hook(Site::Ln1Normalized), &x);
+        keep(hook(Site::Ln1Normalized), &n1);
 
         let (z, pattern) = self.attention(w, &x, cos, sin, mask)?;
         keep(hook(Site::AttnPattern), &pattern);
@@ -338,9 +342,10 @@ impl Transformer {
         let resid_mid = (resid_pre + &attn_out).context("residual after attention")?;
         keep(hook(Site::ResidMid), &resid_mid);
 
-        let (x2, s2) = w.ln2.forward(&resid_mid).context("ln2")?;
+        let (x2, s2, n2) = w.ln2.forward_parts(&resid_mid).context("ln2")?;
         keep(hook(Site::Ln2Scale), &s2);
-        keep(hook(Site::Ln2Normalized), &x2);
+        keep(hook(Site::Ln2Normalized), &n2);
+        keep(hook(Site::MlpIn), &x2);
         let gate = w.mlp.gate.forward(&x2).context("gate_proj")?;
         let up = w.mlp.up.forward(&x2).context("up_proj")?;
         let act = match self.cfg.activation {
