@@ -1,0 +1,229 @@
+//! The graph file: one safetensors file per graph, self-describing and readable from Python with
+//! `safetensors` alone.
+//!
+//! # Format
+//! Tensors (named and shaped like circuit-tracer's `Graph` fields):
+//!
+//! | name | dtype | shape |
+//! |---|---|---|
+//! | `adjacency` | F32 | `[n_nodes, n_nodes]`, rows are targets |
+//! | `active_features` | I64 | `[n_active, 3]`: layer, position, feature |
+//! | `activation_values` | F32 | `[n_active]` |
+//! | `selected_features` | I64 | `[n_features]` |
+//! | `input_tokens` | I64 | `[n_pos]` |
+//! | `logit_tokens` | I64 | `[n_logits]` (vocabulary ids; custom targets `d_vocab + i`) |
+//! | `logit_probabilities` | F32 | `[n_logits]` |
+//!
+//! The safetensors metadata holds `format` = `adag-graph`, `format_version` = `1`, and `meta`:
+//! the JSON of [`GraphMeta`](crate::GraphMeta) plus `logit_targets` (token strings).
+//!
+//! ```python
+//! from safetensors import safe_open
+//! from safetensors.numpy import load_file
+//! import json
+//! g = load_file("graph.safetensors")
+//! meta = json.loads(safe_open("graph.safetensors", "np").metadata()["meta"])
+//! ```
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::graph::{Graph, GraphMeta, LogitTarget};
+
+const FORMAT: &str = "adag-graph";
+const FORMAT_VERSION: &str = "1";
+
+#[derive(Serialize, Deserialize)]
+struct StoredMeta {
+    #[serde(flatten)]
+    meta: GraphMeta,
+    logit_targets: Vec<LogitTarget>,
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn i64_bytes(v: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    v.into_iter().flat_map(|x| (x as i64).to_le_bytes()).collect()
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+impl Graph {
+    /// Serialises the graph to safetensors bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+        let n = self.n_nodes();
+        let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+            ("adjacency", Dtype::F32, vec![n, n], f32_bytes(&self.adjacency)),
+            (
+                "active_features",
+                Dtype::I64,
+                vec![self.active_features.len(), 3],
+                i64_bytes(self.active_features.iter().flatten().copied()),
+            ),
+            ("activation_values", Dtype::F32, vec![self.activation_values.len()], f32_bytes(&self.activation_values)),
+            ("selected_features", Dtype::I64, vec![self.selected_features.len()], i64_bytes(self.selected_features.iter().copied())),
+            ("input_tokens", Dtype::I64, vec![self.input_tokens.len()], i64_bytes(self.input_tokens.iter().copied())),
+            ("logit_tokens", Dtype::I64, vec![self.logit_targets.len()], i64_bytes(self.logit_targets.iter().map(|t| t.vocab_idx))),
+            ("logit_probabilities", Dtype::F32, vec![self.logit_probabilities.len()], f32_bytes(&self.logit_probabilities)),
+        ];
+        let views: Vec<(&str, TensorView)> = tensors
+            .iter()
+            .map(|(name, dt, shape, data)| {
+                TensorView::new(*dt, shape.clone(), data)
+                    .map(|v| (*name, v))
+                    .map_err(|e| Error::Inconsistent(format!("tensor {name}: {e}")))
+            })
+            .collect::<Result<_>>()?;
+        let stored = StoredMeta { meta: self.meta.clone(), logit_targets: self.logit_targets.clone() };
+        let meta_json = serde_json::to_string(&stored).map_err(|e| Error::Inconsistent(e.to_string()))?;
+        let metadata: HashMap<String, String> = [
+            ("format".to_string(), FORMAT.to_string()),
+            ("format_version".to_string(), FORMAT_VERSION.to_string()),
+            ("meta".to_string(), meta_json),
+        ]
+        .into();
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Inconsistent(e.to_string()))
+    }
+
+    /// Writes the graph file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Reads a graph file written by [`Graph::save`].
+    pub fn load(path: &Path) -> Result<Graph> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses graph-file bytes; `path` only names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
+        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        if meta.get("format").map(String::as_str) != Some(FORMAT) {
+            return Err(bad(format!("not an adag graph file (metadata `format` is not `{FORMAT}`)")));
+        }
+        if meta.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
+            return Err(bad(format!("unsupported graph format version {:?}", meta.get("format_version"))));
+        }
+        let stored: StoredMeta = serde_json::from_str(meta.get("meta").map(String::as_str).unwrap_or(""))
+            .map_err(|e| bad(format!("metadata `meta` is not valid graph metadata: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt safetensors data: {e}")))?;
+        let get = |name: &str, dt: Dtype| -> Result<(Vec<usize>, Vec<u8>)> {
+            let t = st.tensor(name).map_err(|_| bad(format!("tensor `{name}` missing")))?;
+            if t.dtype() != dt {
+                return Err(bad(format!("tensor `{name}` has dtype {:?}, expected {dt:?}", t.dtype())));
+            }
+            Ok((t.shape().to_vec(), t.data().to_vec()))
+        };
+        let f32s = |name: &str| -> Result<Vec<f32>> {
+            let (_, d) = get(name, Dtype::F32)?;
+            Ok(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        };
+        let u32s = |name: &str| -> Result<Vec<u32>> {
+            let (_, d) = get(name, Dtype::I64)?;
+            d.chunks_exact(8)
+                .map(|c| {
+                    let v = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                    u32::try_from(v).map_err(|_| bad(format!("tensor `{name}` holds {v}, outside 0..2^32")))
+                })
+                .collect()
+        };
+        let active = u32s("active_features")?;
+        let logit_tokens = u32s("logit_tokens")?;
+        if logit_tokens.len() != stored.logit_targets.len()
+            || logit_tokens.iter().zip(&stored.logit_targets).any(|(a, t)| *a != t.vocab_idx)
+        {
+            return Err(bad("logit_tokens disagree with the metadata's logit_targets".into()));
+        }
+        let g = Graph {
+            meta: stored.meta,
+            adjacency: f32s("adjacency")?,
+            active_features: active.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect(),
+            activation_values: f32s("activation_values")?,
+            selected_features: u32s("selected_features")?,
+            input_tokens: u32s("input_tokens")?,
+            logit_targets: stored.logit_targets,
+            logit_probabilities: f32s("logit_probabilities")?,
+        };
+        g.validate().map_err(|e| bad(e.to_string()))?;
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Graph {
+        // 1 feature, 1 layer × 2 positions of errors, 2 tokens, 1 logit: 6 nodes.
+        let n = 6;
+        let mut adjacency = vec![0.0; n * n];
+        adjacency[5 * n] = 1.5;
+        adjacency[4] = -0.25;
+        Graph {
+            meta: GraphMeta {
+                adag_version: "test".into(),
+                basis: "transcoder".into(),
+                model: "m".into(),
+                prompt: "hi".into(),
+                token_strings: vec!["<s>".into(), "hi".into()],
+                n_layers: 1,
+                d_vocab: 10,
+                ..Default::default()
+            },
+            adjacency,
+            active_features: vec![[0, 1, 7], [0, 1, 9]],
+            activation_values: vec![0.5, 0.1],
+            selected_features: vec![0],
+            input_tokens: vec![1, 4],
+            logit_targets: vec![LogitTarget { token: "x".into(), vocab_idx: 3 }],
+            logit_probabilities: vec![0.9],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/g.safetensors");
+        let g = tiny();
+        g.save(&path).unwrap();
+        assert_eq!(Graph::load(&path).unwrap(), g);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rejects_other_files_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        std::fs::write(&path, b"garbage").unwrap();
+        let e = Graph::load(&path).unwrap_err().to_string();
+        assert!(e.contains("x.safetensors") && e.contains("not a safetensors file"), "{e}");
+        let mut g = tiny();
+        g.adjacency.pop();
+        assert!(g.to_bytes().unwrap_err().to_string().contains("adjacency"));
+    }
+}

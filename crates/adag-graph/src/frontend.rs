@@ -1,0 +1,197 @@
+//! Export for the circuit-tracer / Neuronpedia frontend: `{slug}.json` plus an upsert into
+//! `graph-metadata.json`, field for field as circuit-tracer's `create_graph_files` writes them.
+//!
+//! # Wire format
+//! `{slug}.json` = `{"metadata", "qParams", "nodes", "links"}`.
+//! - `metadata`: `slug`, `scan`, `transcoder_list`, `prompt_tokens`, `prompt`, `node_threshold`,
+//!   `schema_version` (1).
+//! - `qParams`: `pinnedIds` [], `supernodes` [], `linkType` "both", `clickedId` "", `sg_pos` "".
+//! - every node: `node_id`, `feature`, `layer` (string), `ctx_idx`, `feature_type`, `token_prob`,
+//!   `is_target_logit`, `run_idx`, `reverse_ctx_idx`, `jsNodeId`, `clerp`, `influence`,
+//!   `activation`:
+//!
+//! | kind | node_id | feature | layer | feature_type | jsNodeId |
+//! |---|---|---|---|---|---|
+//! | feature | `{l}_{f}_{p}` | cantor(l, f) | `l` | `cross layer transcoder` (`mlp neuron` for neurons) | `{l}_{f}-0` |
+//! | error | `{l}_-1_{p}` | −1 | `l` | `mlp reconstruction error` | `{l}_-1-{p}` |
+//! | token | `E_{tok}_{p}` | p | `E` | `embedding` | `E_{tok}-{p}` |
+//! | logit | `{L+1}_{vocab}_{P-1}` | vocab | `L+1` | `logit` | `L_{vocab}-{P-1}` |
+//!
+//! Error ids use circuit-tracer's later collision-free scheme: the earlier `0_{l}_{p}` could equal
+//! a layer-0 feature's id (circuit-tracer issue #78). `influence` is the cumulative influence
+//! share from pruning (null for logits); `links` are `{source, target, weight}` with the raw
+//! signed adjacency entry, for every kept edge between kept nodes.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::file::write_atomic;
+use crate::graph::{Graph, NodeKind};
+use crate::prune::PruneResult;
+
+/// Cantor pairing of (layer, feature): the frontend's global feature index.
+pub fn cantor(layer: u64, feature: u64) -> u64 {
+    (layer + feature) * (layer + feature + 1) / 2 + feature
+}
+
+/// The frontend's `node_id` of node `i`.
+pub fn node_id(graph: &Graph, i: usize) -> String {
+    let last = graph.n_pos() - 1;
+    match graph.node_kind(i) {
+        NodeKind::Feature { layer, pos, feature, .. } => format!("{layer}_{feature}_{pos}"),
+        NodeKind::Error { layer, pos } => format!("{layer}_-1_{pos}"),
+        NodeKind::Token { pos, token } => format!("E_{token}_{pos}"),
+        NodeKind::Logit { index } => {
+            format!("{}_{}_{last}", graph.meta.n_layers + 1, graph.logit_targets[index as usize].vocab_idx)
+        }
+    }
+}
+
+fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
+    let last = graph.n_pos() - 1;
+    let infl = prune.cumulative_scores[i];
+    let feature_type = if graph.meta.basis == "neuron" { "mlp neuron" } else { "cross layer transcoder" };
+    let (feature, layer, ctx, ftype, js, token_prob, is_target, clerp, influence, activation) = match graph.node_kind(i) {
+        NodeKind::Feature { layer, pos, feature, active_index } => (
+            json!(cantor(layer as u64, feature as u64)),
+            layer.to_string(),
+            pos as usize,
+            feature_type,
+            format!("{layer}_{feature}-0"),
+            0.0,
+            false,
+            String::new(),
+            json!(infl),
+            json!(graph.activation_values[active_index as usize]),
+        ),
+        NodeKind::Error { layer, pos } => (
+            json!(-1),
+            layer.to_string(),
+            pos as usize,
+            "mlp reconstruction error",
+            format!("{layer}_-1-{pos}"),
+            0.0,
+            false,
+            String::new(),
+            json!(infl),
+            Value::Null,
+        ),
+        NodeKind::Token { pos, token } => (
+            json!(pos),
+            "E".to_string(),
+            pos as usize,
+            "embedding",
+            format!("E_{token}-{pos}"),
+            0.0,
+            false,
+            String::new(),
+            json!(infl),
+            Value::Null,
+        ),
+        NodeKind::Logit { index } => {
+            let t = &graph.logit_targets[index as usize];
+            let p = graph.logit_probabilities[index as usize];
+            (
+                json!(t.vocab_idx),
+                (graph.meta.n_layers + 1).to_string(),
+                last,
+                "logit",
+                format!("L_{}-{last}", t.vocab_idx),
+                p,
+                index == 0,
+                format!("Output \"{}\" (p={p:.3})", t.token),
+                Value::Null,
+                Value::Null,
+            )
+        }
+    };
+    json!({
+        "node_id": node_id(graph, i),
+        "feature": feature,
+        "layer": layer,
+        "ctx_idx": ctx,
+        "feature_type": ftype,
+        "token_prob": token_prob,
+        "is_target_logit": is_target,
+        "run_idx": 0,
+        "reverse_ctx_idx": 0,
+        "jsNodeId": js,
+        "clerp": clerp,
+        "influence": influence,
+        "activation": activation,
+    })
+}
+
+/// The `{slug}.json` document for a pruned graph.
+pub fn graph_json(graph: &Graph, prune: &PruneResult, slug: &str, node_threshold: f32) -> Result<Value> {
+    graph.validate()?;
+    let n = graph.n_nodes();
+    if prune.node_mask.len() != n || prune.edge_mask.len() != n * n {
+        return Err(Error::Inconsistent("prune result does not match the graph's size".into()));
+    }
+    let mut links = Vec::new();
+    let mut in_link = vec![false; n];
+    for t in 0..n {
+        for s in 0..n {
+            if prune.edge_mask[t * n + s] && prune.node_mask[t] && prune.node_mask[s] {
+                links.push(json!({
+                    "source": node_id(graph, s),
+                    "target": node_id(graph, t),
+                    "weight": graph.edge(t, s),
+                }));
+                in_link[t] = true;
+                in_link[s] = true;
+            }
+        }
+    }
+    let nodes: Vec<Value> = (0..n)
+        .filter(|&i| in_link[i] || matches!(graph.node_kind(i), NodeKind::Token { .. } | NodeKind::Logit { .. }))
+        .map(|i| node_json(graph, prune, i))
+        .collect();
+    Ok(json!({
+        "metadata": metadata_json(graph, slug, node_threshold),
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "nodes": nodes,
+        "links": links,
+    }))
+}
+
+fn metadata_json(graph: &Graph, slug: &str, node_threshold: f32) -> Value {
+    let scan = graph.meta.scan.clone().unwrap_or_default();
+    json!({
+        "slug": slug,
+        "scan": scan,
+        "transcoder_list": [],
+        "prompt_tokens": graph.meta.token_strings,
+        "prompt": graph.meta.prompt,
+        "node_threshold": node_threshold,
+        "schema_version": 1,
+    })
+}
+
+/// Writes `{dir}/{slug}.json` and upserts its metadata into `{dir}/graph-metadata.json`.
+pub fn write_graph_files(graph: &Graph, prune: &PruneResult, slug: &str, dir: &Path, node_threshold: f32) -> Result<()> {
+    if slug.is_empty() || slug.contains(['/', '\\']) || slug.starts_with('.') {
+        return Err(Error::Inconsistent(format!("slug `{slug}` must be a plain file name")));
+    }
+    let doc = graph_json(graph, prune, slug, node_threshold)?;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Inconsistent(e.to_string()))?;
+    write_atomic(&dir.join(format!("{slug}.json")), text.as_bytes())?;
+
+    let meta_path = dir.join("graph-metadata.json");
+    let mut index: Value = match std::fs::read_to_string(&meta_path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| Error::BadFile { path: meta_path.clone(), reason: format!("not valid JSON: {e}") })?,
+        Err(_) => json!({"graphs": []}),
+    };
+    let graphs = index
+        .get_mut("graphs")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| Error::BadFile { path: meta_path.clone(), reason: "expected {\"graphs\": [...]}".into() })?;
+    graphs.retain(|g| g.get("slug").and_then(Value::as_str) != Some(slug));
+    graphs.push(doc["metadata"].clone());
+    let text = serde_json::to_string_pretty(&index).map_err(|e| Error::Inconsistent(e.to_string()))?;
+    write_atomic(&meta_path, text.as_bytes())
+}
