@@ -83,6 +83,33 @@ impl CacheFilter {
         f
     }
 
+    /// Keep these sites on every layer.
+    pub fn sites(sites: impl IntoIterator<Item = Site>) -> Self {
+        CacheFilter {
+            sites: sites.into_iter().collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Everything either filter keeps. Layer restrictions combine as a union too; a filter
+    /// without a restriction keeps every layer.
+    pub fn union(&self, other: &CacheFilter) -> Self {
+        let layers = match (&self.layers, &other.layers) {
+            (Some(a), Some(b)) if !self.sites.is_empty() && !other.sites.is_empty() => {
+                Some(a.union(b).copied().collect())
+            }
+            (Some(a), _) if other.sites.is_empty() => Some(a.clone()),
+            (_, Some(b)) if self.sites.is_empty() => Some(b.clone()),
+            _ => None,
+        };
+        CacheFilter {
+            sites: self.sites.union(&other.sites).copied().collect(),
+            embed: self.embed || other.embed,
+            ln_final: self.ln_final || other.ln_final,
+            layers,
+        }
+    }
+
     /// Restrict block hooks to these layers.
     pub fn layers(mut self, layers: impl IntoIterator<Item = usize>) -> Self {
         self.layers = Some(layers.into_iter().collect());
@@ -208,6 +235,9 @@ mod tests {
         assert!(!only.wants(HookName::Block(0, Site::AttnPattern)));
         assert!(!only.wants(HookName::Block(1, Site::MlpPost)));
         assert!(!only.wants(HookName::Embed));
+        let u = CacheFilter::sites([Site::Ln1Scale]).union(&CacheFilter::only([HookName::Embed]));
+        assert!(u.wants(HookName::Block(9, Site::Ln1Scale)) && u.wants(HookName::Embed));
+        assert!(!u.wants(HookName::Block(9, Site::Ln2Scale)));
         let attr = CacheFilter::attribution().layers([2]);
         assert!(
             attr.wants(HookName::Block(2, Site::Ln1Scale))

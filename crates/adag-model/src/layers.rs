@@ -66,10 +66,22 @@ impl RmsNorm {
     /// Arithmetic follows transformers: statistics in f32; Llama/Qwen cast back to the input dtype
     /// before the weight multiply, Gemma multiplies by `1 + w` in f32 and casts last.
     pub fn forward_parts(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let scale = self.compute_scale(x)?;
+        let (y, normed) = self.normalize(x, &scale)?;
+        Ok((y, scale, normed))
+    }
+
+    /// `sqrt(mean(x²) + eps)` over the last dimension, in f32, shape `[..., 1]`.
+    pub fn compute_scale(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        (x.to_dtype(DType::F32)?.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()
+    }
+
+    /// Normalises `x` by a given (possibly frozen) `scale`: returns `(output, x / scale)`.
+    pub fn normalize(&self, x: &Tensor, scale: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let dtype = x.dtype();
-        let x32 = x.to_dtype(DType::F32)?;
-        let scale = (x32.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?;
-        let normed = x32.broadcast_div(&scale)?;
+        let normed = x
+            .to_dtype(DType::F32)?
+            .broadcast_div(&scale.to_dtype(DType::F32)?)?;
         let y = if self.offset {
             normed
                 .broadcast_mul(&self.effective_weight()?)?
@@ -77,7 +89,7 @@ impl RmsNorm {
         } else {
             normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?
         };
-        Ok((y, scale, normed))
+        Ok((y, normed))
     }
 
     /// The per-channel multiplier actually applied after dividing by the scale: `w`, or `1 + w`

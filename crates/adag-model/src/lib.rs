@@ -36,4 +36,6 @@ pub use config::{Architecture, ModelConfig};
 pub use error::{Error, Result};
 pub use loaded::LoadedModel;
 pub use tokenizer::ModelTokenizer;
-pub use transformer::{probabilities, Batch, ForwardOutput, LoadOptions, Transformer};
+pub use transformer::{
+    probabilities, Batch, ForwardHooks, ForwardOutput, LoadOptions, NoHooks, Transformer,
+};

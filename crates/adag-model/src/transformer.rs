@@ -228,6 +228,18 @@ impl Transformer {
 
     /// Runs the batch, keeping the hooks `filter` selects.
     pub fn forward(&self, batch: &Batch, filter: &CacheFilter) -> Result<ForwardOutput> {
+        self.forward_with(batch, filter, &mut NoHooks)
+    }
+
+    /// Runs the batch, passing every hook site through `hooks` (which may replace the value:
+    /// frozen scales and patterns, interventions, steering) and keeping what `filter` selects
+    /// (the values after editing).
+    pub fn forward_with(
+        &self,
+        batch: &Batch,
+        filter: &CacheFilter,
+        hooks: &mut dyn ForwardHooks,
+    ) -> Result<ForwardOutput> {
         let cfg = &self.cfg;
         if let Some(&bad) = batch
             .tokens
@@ -242,10 +254,12 @@ impl Transformer {
         }
         let (b, w) = (batch.size(), batch.width);
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
-        let mut keep = |hook: HookName, t: &Tensor| {
+        let mut site = |hook: HookName, t: Tensor| -> Result<Tensor> {
+            let t = hooks.edit(hook, t)?;
             if filter.wants(hook) {
                 cache.insert(hook, t.clone());
             }
+            Ok(t)
         };
 
         let ids = Tensor::from_vec(batch.padded_ids(), b * w, &self.device).context("token ids")?;
@@ -264,7 +278,7 @@ impl Transformer {
                 .context("embedding scale")?[0];
             h = (h * s).context("embedding scale")?;
         }
-        keep(HookName::Embed, &h);
+        h = site(HookName::Embed, h)?;
 
         let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
         let full_mask = batch.mask(None, &self.device)?;
@@ -279,25 +293,24 @@ impl Transformer {
                     }
                 },
             };
-            let ctx = |what: &str| format!("layer {l}: {what}");
             h = self
-                .block(l, block, &h, &cos, &sin, mask, &mut keep)
+                .block(l, block, h, &cos, &sin, mask, &mut site)
                 .map_err(|e| match e {
                     Error::Candle { context, source } => Error::Candle {
-                        context: ctx(&context),
+                        context: format!("layer {l}: {context}"),
                         source,
                     },
                     other => other,
                 })?;
         }
 
-        let (x, scale, normed) = self
-            .weights
-            .ln_final
-            .forward_parts(&h)
-            .context("final norm")?;
-        keep(HookName::LnFinalScale, &scale);
-        keep(HookName::LnFinalNormalized, &normed);
+        let x = self.norm(
+            &self.weights.ln_final,
+            &h,
+            HookName::LnFinalScale,
+            HookName::LnFinalNormalized,
+            &mut site,
+        )?;
         let unembed = crate::layers::Linear {
             weight: self.weights.unembed.clone(),
             bias: None,
@@ -313,76 +326,116 @@ impl Transformer {
         Ok(ForwardOutput { logits, cache })
     }
 
+    /// RMSNorm with its scale and `x / scale` passed through the hook sites.
+    fn norm(
+        &self,
+        norm: &crate::layers::RmsNorm,
+        x: &Tensor,
+        scale_hook: HookName,
+        normalized_hook: HookName,
+        site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let scale = site(scale_hook, norm.compute_scale(x).context("norm scale")?)?;
+        let (y, normed) = norm.normalize(x, &scale).context("norm")?;
+        site(normalized_hook, normed)?;
+        Ok(y)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
         l: usize,
         w: &BlockWeights,
-        resid_pre: &Tensor,
+        resid_pre: Tensor,
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
-        keep: &mut impl FnMut(HookName, &Tensor),
+        site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
-        let hook = |site| HookName::Block(l, site);
-        keep(hook(Site::ResidPre), resid_pre);
-        let (x, s1, n1) = w.ln1.forward_parts(resid_pre).context("ln1")?;
-        keep(hook(Site::Ln1Scale), &s1);
-        keep(hook(Site::Ln1Normalized), &n1);
+        let hook = |s| HookName::Block(l, s);
+        let resid_pre = site(hook(Site::ResidPre), resid_pre)?;
+        let x = self.norm(
+            &w.ln1,
+            &resid_pre,
+            hook(Site::Ln1Scale),
+            hook(Site::Ln1Normalized),
+            site,
+        )?;
 
-        let (z, pattern) = self.attention(w, &x, cos, sin, mask)?;
-        keep(hook(Site::AttnPattern), &pattern);
+        let z = self.attention(l, w, &x, cos, sin, mask, site)?;
         let mut attn_out = w.attn.o.forward(&z).context("o_proj")?;
         if let Some(norm) = &w.ln1_post {
-            let (y, s) = norm.forward(&attn_out).context("ln1_post")?;
-            keep(hook(Site::Ln1PostScale), &s);
-            attn_out = y;
+            let scale = site(
+                hook(Site::Ln1PostScale),
+                norm.compute_scale(&attn_out).context("ln1_post")?,
+            )?;
+            attn_out = norm.normalize(&attn_out, &scale).context("ln1_post")?.0;
         }
-        keep(hook(Site::AttnOut), &attn_out);
-        let resid_mid = (resid_pre + &attn_out).context("residual after attention")?;
-        keep(hook(Site::ResidMid), &resid_mid);
+        let attn_out = site(hook(Site::AttnOut), attn_out)?;
+        let resid_mid = site(
+            hook(Site::ResidMid),
+            (&resid_pre + &attn_out).context("residual after attention")?,
+        )?;
 
-        let (x2, s2, n2) = w.ln2.forward_parts(&resid_mid).context("ln2")?;
-        keep(hook(Site::Ln2Scale), &s2);
-        keep(hook(Site::Ln2Normalized), &n2);
-        keep(hook(Site::MlpIn), &x2);
-        let gate = w.mlp.gate.forward(&x2).context("gate_proj")?;
-        let up = w.mlp.up.forward(&x2).context("up_proj")?;
+        let normed = self.norm(
+            &w.ln2,
+            &resid_mid,
+            hook(Site::Ln2Scale),
+            hook(Site::Ln2Normalized),
+            site,
+        )?;
+        let x2 = site(hook(Site::MlpIn), normed)?;
+        let gate = site(
+            hook(Site::MlpPre),
+            w.mlp.gate.forward(&x2).context("gate_proj")?,
+        )?;
+        let up = site(
+            hook(Site::MlpPreLinear),
+            w.mlp.up.forward(&x2).context("up_proj")?,
+        )?;
         let act = match self.cfg.activation {
             Activation::Silu => gate.silu(),
             Activation::GeluTanh => gate.gelu(),
             Activation::GeluErf => gate.gelu_erf(),
         };
-        let post = act.and_then(|a| a * &up).context("MLP activation")?;
-        keep(hook(Site::MlpPre), &gate);
-        keep(hook(Site::MlpPreLinear), &up);
-        keep(hook(Site::MlpPost), &post);
-        let raw = w.mlp.down.forward(&post).context("down_proj")?;
-        keep(hook(Site::MlpOut), &raw);
+        let post = site(
+            hook(Site::MlpPost),
+            act.and_then(|a| a * &up).context("MLP activation")?,
+        )?;
+        let raw = site(
+            hook(Site::MlpOut),
+            w.mlp.down.forward(&post).context("down_proj")?,
+        )?;
         let mlp_out = match &w.ln2_post {
             Some(norm) => {
-                let (y, s) = norm.forward(&raw).context("ln2_post")?;
-                keep(hook(Site::Ln2PostScale), &s);
-                y
+                let scale = site(
+                    hook(Site::Ln2PostScale),
+                    norm.compute_scale(&raw).context("ln2_post")?,
+                )?;
+                norm.normalize(&raw, &scale).context("ln2_post")?.0
             }
             None => raw,
         };
-        keep(hook(Site::HookMlpOut), &mlp_out);
-        let resid_post = (resid_mid + &mlp_out).context("residual after MLP")?;
-        keep(hook(Site::ResidPost), &resid_post);
-        Ok(resid_post)
+        let mlp_out = site(hook(Site::HookMlpOut), mlp_out)?;
+        site(
+            hook(Site::ResidPost),
+            (resid_mid + &mlp_out).context("residual after MLP")?,
+        )
     }
 
-    /// Returns the heads' mixed values `[batch, pos, n_heads·d_head]` and the pattern
-    /// `[batch, n_heads, q, k]`.
+    /// Returns the heads' mixed values `[batch, pos, n_heads·d_head]`; the pattern
+    /// `[batch, n_heads, q, k]` passes through the `attn.hook_pattern` site.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
+        l: usize,
         w: &BlockWeights,
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
-    ) -> Result<(Tensor, Tensor)> {
+        site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (b, t, _) = x.dims3().context("attention input")?;
         let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
@@ -444,14 +497,35 @@ impl Transformer {
             })
             .and_then(|p| p.to_dtype(self.dtype))
             .context("attention softmax")?;
-        let z = pattern
+        let pattern = site(HookName::Block(l, Site::AttnPattern), pattern)?;
+        pattern
             .reshape((b, kv, rep * t, t))
             .and_then(|p| p.matmul(&v))
             .and_then(|z| z.reshape((b, h, t, dh)))
             .and_then(|z| z.transpose(1, 2))
             .and_then(|z| z.reshape((b, t, h * dh)))
-            .context("attention values")?;
-        Ok((z, pattern))
+            .context("attention values")
+    }
+}
+
+/// Sees every hook site of a forward pass in order and may replace its value.
+///
+/// Sites are visited in forward order with batch-first padded tensors (see
+/// [`adag_core::Site`] for shapes). Replacing a `*.hook_scale` replaces the norm's denominator
+/// (the normalised value is then computed from it); replacing `attn.hook_pattern` replaces the
+/// attention probabilities. This is how frozen (linearised) runs, interventions and steering
+/// are expressed without a second forward implementation.
+pub trait ForwardHooks {
+    /// Returns the value to continue with (by default, `value` unchanged).
+    fn edit(&mut self, hook: HookName, value: Tensor) -> Result<Tensor>;
+}
+
+/// Hooks that change nothing.
+pub struct NoHooks;
+
+impl ForwardHooks for NoHooks {
+    fn edit(&mut self, _: HookName, value: Tensor) -> Result<Tensor> {
+        Ok(value)
     }
 }
 
