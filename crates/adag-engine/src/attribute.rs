@@ -1,0 +1,387 @@
+//! Attribution graphs over transcoder features, as circuit-tracer's `attribute` builds them.
+//!
+//! Phases: (0) a forward pass caches the frozen quantities and the transcoders' inputs and
+//! outputs, and the prompt's components are computed; (1) logit targets are chosen; (2) one row
+//! per logit target; (3) one row per feature, in order of influence on the logits when
+//! `max_feature_nodes` caps them (re-ranked every `update_interval` batches as rows arrive);
+//! (4) the dense adjacency is assembled in circuit-tracer's node order. A row is one seed of a
+//! batched vector–Jacobian product through the frozen model; its entries are read off at every
+//! lower layer's write site by one matrix product per (layer, position).
+
+use std::time::Instant;
+
+use adag_core::HookName;
+use adag_graph::{Graph, GraphMeta};
+use adag_model::{Batch, CacheFilter, ModelTokenizer, Transformer};
+use candle_core::{DType, Tensor};
+
+use crate::error::{Context, Error, Result};
+use crate::frozen::{FrozenModel, Seeds, Visitor};
+use crate::targets::{select_targets, TargetSpec};
+use crate::transcoder::{Components, SkipPath, TranscoderSet};
+
+/// Settings of [`attribute`], with circuit-tracer's defaults.
+#[derive(Debug, Clone)]
+pub struct AttributeOptions {
+    /// Which logits to explain.
+    pub targets: TargetSpec,
+    /// Seeds per backward pass.
+    pub batch_size: usize,
+    /// Cap on feature nodes (None: every active feature).
+    pub max_feature_nodes: Option<usize>,
+    /// Batches between influence re-rankings.
+    pub update_interval: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for AttributeOptions {
+    fn default() -> Self {
+        AttributeOptions {
+            targets: TargetSpec::Salient {
+                max_n_logits: 10,
+                desired_logit_prob: 0.95,
+            },
+            batch_size: 256,
+            max_feature_nodes: None,
+            update_interval: 4,
+            progress: false,
+        }
+    }
+}
+
+/// Tokens for a prompt as circuit-tracer prepares them: encoded without special tokens, then a
+/// BOS-like token prepended unless the prompt already starts with a special token. The token is
+/// the first of BOS, pad, EOS, or any special token that exists (circuit-tracer's
+/// `filter(None, …)` also skips id 0, a bug: adag keeps an id-0 BOS).
+pub fn prepare_tokens(tok: &ModelTokenizer, prompt: &str) -> Result<Vec<u32>> {
+    let mut ids = tok.encode(prompt, false)?;
+    if ids.is_empty() {
+        return Err(Error::Invalid("the prompt is empty (no tokens)".into()));
+    }
+    if !tok.special_ids().contains(&ids[0]) {
+        let bos = tok
+            .bos_policy()
+            .bos_token
+            .as_ref()
+            .map(|b| b.1)
+            .or_else(|| tok.pad_token().map(|p| p.1))
+            .or_else(|| tok.eos_token().map(|e| e.1))
+            .or_else(|| tok.special_ids().iter().next().copied());
+        if let Some(b) = bos {
+            ids.insert(0, b);
+        }
+    }
+    Ok(ids)
+}
+
+/// Collects one batch of rows: `out[i·n_cols + col]`.
+struct RowCollector<'a> {
+    comps: &'a Components,
+    n_layers: usize,
+    n_pos: usize,
+    n_cols: usize,
+    out: Vec<f32>,
+}
+
+impl Visitor for RowCollector<'_> {
+    fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
+        let (_, t, _) = grad.dims3().ctx("gradient")?;
+        let gt = grad
+            .transpose(0, 1)
+            .and_then(|g| g.contiguous())
+            .ctx("gradient by position")?;
+        let mut pieces = Vec::new();
+        let mut cols: Vec<u32> = Vec::new();
+        for p in 0..t {
+            if let Some(group) = &self.comps.groups[layer][p] {
+                let g = gt.get(p).ctx("gradient row")?;
+                pieces.push(
+                    g.matmul(&group.rows.t().ctx("sources")?)
+                        .ctx("reading sources")?,
+                );
+                cols.extend_from_slice(&group.cols);
+            }
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let vals = Tensor::cat(&pieces, 1)
+            .and_then(|v| v.to_dtype(DType::F32))
+            .and_then(|v| v.to_vec2::<f32>())
+            .ctx("rows")?;
+        for (i, row) in vals.iter().enumerate() {
+            let base = i * self.n_cols;
+            for (v, &c) in row.iter().zip(&cols) {
+                self.out[base + c as usize] += v;
+            }
+        }
+        Ok(())
+    }
+
+    fn embed(&mut self, grad: &Tensor) -> Result<()> {
+        let (_, t, _) = grad.dims3().ctx("gradient")?;
+        let tok = self.comps.tokens.narrow(0, 0, t).ctx("token vectors")?;
+        let vals = grad
+            .broadcast_mul(&tok)
+            .and_then(|g| g.sum(2))
+            .and_then(|v| v.to_dtype(DType::F32))
+            .and_then(|v| v.to_vec2::<f32>())
+            .ctx("token rows")?;
+        let off = self.comps.n_active() + self.n_layers * self.n_pos;
+        for (i, row) in vals.iter().enumerate() {
+            for (p, v) in row.iter().enumerate() {
+                self.out[i * self.n_cols + off + p] += v;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows computed so far, with their row-normalised absolute values for influence ranking.
+struct RowStore {
+    n_cols: usize,
+    rows: Vec<f32>,
+    normalized: Vec<f32>,
+    node: Vec<usize>,
+}
+
+impl RowStore {
+    fn push(&mut self, row: &[f32], node: usize) {
+        let s = row.iter().map(|x| x.abs()).sum::<f32>().max(1e-8);
+        self.rows.extend_from_slice(row);
+        self.normalized.extend(row.iter().map(|x| x.abs() / s));
+        self.node.push(node);
+    }
+
+    /// circuit-tracer's `compute_partial_influences`: influence on the logits of every source
+    /// column, through the rows computed so far.
+    fn partial_influence(&self, logit_probs: &[f32]) -> Result<Vec<f32>> {
+        let n = self.n_cols;
+        let mut prod = vec![0.0f32; n + logit_probs.len()];
+        prod[n..].copy_from_slice(logit_probs);
+        let mut total = vec![0.0f32; n];
+        for _ in 0..128 {
+            let mut next = vec![0.0f32; n + logit_probs.len()];
+            for (r, &node) in self.node.iter().enumerate() {
+                let c = prod[node];
+                if c != 0.0 {
+                    for (x, m) in next[..n]
+                        .iter_mut()
+                        .zip(&self.normalized[r * n..(r + 1) * n])
+                    {
+                        *x += c * m;
+                    }
+                }
+            }
+            if next.iter().all(|&x| x == 0.0) {
+                return Ok(total);
+            }
+            for (t, x) in total.iter_mut().zip(&next) {
+                *t += x;
+            }
+            prod = next;
+        }
+        Err(Error::Invalid(
+            "partial influence failed to converge".into(),
+        ))
+    }
+}
+
+fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>18} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Builds the attribution graph of `tokens` (see [`prepare_tokens`]) over `transcoders`.
+///
+/// `meta` carries the descriptive fields (model, prompt, token strings, scan); sizes, settings,
+/// and phase timings are filled in here.
+pub fn attribute(
+    model: &Transformer,
+    tokens: &[u32],
+    transcoders: &TranscoderSet,
+    opts: &AttributeOptions,
+    mut meta: GraphMeta,
+    token_str: &dyn Fn(u32) -> String,
+) -> Result<Graph> {
+    transcoders.check_model(&model.cfg)?;
+    if opts.batch_size == 0 {
+        return Err(Error::Invalid("batch_size must be at least 1".into()));
+    }
+    let mut timings = serde_json::Map::new();
+    let mut clock = Instant::now();
+    let mut phase = |name: &str, clock: &mut Instant| {
+        timings.insert(
+            name.to_string(),
+            serde_json::json!(clock.elapsed().as_secs_f64()),
+        );
+        *clock = Instant::now();
+    };
+
+    // Phase 0: forward pass and components.
+    let n_layers = model.cfg.n_layers;
+    let sites = CacheFilter::sites([transcoders.read.site(), transcoders.write.site()]);
+    let filter = FrozenModel::cache_filter().union(&sites);
+    let out = model.forward(&Batch::single(tokens)?, &filter)?;
+    let frozen = FrozenModel::new(model, &out.cache, 0)?;
+    let comps = transcoders.components(&out.cache, 0, model.dtype())?;
+    let n_pos = tokens.len();
+    let n_active = comps.n_active();
+    let n_cols = n_active + (n_layers + 1) * n_pos;
+    phase("precompute", &mut clock);
+
+    // Phase 1: targets.
+    let last = out.last_logits(0)?.to_vec1::<f32>().ctx("logits")?;
+    let targets = select_targets(&opts.targets, &last, &model.weights.unembed, token_str)?;
+    let k = targets.targets.len();
+    phase("targets", &mut clock);
+
+    let f_cap = opts.max_feature_nodes.unwrap_or(n_active).min(n_active);
+    let pb = progress_bar(opts.progress, k + f_cap);
+    let mut store = RowStore {
+        n_cols,
+        rows: Vec::new(),
+        normalized: Vec::new(),
+        node: Vec::new(),
+    };
+    let skip = SkipPath(transcoders);
+    let dev = model.device().clone();
+    let run = |seeds: &Seeds| -> Result<Vec<f32>> {
+        let mut c = RowCollector {
+            comps: &comps,
+            n_layers,
+            n_pos,
+            n_cols,
+            out: vec![0.0; seeds.layers.len() * n_cols],
+        };
+        frozen.vjp(seeds, transcoders.read, transcoders.write, &skip, &mut c)?;
+        Ok(c.out)
+    };
+
+    // Phase 2: logit rows.
+    pb.set_message("logit rows");
+    let directions = targets
+        .directions
+        .to_dtype(model.dtype())
+        .ctx("directions")?;
+    for start in (0..k).step_by(opts.batch_size) {
+        let m = opts.batch_size.min(k - start);
+        let seeds = Seeds {
+            vectors: directions.narrow(0, start, m).ctx("logit seeds")?,
+            layers: vec![n_layers; m],
+            positions: vec![n_pos - 1; m],
+        };
+        let rows = run(&seeds)?;
+        for i in 0..m {
+            store.push(&rows[i * n_cols..(i + 1) * n_cols], n_cols + start + i);
+        }
+        pb.inc(m as u64);
+    }
+    phase("logit_attribution", &mut clock);
+
+    // Phase 3: feature rows, most influential first when capped.
+    pb.set_message("feature rows");
+    let mut visited = vec![false; n_active];
+    let mut n_visited = 0;
+    while n_visited < f_cap {
+        let mut pending: Vec<usize> = if f_cap == n_active {
+            (0..n_active).filter(|&i| !visited[i]).collect()
+        } else {
+            let infl = store.partial_influence(&targets.probs)?;
+            let mut order: Vec<usize> = (0..n_active).filter(|&i| !visited[i]).collect();
+            order.sort_by(|&a, &b| infl[b].total_cmp(&infl[a]).then(a.cmp(&b)));
+            order.truncate((opts.update_interval * opts.batch_size).min(f_cap - n_visited));
+            order
+        };
+        // Batches of similar (layer, position) keep each backward inside a small causal cone;
+        // the set of rows does not depend on this order.
+        pending.sort_by_key(|&i| (comps.active[i][0], comps.active[i][1], i));
+        for chunk in pending.chunks(opts.batch_size) {
+            let idx: Vec<u32> = chunk.iter().map(|&i| i as u32).collect();
+            let ids = Tensor::new(idx.as_slice(), &dev).ctx("feature ids")?;
+            let seeds = Seeds {
+                vectors: comps.encoders.index_select(&ids, 0).ctx("feature seeds")?,
+                layers: chunk.iter().map(|&i| comps.active[i][0] as usize).collect(),
+                positions: chunk.iter().map(|&i| comps.active[i][1] as usize).collect(),
+            };
+            let rows = run(&seeds)?;
+            for (j, &i) in chunk.iter().enumerate() {
+                store.push(&rows[j * n_cols..(j + 1) * n_cols], i);
+                visited[i] = true;
+            }
+            n_visited += chunk.len();
+            pb.inc(chunk.len() as u64);
+        }
+    }
+    pb.finish_and_clear();
+    phase("feature_attribution", &mut clock);
+
+    // Phase 4: the dense adjacency in node order.
+    let selected: Vec<u32> = (0..n_active)
+        .filter(|&i| visited[i])
+        .map(|i| i as u32)
+        .collect();
+    let f = selected.len();
+    let mut rank = vec![usize::MAX; n_active];
+    for (r, &s) in selected.iter().enumerate() {
+        rank[s as usize] = r;
+    }
+    let n = f + (n_layers + 1) * n_pos + k;
+    let mut adjacency = vec![0.0f32; n * n];
+    for (r, &node) in store.node.iter().enumerate() {
+        let target = if node >= n_cols {
+            f + (n_layers + 1) * n_pos + (node - n_cols)
+        } else {
+            rank[node]
+        };
+        let dst = &mut adjacency[target * n..(target + 1) * n];
+        let src = &store.rows[r * n_cols..(r + 1) * n_cols];
+        for (c, &v) in src[..n_active].iter().enumerate() {
+            if rank[c] != usize::MAX {
+                dst[rank[c]] = v;
+            }
+        }
+        dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
+    }
+    phase("assembly", &mut clock);
+
+    meta.basis = "transcoder".into();
+    meta.n_layers = n_layers;
+    meta.d_vocab = model.cfg.d_vocab;
+    if meta.scan.is_none() {
+        meta.scan = Some(transcoders.scan.clone());
+    }
+    meta.settings = serde_json::json!({
+        "targets": opts.targets.describe(),
+        "batch_size": opts.batch_size,
+        "max_feature_nodes": opts.max_feature_nodes,
+        "update_interval": opts.update_interval,
+        "n_active_features": n_active,
+        "feature_input_hook": HookName::Block(0, transcoders.read.site()).to_string().replacen("blocks.0.", "", 1),
+        "feature_output_hook": HookName::Block(0, transcoders.write.site()).to_string().replacen("blocks.0.", "", 1),
+    });
+    meta.timings = serde_json::Value::Object(timings);
+    let graph = Graph {
+        meta,
+        adjacency,
+        active_features: comps.active.clone(),
+        activation_values: comps.activations.clone(),
+        selected_features: selected,
+        input_tokens: tokens.to_vec(),
+        logit_targets: targets.targets,
+        logit_probabilities: targets.probs,
+    };
+    graph.validate()?;
+    Ok(graph)
+}

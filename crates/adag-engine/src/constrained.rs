@@ -1,0 +1,179 @@
+//! The constrained model: the real forward pass with every norm denominator and attention
+//! pattern frozen at a clean run's values and every MLP output frozen to its clean value (plus a
+//! transcoder's skip path, which stays live). This is exactly the linear model an attribution
+//! graph describes, run through the model's own forward code, so it is the oracle of the
+//! engine's exactness tests and the "constrained" mode of interventions.
+
+use adag_core::{HookName, Site};
+use adag_model::{ActivationCache, Batch, CacheFilter, ForwardHooks, Transformer};
+use candle_core::{DType, Tensor};
+
+use crate::error::{Context, Result};
+use crate::frozen::FrozenModel;
+use crate::transcoder::TranscoderSet;
+
+/// Hooks that freeze a single-prompt forward pass at `clean` and add perturbations.
+pub struct Constrained<'a> {
+    clean: &'a ActivationCache,
+    transcoders: &'a TranscoderSet,
+    /// Added at each layer's write site, `[1, n_pos, d_model]`.
+    pub write_deltas: Vec<Option<Tensor>>,
+    /// Added to `hook_embed`, `[1, n_pos, d_model]`.
+    pub embed_delta: Option<Tensor>,
+    /// The read-site value of each layer in this run, `[1, n_pos, d_model]`.
+    pub inputs: Vec<Option<Tensor>>,
+    /// `ln_final.hook_normalized` of this run.
+    pub final_normalized: Option<Tensor>,
+}
+
+impl<'a> Constrained<'a> {
+    /// The cache a clean run must keep for [`Constrained`].
+    pub fn clean_filter(transcoders: &TranscoderSet) -> CacheFilter {
+        FrozenModel::cache_filter().union(&CacheFilter::sites([
+            transcoders.read.site(),
+            transcoders.write.site(),
+        ]))
+    }
+
+    /// Hooks over a clean run's cache (batch of one prompt) with no perturbation.
+    pub fn new(clean: &'a ActivationCache, transcoders: &'a TranscoderSet) -> Self {
+        let n = transcoders.n_layers();
+        Constrained {
+            clean,
+            transcoders,
+            write_deltas: vec![None; n],
+            embed_delta: None,
+            inputs: vec![None; n],
+            final_normalized: None,
+        }
+    }
+
+    /// Adds `delta` `[d_model]` at layer `layer`'s write site, position `pos`.
+    pub fn add_write(&mut self, layer: usize, pos: usize, delta: &Tensor) -> Result<()> {
+        let clean = self
+            .clean
+            .get(HookName::Block(layer, self.transcoders.write.site()))?;
+        self.write_deltas[layer] =
+            Some(add_at(self.write_deltas[layer].take(), clean, pos, delta)?);
+        Ok(())
+    }
+
+    /// Adds `delta` `[d_model]` to the embedding at `pos`.
+    pub fn add_embed(&mut self, pos: usize, delta: &Tensor) -> Result<()> {
+        let clean = self.clean.get(HookName::Embed)?;
+        self.embed_delta = Some(add_at(self.embed_delta.take(), clean, pos, delta)?);
+        Ok(())
+    }
+
+    /// Runs `tokens` through `model` under these hooks.
+    pub fn run(&mut self, model: &Transformer, tokens: &[u32]) -> Result<Tensor> {
+        let out = model.forward_with(&Batch::single(tokens)?, &CacheFilter::none(), self)?;
+        Ok(out.logits)
+    }
+
+    /// Pre-activations `[n_pos, d_tc]` of layer `l`'s transcoder in the last run.
+    pub fn pre_activations(&self, l: usize) -> Result<Tensor> {
+        let x = self.inputs[l].as_ref().ok_or_else(|| {
+            crate::Error::Invalid(format!("layer {l} input not recorded; run first"))
+        })?;
+        self.transcoders.pre_activations(l, &x.get(0).ctx("input")?)
+    }
+}
+
+fn add_at(acc: Option<Tensor>, like: &Tensor, pos: usize, delta: &Tensor) -> Result<Tensor> {
+    let (_, t, d) = like.dims3().ctx("site shape")?;
+    let acc = match acc {
+        Some(a) => a,
+        None => Tensor::zeros((1, t, d), DType::F32, like.device()).ctx("delta")?,
+    };
+    let idx = Tensor::new(&[pos as u32], like.device()).ctx("position")?;
+    let row = delta
+        .to_dtype(DType::F32)
+        .and_then(|r| r.reshape((1, d)))
+        .ctx("delta row")?;
+    acc.reshape((t, d))
+        .and_then(|a| a.index_add(&idx, &row, 0))
+        .and_then(|a| a.reshape((1, t, d)))
+        .ctx("adding delta")
+}
+
+fn plus(v: Tensor, delta: &Option<Tensor>) -> adag_model::Result<Tensor> {
+    match delta {
+        Some(d) => {
+            d.to_dtype(v.dtype())
+                .and_then(|d| v + d)
+                .map_err(|e| adag_model::Error::Candle {
+                    context: "perturbation".into(),
+                    source: e,
+                })
+        }
+        None => Ok(v),
+    }
+}
+
+impl ForwardHooks for Constrained<'_> {
+    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
+        let tc = self.transcoders;
+        match hook {
+            HookName::Embed => plus(value, &self.embed_delta),
+            HookName::LnFinalScale => self.clean.get(hook).cloned(),
+            HookName::LnFinalNormalized => {
+                self.final_normalized = Some(value.clone());
+                Ok(value)
+            }
+            HookName::Block(
+                _,
+                Site::Ln1Scale
+                | Site::Ln1PostScale
+                | Site::Ln2Scale
+                | Site::Ln2PostScale
+                | Site::AttnPattern,
+            ) => self.clean.get(hook).cloned(),
+            HookName::Block(l, site) if site == tc.read.site() => {
+                self.inputs[l] = Some(value.clone());
+                Ok(value)
+            }
+            HookName::Block(l, site) if site == tc.write.site() => {
+                // Frozen MLP output, plus the change of the skip path, plus perturbations.
+                let clean = self.clean.get(hook)?.clone();
+                let mut v = clean;
+                if let (Some(x), Some(x0)) = (
+                    &self.inputs[l],
+                    self.clean.get(HookName::Block(l, tc.read.site())).ok(),
+                ) {
+                    let wrap = |e: crate::Error| adag_model::Error::Input(e.to_string());
+                    if let (Some(s), Some(s0)) = (
+                        tc.skip(
+                            l,
+                            &x.get(0).map_err(|e| adag_model::Error::Candle {
+                                context: "skip".into(),
+                                source: e,
+                            })?,
+                        )
+                        .map_err(wrap)?,
+                        tc.skip(
+                            l,
+                            &x0.get(0).map_err(|e| adag_model::Error::Candle {
+                                context: "skip".into(),
+                                source: e,
+                            })?,
+                        )
+                        .map_err(wrap)?,
+                    ) {
+                        let ds = (s - s0)
+                            .and_then(|d| d.unsqueeze(0))
+                            .and_then(|d| d.to_dtype(v.dtype()));
+                        v = ds
+                            .and_then(|d| v + d)
+                            .map_err(|e| adag_model::Error::Candle {
+                                context: "skip delta".into(),
+                                source: e,
+                            })?;
+                    }
+                }
+                plus(v, &self.write_deltas[l])
+            }
+            _ => Ok(value),
+        }
+    }
+}

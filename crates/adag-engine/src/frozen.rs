@@ -1,0 +1,454 @@
+//! The linearised model of one prompt, and its batched vector–Jacobian product.
+//!
+//! Freezing every attention pattern and norm denominator at their forward values makes each
+//! block affine in the residual stream:
+//!
+//! ```text
+//! resid_mid  = r + post1( W_O · Σ_k P[q,k] · W_V · (r_k / s1_k ⊙ w1) )
+//! resid_post = resid_mid + mlp_out          (mlp_out: whatever the MLP path says)
+//! ```
+//!
+//! so one backward pass from any seed gives exact direct effects. The MLP is not frozen here: a
+//! [`MlpPath`] says how gradient crosses it (constant, a transcoder's linear skip, or RelP through
+//! the gated MLP), which is all that distinguishes the bases. Seeds at layer `L`, position `p`
+//! need no work above `L` or after `p`: each batch runs only the layers at and below its highest
+//! seed, on the positions up to its last seed (the causal cone).
+
+use adag_core::{HookName, Site};
+use adag_model::{ActivationCache, CacheFilter, Transformer};
+use candle_core::{DType, Tensor};
+
+use crate::error::{Context, Error, Result};
+
+/// Where target nodes at layer `L` read the residual stream (the input hook of a transcoder, or
+/// of the MLP for neurons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ReadSite {
+    /// `hook_resid_mid`: the residual stream before the MLP's norm.
+    ResidMid,
+    /// `ln2.hook_normalized`: `resid_mid / scale`, before the norm weight.
+    Ln2Normalized,
+    /// `mlp.hook_in`: the MLP input, `resid_mid / scale ⊙ w`.
+    MlpIn,
+}
+
+impl ReadSite {
+    /// The site for a TransformerLens hook name (block-relative), if it is one targets can read.
+    pub fn from_site(site: Site) -> Option<Self> {
+        match site {
+            Site::ResidMid => Some(ReadSite::ResidMid),
+            Site::Ln2Normalized => Some(ReadSite::Ln2Normalized),
+            Site::MlpIn => Some(ReadSite::MlpIn),
+            _ => None,
+        }
+    }
+
+    /// The matching cache site.
+    pub fn site(self) -> Site {
+        match self {
+            ReadSite::ResidMid => Site::ResidMid,
+            ReadSite::Ln2Normalized => Site::Ln2Normalized,
+            ReadSite::MlpIn => Site::MlpIn,
+        }
+    }
+}
+
+/// Where source nodes at layer `l` write: gradients are reported here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WriteSite {
+    /// `hook_mlp_out`: what the MLP adds to the residual stream (after Gemma-2's post-norm).
+    HookMlpOut,
+    /// `mlp.hook_out`: the MLP's own output, before Gemma-2's post-feedforward norm (the same as
+    /// `hook_mlp_out` for the other architectures).
+    MlpOut,
+}
+
+impl WriteSite {
+    /// The site for a TransformerLens hook name, if sources can write there.
+    pub fn from_site(site: Site) -> Option<Self> {
+        match site {
+            Site::HookMlpOut => Some(WriteSite::HookMlpOut),
+            Site::MlpOut => Some(WriteSite::MlpOut),
+            _ => None,
+        }
+    }
+
+    /// The matching cache site.
+    pub fn site(self) -> Site {
+        match self {
+            WriteSite::HookMlpOut => Site::HookMlpOut,
+            WriteSite::MlpOut => Site::MlpOut,
+        }
+    }
+}
+
+/// How gradient crosses the MLP of a layer in the linearised model.
+pub trait MlpPath {
+    /// Given the gradient at the layer's write site `[n, T', d_model]`, the gradient it sends to
+    /// a read site of the same layer, or `None` when the MLP is a constant.
+    fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>>;
+}
+
+/// The MLP as a constant: gradient stops there (direct effects).
+pub struct StopMlp;
+
+impl MlpPath for StopMlp {
+    fn vjp(&self, _: usize, _: &Tensor) -> Result<Option<(ReadSite, Tensor)>> {
+        Ok(None)
+    }
+}
+
+/// Receives gradients as the backward pass reaches them.
+pub trait Visitor {
+    /// Gradient `[n, T', d_model]` at layer `layer`'s write site (layers arrive top-down).
+    fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()>;
+    /// Gradient `[n, T', d_model]` at `hook_embed`.
+    fn embed(&mut self, grad: &Tensor) -> Result<()>;
+}
+
+/// A batch of seeds: row `i` injects `vectors[i]` as the gradient at the read site of
+/// `layers[i]`, position `positions[i]`. Layer `n_layers` means the final norm's output (the
+/// unembedding's input), where logit directions are injected.
+#[derive(Debug, Clone)]
+pub struct Seeds {
+    /// `[n, d_model]`
+    pub vectors: Tensor,
+    /// Read layer of each seed.
+    pub layers: Vec<usize>,
+    /// Position of each seed.
+    pub positions: Vec<usize>,
+}
+
+struct Norm {
+    /// `[T, 1]` 1/scale
+    inv_scale: Tensor,
+    /// `[d]` effective weight
+    weight: Tensor,
+}
+
+impl Norm {
+    /// `g ⊙ w / scale` on the first `t` positions of `g` `[n, t, d]`.
+    fn apply(&self, g: &Tensor, t: usize) -> candle_core::Result<Tensor> {
+        g.broadcast_mul(&self.inv_scale.narrow(0, 0, t)?)?
+            .broadcast_mul(&self.weight)
+    }
+}
+
+struct FrozenLayer {
+    ln1: Norm,
+    /// `[H, T, T]` pattern transposed (keys × queries), contiguous.
+    pattern_t: Tensor,
+    ln1_post: Option<Norm>,
+    ln2: Norm,
+    ln2_post: Option<Norm>,
+}
+
+/// The frozen (linear) model of one prompt.
+pub struct FrozenModel<'m> {
+    model: &'m Transformer,
+    n_pos: usize,
+    layers: Vec<FrozenLayer>,
+    ln_final: Norm,
+    dtype: DType,
+}
+
+fn norm(
+    cache: &ActivationCache,
+    item: usize,
+    hook: HookName,
+    w: &adag_model::layers::RmsNorm,
+    dt: DType,
+) -> Result<Norm> {
+    let s = cache.item(hook, item)?;
+    Ok(Norm {
+        inv_scale: s
+            .to_dtype(DType::F32)
+            .and_then(|s| s.recip())
+            .and_then(|s| s.to_dtype(dt))
+            .ctx("frozen norm scale")?,
+        weight: w
+            .effective_weight()
+            .and_then(|w| w.to_dtype(dt))
+            .ctx("frozen norm weight")?,
+    })
+}
+
+impl<'m> FrozenModel<'m> {
+    /// What the forward pass must cache for [`FrozenModel::new`].
+    pub fn cache_filter() -> CacheFilter {
+        CacheFilter::sites([
+            Site::Ln1Scale,
+            Site::AttnPattern,
+            Site::Ln1PostScale,
+            Site::Ln2Scale,
+            Site::Ln2PostScale,
+        ])
+        .union(&CacheFilter::only([
+            HookName::Embed,
+            HookName::LnFinalScale,
+        ]))
+    }
+
+    /// Freezes batch item `item` of a forward pass over `model`.
+    pub fn new(model: &'m Transformer, cache: &ActivationCache, item: usize) -> Result<Self> {
+        let cfg = &model.cfg;
+        let dt = model.dtype();
+        let n_pos = *cache
+            .len
+            .get(item)
+            .ok_or_else(|| Error::Invalid(format!("batch item {item} not in the cache")))?;
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for (l, w) in model.weights.blocks.iter().enumerate() {
+            let h = |site| HookName::Block(l, site);
+            let pattern_t = cache
+                .item(h(Site::AttnPattern), item)?
+                .to_dtype(dt)
+                .and_then(|p| p.transpose(1, 2))
+                .and_then(|p| p.contiguous())
+                .ctx("frozen attention pattern")?;
+            let post = |site, n: &Option<adag_model::layers::RmsNorm>| -> Result<Option<Norm>> {
+                n.as_ref()
+                    .map(|n| norm(cache, item, h(site), n, dt))
+                    .transpose()
+            };
+            layers.push(FrozenLayer {
+                ln1: norm(cache, item, h(Site::Ln1Scale), &w.ln1, dt)?,
+                pattern_t,
+                ln1_post: post(Site::Ln1PostScale, &w.ln1_post)?,
+                ln2: norm(cache, item, h(Site::Ln2Scale), &w.ln2, dt)?,
+                ln2_post: post(Site::Ln2PostScale, &w.ln2_post)?,
+            });
+        }
+        let ln_final = norm(
+            cache,
+            item,
+            HookName::LnFinalScale,
+            &model.weights.ln_final,
+            dt,
+        )?;
+        Ok(FrozenModel {
+            model,
+            n_pos,
+            layers,
+            ln_final,
+            dtype: dt,
+        })
+    }
+
+    /// Number of positions of the prompt.
+    pub fn n_pos(&self) -> usize {
+        self.n_pos
+    }
+
+    /// Dtype of the backward computation.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Transformer {
+        self.model
+    }
+
+    /// Maps gradients at a read site of layer `l` to `resid_mid` (the transpose of the read
+    /// site's frozen Jacobian), on the first `t` positions.
+    pub fn read_to_resid_mid(
+        &self,
+        l: usize,
+        site: ReadSite,
+        g: &Tensor,
+        t: usize,
+    ) -> Result<Tensor> {
+        let ln2 = &self.layers[l].ln2;
+        match site {
+            ReadSite::ResidMid => Ok(g.clone()),
+            ReadSite::Ln2Normalized => g
+                .broadcast_mul(&ln2.inv_scale.narrow(0, 0, t).ctx("scale")?)
+                .ctx("ln2 backward"),
+            ReadSite::MlpIn => ln2.apply(g, t).ctx("ln2 backward"),
+        }
+    }
+
+    /// Maps a gradient at `hook_mlp_out` of layer `l` to the write site.
+    fn to_write_site(&self, l: usize, site: WriteSite, g: &Tensor, t: usize) -> Result<Tensor> {
+        match (site, &self.layers[l].ln2_post) {
+            (WriteSite::MlpOut, Some(post)) => post.apply(g, t).ctx("ln2_post backward"),
+            _ => Ok(g.clone()),
+        }
+    }
+
+    /// Seeds transformed to gradients at the residual stream (resid_mid of their layer, or the
+    /// last resid_post for logits), as `[m, d]` with their flat row index `i·t + pos`.
+    fn seed_rows(
+        &self,
+        seeds: &Seeds,
+        rows: &[usize],
+        site: ReadSite,
+        t: usize,
+    ) -> Result<(Tensor, Tensor)> {
+        let dev = seeds.vectors.device();
+        let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let idx_t = Tensor::new(idx.as_slice(), dev).ctx("seed index")?;
+        let v = seeds
+            .vectors
+            .index_select(&idx_t, 0)
+            .and_then(|v| v.to_dtype(self.dtype))
+            .ctx("seed vectors")?;
+        let pos: Vec<u32> = rows.iter().map(|&r| seeds.positions[r] as u32).collect();
+        let pos_t = Tensor::new(pos.as_slice(), dev).ctx("seed positions")?;
+        let layer = seeds.layers[rows[0]];
+        let scaled = if layer == self.layers.len() {
+            let inv = self
+                .ln_final
+                .inv_scale
+                .index_select(&pos_t, 0)
+                .ctx("final scale")?;
+            v.broadcast_mul(&inv)
+                .and_then(|v| v.broadcast_mul(&self.ln_final.weight))
+                .ctx("final norm backward")?
+        } else {
+            let ln2 = &self.layers[layer].ln2;
+            match site {
+                ReadSite::ResidMid => v,
+                ReadSite::Ln2Normalized => v
+                    .broadcast_mul(&ln2.inv_scale.index_select(&pos_t, 0).ctx("scale")?)
+                    .ctx("ln2 backward")?,
+                ReadSite::MlpIn => v
+                    .broadcast_mul(&ln2.inv_scale.index_select(&pos_t, 0).ctx("scale")?)
+                    .and_then(|v| v.broadcast_mul(&ln2.weight))
+                    .ctx("ln2 backward")?,
+            }
+        };
+        let flat: Vec<u32> = rows
+            .iter()
+            .map(|&r| (r * t + seeds.positions[r]) as u32)
+            .collect();
+        Ok((scaled, Tensor::new(flat.as_slice(), dev).ctx("seed rows")?))
+    }
+
+    /// Adds the seeds whose read layer is `layer` into `g` `[n, t, d]`.
+    fn inject(
+        &self,
+        g: Tensor,
+        seeds: &Seeds,
+        layer: usize,
+        site: ReadSite,
+        t: usize,
+    ) -> Result<Tensor> {
+        let rows: Vec<usize> = (0..seeds.layers.len())
+            .filter(|&i| seeds.layers[i] == layer)
+            .collect();
+        if rows.is_empty() {
+            return Ok(g);
+        }
+        let (n, _, d) = g.dims3().ctx("gradient shape")?;
+        let (vals, idx) = self.seed_rows(seeds, &rows, site, t)?;
+        g.reshape((n * t, d))
+            .and_then(|g| g.index_add(&idx, &vals, 0))
+            .and_then(|g| g.reshape((n, t, d)))
+            .ctx("injecting seeds")
+    }
+
+    /// Backward through block `l`'s attention: from the gradient at `resid_mid` to `resid_pre`.
+    fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let fl = &self.layers[l];
+        let w = &self.model.weights.blocks[l].attn;
+        let (n, _, d) = g_mid.dims3().ctx("gradient shape")?;
+        let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
+        let g_raw = match &fl.ln1_post {
+            Some(post) => post.apply(g_mid, t).ctx("ln1_post backward")?,
+            None => g_mid.clone(),
+        };
+        // attn_raw = z W_Oᵀ  ⇒  g_z = g W_O
+        let g_z = g_raw
+            .reshape((n * t, d))
+            .and_then(|g| g.matmul(&w.o.weight))
+            .ctx("o_proj backward")?;
+        // [n, t, H, dh] → [H, t, n·dh]: one matmul per head with the transposed pattern.
+        let g_z = g_z
+            .reshape((n, t, h, dh))
+            .and_then(|g| g.permute((2, 1, 0, 3)))
+            .and_then(|g| g.contiguous())
+            .and_then(|g| g.reshape((h, t, n * dh)))
+            .ctx("splitting heads")?;
+        let pt = fl
+            .pattern_t
+            .narrow(1, 0, t)
+            .and_then(|p| p.narrow(2, 0, t))
+            .ctx("pattern cone")?;
+        let g_v = pt.matmul(&g_z).ctx("pattern backward")?; // [H, t_k, n·dh]
+                                                            // Sum the query heads that share a key/value head, back to [n, t, kv·dh].
+        let g_v = g_v
+            .reshape((kv, rep, t, n, dh))
+            .and_then(|g| g.sum(1))
+            .and_then(|g| g.permute((2, 1, 0, 3)))
+            .and_then(|g| g.contiguous())
+            .and_then(|g| g.reshape((n * t, kv * dh)))
+            .ctx("merging heads")?;
+        // v = x W_Vᵀ  ⇒  g_x = g_v W_V
+        let g_x = g_v
+            .matmul(&w.v.weight)
+            .and_then(|g| g.reshape((n, t, d)))
+            .ctx("v_proj backward")?;
+        let g_resid = fl.ln1.apply(&g_x, t).ctx("ln1 backward")?;
+        (g_mid + g_resid).ctx("residual")
+    }
+
+    /// The batched vector–Jacobian product of the frozen model for `seeds`.
+    ///
+    /// Seeds at layer `L < n_layers` are injected at `read` of layer `L`; seeds at `n_layers` at
+    /// the final norm's output. Going down, `visit.write_site(l, g)` receives the gradient at the
+    /// `write` site of every layer below the highest seed, and `visit.embed` the gradient at the
+    /// embeddings. Only positions up to the last seed's are computed.
+    pub fn vjp(
+        &self,
+        seeds: &Seeds,
+        read: ReadSite,
+        write: WriteSite,
+        mlp: &dyn MlpPath,
+        visit: &mut dyn Visitor,
+    ) -> Result<()> {
+        let n = seeds.layers.len();
+        if n == 0 {
+            return Ok(());
+        }
+        if seeds.positions.len() != n || seeds.vectors.dim(0).ctx("seed shape")? != n {
+            return Err(Error::Invalid(
+                "seed vectors, layers and positions differ in length".into(),
+            ));
+        }
+        let n_layers = self.layers.len();
+        if let Some(&bad) = seeds.layers.iter().find(|&&l| l > n_layers) {
+            return Err(Error::Invalid(format!(
+                "seed layer {bad} above the model's {n_layers} layers"
+            )));
+        }
+        if let Some(&bad) = seeds.positions.iter().find(|&&p| p >= self.n_pos) {
+            return Err(Error::Invalid(format!(
+                "seed position {bad} beyond the prompt's {} positions",
+                self.n_pos
+            )));
+        }
+        let t = seeds.positions.iter().max().map_or(0, |&p| p + 1);
+        let top = *seeds.layers.iter().max().unwrap_or(&0);
+        let d = self.model.cfg.d_model;
+        let dev = seeds.vectors.device();
+        let mut g = Tensor::zeros((n, t, d), self.dtype, dev).ctx("gradient buffer")?;
+        if top == n_layers {
+            g = self.inject(g, seeds, n_layers, read, t)?;
+        }
+        for l in (0..top.min(n_layers - 1) + 1).rev() {
+            if l < top {
+                let g_write = self.to_write_site(l, write, &g, t)?;
+                visit.write_site(l, &g_write)?;
+                if let Some((site, g_read)) = mlp.vjp(l, &g_write)? {
+                    g = (g + self.read_to_resid_mid(l, site, &g_read, t)?).ctx("MLP path")?;
+                }
+            }
+            g = self.inject(g, seeds, l, read, t)?;
+            g = self.attention_vjp(l, &g, t)?;
+        }
+        visit.embed(&g)
+    }
+}

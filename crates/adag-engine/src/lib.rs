@@ -1,0 +1,25 @@
+//! adag-engine: the linearised backward engine and the bases that plug into it.
+//!
+//! Pipeline role: between the forward pass (adag-model) and the graph (adag-graph). A forward
+//! pass caches the frozen quantities (norm denominators, attention patterns); [`FrozenModel`]
+//! turns them into a linear model of the prompt and runs batched vector–Jacobian products
+//! through it. A basis only says how its nodes read from and write to the residual stream:
+//! transcoder features ([`transcoder`]) read at their input hook with encoder rows and write
+//! decoder rows at their output hook; the MLP path ([`MlpPath`]) says what crosses the MLP
+//! (nothing, a transcoder's skip, or RelP for neurons).
+//!
+//! [`attribute`] builds circuit-tracer's attribution graph on top of that.
+#![deny(missing_docs)]
+
+pub mod attribute;
+pub mod constrained;
+pub mod error;
+pub mod frozen;
+pub mod targets;
+pub mod transcoder;
+
+pub use attribute::{attribute, prepare_tokens, AttributeOptions};
+pub use error::{Error, Result};
+pub use frozen::{FrozenModel, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
+pub use targets::{CustomTarget, TargetSpec};
+pub use transcoder::TranscoderSet;

@@ -1,0 +1,191 @@
+//! Reading transcoder weights: memory-mapped safetensors matrices read row by row, so that a
+//! 16k-feature × 26-layer decoder set never has to sit in RAM, plus in-memory matrices for
+//! formats that cannot be mapped (GemmaScope `.npz`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use half::{bf16, f16};
+use safetensors::Dtype;
+
+use crate::error::{Context, Error, Result};
+
+/// An opened safetensors file.
+pub struct StFile {
+    path: PathBuf,
+    st: MmapedSafetensors,
+}
+
+impl StFile {
+    /// Maps `path`.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        if !path.exists() {
+            return Err(Error::Transcoder {
+                path: path.to_path_buf(),
+                reason: "file not found".into(),
+            });
+        }
+        // SAFETY: read-only mapping of a file adag never writes while it is mapped.
+        let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| Error::Transcoder {
+            path: path.to_path_buf(),
+            reason: format!("not a valid safetensors file: {e}"),
+        })?;
+        Ok(Arc::new(StFile {
+            path: path.to_path_buf(),
+            st,
+        }))
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether tensor `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.st.get(name).is_ok()
+    }
+
+    /// Shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
+        Ok(self.view(name)?.shape().to_vec())
+    }
+
+    fn view(&self, name: &str) -> Result<safetensors::tensor::TensorView<'_>> {
+        self.st.get(name).map_err(|_| Error::Transcoder {
+            path: self.path.clone(),
+            reason: format!("tensor `{name}` not found"),
+        })
+    }
+
+    /// Loads a whole tensor as f32.
+    pub fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
+        self.view(name)?;
+        self.st
+            .load(name, device)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .map_err(|e| Error::Transcoder {
+                path: self.path.clone(),
+                reason: format!("tensor `{name}`: {e}"),
+            })
+    }
+}
+
+/// A matrix `[rows, ...]` whose rows can be read individually.
+#[derive(Clone)]
+pub enum Matrix {
+    /// Rows read from a mapped file on demand.
+    Mapped {
+        /// The file.
+        file: Arc<StFile>,
+        /// Tensor name.
+        name: String,
+        /// Full shape; the first dimension indexes rows.
+        shape: Vec<usize>,
+    },
+    /// Held in memory (f32).
+    Memory(Tensor),
+}
+
+impl Matrix {
+    /// A mapped matrix, checking the tensor exists.
+    pub fn mapped(file: &Arc<StFile>, name: &str) -> Result<Self> {
+        let shape = file.shape(name)?;
+        Ok(Matrix::Mapped {
+            file: file.clone(),
+            name: name.to_string(),
+            shape,
+        })
+    }
+
+    /// Full shape.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            Matrix::Mapped { shape, .. } => shape.clone(),
+            Matrix::Memory(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Where it comes from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Matrix::Mapped { file, name, .. } => format!("{} in {}", name, file.path.display()),
+            Matrix::Memory(_) => "in-memory matrix".into(),
+        }
+    }
+
+    /// The whole matrix as f32.
+    pub fn load(&self, device: &Device) -> Result<Tensor> {
+        match self {
+            Matrix::Mapped { file, name, .. } => file.load(name, device),
+            Matrix::Memory(t) => t.to_device(device).ctx("moving matrix"),
+        }
+    }
+
+    /// Rows `ids` as f32, shape `[ids.len(), ...rest]`.
+    pub fn rows(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        match self {
+            Matrix::Memory(t) => {
+                let idx = Tensor::new(ids, t.device()).ctx("row ids")?;
+                t.index_select(&idx, 0)
+                    .and_then(|r| r.to_device(device))
+                    .ctx("selecting rows")
+            }
+            Matrix::Mapped { file, name, shape } => {
+                let view = file.view(name)?;
+                let row_len: usize = shape[1..].iter().product();
+                let width = view.dtype().bitsize() / 8;
+                let data = view.data();
+                let mut out = Vec::with_capacity(ids.len() * row_len);
+                for &r in ids {
+                    let r = r as usize;
+                    if r >= shape[0] {
+                        return Err(Error::Transcoder {
+                            path: file.path.clone(),
+                            reason: format!("row {r} of `{name}` requested, it has {}", shape[0]),
+                        });
+                    }
+                    let bytes = &data[r * row_len * width..(r + 1) * row_len * width];
+                    decode_into(view.dtype(), bytes, &mut out).map_err(|reason| {
+                        Error::Transcoder {
+                            path: file.path.clone(),
+                            reason: format!("tensor `{name}`: {reason}"),
+                        }
+                    })?;
+                }
+                let mut dims = vec![ids.len()];
+                dims.extend_from_slice(&shape[1..]);
+                Tensor::from_vec(out, dims, device).ctx("decoder rows")
+            }
+        }
+    }
+}
+
+fn decode_into(dtype: Dtype, bytes: &[u8], out: &mut Vec<f32>) -> std::result::Result<(), String> {
+    match dtype {
+        Dtype::F32 => out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::BF16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        Dtype::F16 => out.extend(
+            bytes
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()),
+        ),
+        Dtype::F64 => {
+            out.extend(bytes.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
+        other => return Err(format!("dtype {other:?} is not a float type")),
+    }
+    Ok(())
+}

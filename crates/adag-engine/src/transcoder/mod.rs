@@ -1,0 +1,484 @@
+//! Transcoders: per-layer (PLT) and cross-layer (CLT) sets in circuit-tracer's native formats,
+//! and GemmaScope `.npz` files.
+//!
+//! A transcoder reads the residual stream at its `feature_input_hook` (a [`ReadSite`]) and
+//! replaces the MLP output at its `feature_output_hook` (a [`WriteSite`]):
+//! `pre = x W_encᵀ + b_enc`, `a = act(pre)`, `recon = a W_dec + b_dec (+ x W_skipᵀ)`.
+//! Conventions follow circuit-tracer (see `shared/reference/circuit-tracer.md` §2): JumpReLU keeps
+//! `pre` itself above the threshold, TopK keeps the k largest values (not absolute values), the
+//! PLT skip is `x W_skipᵀ` and the CLT skip `x W_skip[l]`. Native CLT directories carry no skip
+//! (circuit-tracer never loads one either).
+
+mod components;
+mod files;
+pub mod random;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use adag_core::Site;
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+
+pub use components::{Components, SourceGroup};
+pub use files::{Matrix, StFile};
+
+use crate::error::{Context, Error, Result};
+use crate::frozen::{MlpPath, ReadSite, WriteSite};
+
+/// The nonlinearity of the features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FeatureActivation {
+    /// `max(pre, 0)`.
+    Relu,
+    /// `pre · [pre > θ_f]` with per-feature thresholds.
+    JumpRelu,
+    /// The `k` largest pre-activations per position survive.
+    TopK(usize),
+}
+
+/// PLT or CLT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranscoderKind {
+    /// One transcoder per layer, writing to its own layer.
+    PerLayer,
+    /// Features of layer `i` write to every layer `≥ i`.
+    CrossLayer,
+}
+
+/// One layer's encoder side, plus its decoder(s).
+pub struct TranscoderLayer {
+    /// `W_enc` `[d_tc, d_model]`.
+    pub w_enc: Matrix,
+    /// `[d_tc]`
+    pub b_enc: Tensor,
+    /// JumpReLU thresholds `[d_tc]`.
+    pub threshold: Option<Tensor>,
+    /// Decoder: PLT `[d_tc, d_model]`; CLT `[d_tc, n_layers − i, d_model]`.
+    pub w_dec: Matrix,
+    /// Decoder bias of the output at this layer, `[d_model]`.
+    pub b_dec: Tensor,
+    /// Skip matrix `[d_model, d_model]`, applied as `x W_skipᵀ` (PLT).
+    pub w_skip: Option<Tensor>,
+}
+
+/// `config.yaml` keys adag reads.
+#[derive(Debug, Deserialize)]
+struct ConfigYaml {
+    model_kind: Option<String>,
+    feature_input_hook: Option<String>,
+    feature_output_hook: Option<String>,
+    model_name: Option<String>,
+    transcoders: Option<Vec<String>>,
+    activation: Option<String>,
+    k: Option<usize>,
+    #[serde(default)]
+    scan: Option<String>,
+}
+
+/// A loaded transcoder set.
+pub struct TranscoderSet {
+    /// PLT or CLT.
+    pub kind: TranscoderKind,
+    /// Where features read.
+    pub read: ReadSite,
+    /// Where features write.
+    pub write: WriteSite,
+    /// The nonlinearity.
+    pub activation: FeatureActivation,
+    /// `model_name` from config.yaml (the CLI's default `--model`).
+    pub model_name: Option<String>,
+    /// Feature-set identifier for the frontend (`scan`).
+    pub scan: String,
+    /// Features per layer.
+    pub d_tc: usize,
+    /// Residual width.
+    pub d_model: usize,
+    /// One entry per model layer.
+    pub layers: Vec<TranscoderLayer>,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+}
+
+fn terr(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Transcoder {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_site<T>(
+    path: &Path,
+    key: &str,
+    value: &str,
+    f: impl Fn(Site) -> Option<T>,
+    allowed: &str,
+) -> Result<T> {
+    value
+        .parse::<adag_core::HookName>()
+        .ok()
+        .and_then(|h| match h {
+            adag_core::HookName::Block(_, s) => Some(s),
+            _ => None,
+        })
+        .or_else(|| Site::parse(value))
+        .and_then(f)
+        .ok_or_else(|| {
+            terr(
+                path,
+                format!("{key}: `{value}` is not supported (supported: {allowed})"),
+            )
+        })
+}
+
+impl TranscoderSet {
+    /// Loads a transcoder set from a directory holding `config.yaml`, or from the config file
+    /// itself.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let (dir, cfg_path) = if path.is_dir() {
+            (path.to_path_buf(), path.join("config.yaml"))
+        } else {
+            (
+                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                path.to_path_buf(),
+            )
+        };
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| terr(&cfg_path, format!("cannot read transcoder config: {e}")))?;
+        let cfg: ConfigYaml = serde_norway::from_str(&text)
+            .map_err(|e| terr(&cfg_path, format!("not a valid config.yaml: {e}")))?;
+        let kind = match cfg.model_kind.as_deref() {
+            Some("transcoder_set") => TranscoderKind::PerLayer,
+            Some("cross_layer_transcoder") => TranscoderKind::CrossLayer,
+            Some(other) => return Err(terr(&cfg_path, format!("model_kind `{other}` is not supported (transcoder_set, cross_layer_transcoder)"))),
+            None => return Err(terr(&cfg_path, "model_kind is required (transcoder_set or cross_layer_transcoder)")),
+        };
+        let input = cfg
+            .feature_input_hook
+            .as_deref()
+            .unwrap_or("hook_resid_mid");
+        let output = cfg.feature_output_hook.as_deref().unwrap_or("hook_mlp_out");
+        let read = parse_site(
+            &cfg_path,
+            "feature_input_hook",
+            input,
+            ReadSite::from_site,
+            "hook_resid_mid, ln2.hook_normalized, mlp.hook_in",
+        )?;
+        let write = parse_site(
+            &cfg_path,
+            "feature_output_hook",
+            output,
+            WriteSite::from_site,
+            "hook_mlp_out, mlp.hook_out",
+        )?;
+        let layers = match kind {
+            TranscoderKind::PerLayer => {
+                load_plt(&dir, &cfg_path, cfg.transcoders.as_deref(), device)?
+            }
+            TranscoderKind::CrossLayer => load_clt(&dir, device)?,
+        };
+        let first = layers
+            .first()
+            .ok_or_else(|| terr(&dir, "no transcoder layers found"))?;
+        let d_tc = first.b_enc.dim(0).ctx("b_enc")?;
+        let d_model = first.b_dec.dim(0).ctx("b_dec")?;
+        let has_threshold = first.threshold.is_some();
+        let activation = match cfg.activation.as_deref() {
+            Some("relu") => FeatureActivation::Relu,
+            Some("topk") => FeatureActivation::TopK(
+                cfg.k
+                    .ok_or_else(|| terr(&cfg_path, "activation topk needs `k`"))?,
+            ),
+            Some("jump_relu") | Some("jumprelu") => FeatureActivation::JumpRelu,
+            Some(other) => {
+                return Err(terr(
+                    &cfg_path,
+                    format!("activation `{other}` not supported (relu, jump_relu, topk)"),
+                ))
+            }
+            None if has_threshold => FeatureActivation::JumpRelu,
+            None => FeatureActivation::Relu,
+        };
+        let n = layers.len();
+        for (i, l) in layers.iter().enumerate() {
+            let enc = l.w_enc.shape();
+            if enc != [d_tc, d_model] {
+                return Err(terr(
+                    &dir,
+                    format!(
+                        "layer {i}: {} has shape {enc:?}, expected [{d_tc}, {d_model}]",
+                        l.w_enc.describe()
+                    ),
+                ));
+            }
+            let dec = l.w_dec.shape();
+            let want = match kind {
+                TranscoderKind::PerLayer => vec![d_tc, d_model],
+                TranscoderKind::CrossLayer => vec![d_tc, n - i, d_model],
+            };
+            if dec != want {
+                return Err(terr(
+                    &dir,
+                    format!(
+                        "layer {i}: {} has shape {dec:?}, expected {want:?}",
+                        l.w_dec.describe()
+                    ),
+                ));
+            }
+            if activation == FeatureActivation::JumpRelu && l.threshold.is_none() {
+                return Err(terr(&dir, format!("layer {i}: JumpReLU needs a threshold")));
+            }
+        }
+        Ok(TranscoderSet {
+            kind,
+            read,
+            write,
+            activation,
+            model_name: cfg.model_name,
+            scan: cfg.scan.unwrap_or_else(|| dir.display().to_string()),
+            d_tc,
+            d_model,
+            layers,
+            source: dir,
+        })
+    }
+
+    /// Number of layers.
+    pub fn n_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Checks that the set fits `model`: layer count and width.
+    pub fn check_model(&self, cfg: &adag_model::ModelConfig) -> Result<()> {
+        if self.n_layers() != cfg.n_layers {
+            return Err(terr(
+                &self.source,
+                format!(
+                    "{} transcoder layers, but the model has {} layers",
+                    self.n_layers(),
+                    cfg.n_layers
+                ),
+            ));
+        }
+        if self.d_model != cfg.d_model {
+            return Err(terr(
+                &self.source,
+                format!(
+                    "transcoders have d_model {}, the model {}",
+                    self.d_model, cfg.d_model
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Pre-activations `[T, d_tc]` of layer `l` for inputs `x` `[T, d_model]`.
+    pub fn pre_activations(&self, l: usize, x: &Tensor) -> Result<Tensor> {
+        let layer = &self.layers[l];
+        let w = layer.w_enc.load(x.device())?;
+        x.to_dtype(candle_core::DType::F32)
+            .and_then(|x| x.matmul(&w.t()?))
+            .and_then(|p| p.broadcast_add(&layer.b_enc))
+            .ctx("transcoder encoder")
+    }
+
+    /// Activations from pre-activations `[T, d_tc]`.
+    pub fn activate(&self, l: usize, pre: &Tensor) -> Result<Tensor> {
+        match self.activation {
+            FeatureActivation::Relu => pre.relu().ctx("relu"),
+            FeatureActivation::JumpRelu => {
+                let th = self.layers[l]
+                    .threshold
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid("JumpReLU without threshold".into()))?;
+                pre.broadcast_gt(th)
+                    .and_then(|m| m.to_dtype(pre.dtype()))
+                    .and_then(|m| m * pre)
+                    .ctx("jump relu")
+            }
+            FeatureActivation::TopK(k) => {
+                let k = k.min(pre.dim(1).ctx("pre shape")?);
+                let rows = pre.to_vec2::<f32>().ctx("topk")?;
+                let mut out = Vec::with_capacity(rows.len() * rows.first().map_or(0, Vec::len));
+                for row in rows {
+                    let mut idx: Vec<usize> = (0..row.len()).collect();
+                    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                    let mut kept = vec![0.0f32; row.len()];
+                    for &i in &idx[..k] {
+                        kept[i] = row[i];
+                    }
+                    out.extend(kept);
+                }
+                Tensor::from_vec(out, pre.dims(), pre.device()).ctx("topk")
+            }
+        }
+    }
+
+    /// `x W_skipᵀ` of layer `l`, if the layer has a skip connection.
+    pub fn skip(&self, l: usize, x: &Tensor) -> Result<Option<Tensor>> {
+        self.layers[l]
+            .w_skip
+            .as_ref()
+            .map(|w| {
+                x.to_dtype(candle_core::DType::F32)
+                    .and_then(|x| x.matmul(&w.t()?))
+                    .ctx("skip")
+            })
+            .transpose()
+    }
+
+    /// Decoder rows of `features` of layer `l` `[m, n_out, d_model]` (PLT: `n_out = 1`).
+    pub fn decoder_rows(&self, l: usize, features: &[u32], device: &Device) -> Result<Tensor> {
+        let rows = self.layers[l].w_dec.rows(features, device)?;
+        match self.kind {
+            TranscoderKind::PerLayer => rows.unsqueeze(1).ctx("decoder rows"),
+            TranscoderKind::CrossLayer => Ok(rows),
+        }
+    }
+}
+
+/// The linear path a transcoder keeps through the MLP in the linearised model: its skip.
+pub struct SkipPath<'a>(pub &'a TranscoderSet);
+
+impl MlpPath for SkipPath<'_> {
+    fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>> {
+        let Some(w) = &self.0.layers[layer].w_skip else {
+            return Ok(None);
+        };
+        // skip = x W_skipᵀ  ⇒  g_x = g W_skip
+        let (n, t, d) = grad_write.dims3().ctx("gradient shape")?;
+        let w = w.to_dtype(grad_write.dtype()).ctx("skip dtype")?;
+        let g = grad_write
+            .reshape((n * t, d))
+            .and_then(|g| g.matmul(&w))
+            .and_then(|g| g.reshape((n, t, d)))
+            .ctx("skip backward")?;
+        Ok(Some((self.0.read, g)))
+    }
+}
+
+fn load_plt(
+    dir: &Path,
+    cfg_path: &Path,
+    listed: Option<&[String]>,
+    device: &Device,
+) -> Result<Vec<TranscoderLayer>> {
+    let paths: Vec<PathBuf> = match listed {
+        Some(list) => list
+            .iter()
+            .map(|p| {
+                if p.starts_with("hf://") || p.contains("://") {
+                    Err(terr(cfg_path, format!("transcoder `{p}` is a remote URI; adag reads local files only (download it and list the local path)")))
+                } else {
+                    Ok(dir.join(p))
+                }
+            })
+            .collect::<Result<_>>()?,
+        None => {
+            let mut found = Vec::new();
+            while dir.join(format!("layer_{}.safetensors", found.len())).exists() {
+                found.push(dir.join(format!("layer_{}.safetensors", found.len())));
+            }
+            if found.is_empty() {
+                return Err(terr(dir, "no layer_0.safetensors (and no `transcoders` list in config.yaml)"));
+            }
+            found
+        }
+    };
+    paths
+        .iter()
+        .map(|p| {
+            if p.extension().and_then(|e| e.to_str()) == Some("npz") {
+                load_gemmascope_npz(p, device)
+            } else {
+                load_plt_layer(p, device)
+            }
+        })
+        .collect()
+}
+
+fn load_plt_layer(path: &Path, device: &Device) -> Result<TranscoderLayer> {
+    let f = StFile::open(path)?;
+    Ok(TranscoderLayer {
+        w_enc: Matrix::mapped(&f, "W_enc")?,
+        b_enc: f.load("b_enc", device)?,
+        threshold: f
+            .contains("activation_function.threshold")
+            .then(|| f.load("activation_function.threshold", device))
+            .transpose()?,
+        w_dec: Matrix::mapped(&f, "W_dec")?,
+        b_dec: f.load("b_dec", device)?,
+        w_skip: f
+            .contains("W_skip")
+            .then(|| f.load("W_skip", device))
+            .transpose()?,
+    })
+}
+
+/// GemmaScope `.npz`: `W_enc` is stored `[d_model, d_tc]` and transposed on load.
+fn load_gemmascope_npz(path: &Path, device: &Device) -> Result<TranscoderLayer> {
+    let tensors =
+        Tensor::read_npz(path).map_err(|e| terr(path, format!("cannot read npz: {e}")))?;
+    let get = |name: &str| -> Result<Tensor> {
+        tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| {
+                t.to_dtype(candle_core::DType::F32)
+                    .and_then(|t| t.to_device(device))
+            })
+            .transpose()
+            .ctx("npz tensor")?
+            .ok_or_else(|| terr(path, format!("array `{name}` not found")))
+    };
+    Ok(TranscoderLayer {
+        w_enc: Matrix::Memory(
+            get("W_enc")?
+                .t()
+                .and_then(|t| t.contiguous())
+                .ctx("transpose W_enc")?,
+        ),
+        b_enc: get("b_enc")?,
+        threshold: Some(get("threshold")?),
+        w_dec: Matrix::Memory(get("W_dec")?),
+        b_dec: get("b_dec")?,
+        w_skip: None,
+    })
+}
+
+fn load_clt(dir: &Path, device: &Device) -> Result<Vec<TranscoderLayer>> {
+    let mut layers = Vec::new();
+    loop {
+        let i = layers.len();
+        let enc = dir.join(format!("W_enc_{i}.safetensors"));
+        if !enc.exists() {
+            break;
+        }
+        let dec_path = dir.join(format!("W_dec_{i}.safetensors"));
+        let e = StFile::open(&enc)?;
+        let d: Arc<StFile> = StFile::open(&dec_path)?;
+        let th = format!("threshold_{i}");
+        layers.push(TranscoderLayer {
+            w_enc: Matrix::mapped(&e, &format!("W_enc_{i}"))?,
+            b_enc: e.load(&format!("b_enc_{i}"), device)?,
+            threshold: e
+                .contains(&th)
+                .then(|| {
+                    e.load(&th, device)
+                        .and_then(|t| t.flatten_all().ctx("threshold"))
+                })
+                .transpose()?,
+            w_dec: Matrix::mapped(&d, &format!("W_dec_{i}"))?,
+            b_dec: e.load(&format!("b_dec_{i}"), device)?,
+            w_skip: None,
+        });
+    }
+    if layers.is_empty() {
+        return Err(terr(
+            dir,
+            "no W_enc_0.safetensors in this cross-layer transcoder directory",
+        ));
+    }
+    Ok(layers)
+}
