@@ -39,8 +39,9 @@ pub enum DeviceArg {
 /// `--model`, `--dtype`, `--device`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// HuggingFace model directory (config.json, *.safetensors, tokenizer.json).
-    #[arg(long, short = 'm')]
+    /// HuggingFace model directory (config.json, *.safetensors, tokenizer.json); defaults to
+    /// the bundled demo model (models/demo).
+    #[arg(long, short = 'm', default_value_os_t = default_model())]
     pub model: PathBuf,
     /// Dtype of weights and activations.
     #[arg(long, value_enum, default_value = "f32")]
@@ -58,6 +59,13 @@ impl ModelArgs {
             device: device(self.device)?,
         })
     }
+}
+
+/// The bundled demo model (`models/demo`), the default of every `--model`. When it cannot be
+/// found the relative path is returned, and loading it fails naming that path.
+pub fn default_model() -> PathBuf {
+    adag_train::bundle::default_model_dir()
+        .unwrap_or_else(|_| PathBuf::from(adag_train::bundle::BUNDLE_REL))
 }
 
 /// Opens the requested device, or says why it cannot.

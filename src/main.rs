@@ -26,6 +26,9 @@ enum Command {
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Train the bundled demo model or its transcoders (CPU).
+    #[command(subcommand)]
+    Train(commands::train::TrainCommand),
 }
 
 fn main() {
@@ -38,6 +41,7 @@ fn main() {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Train(t) => commands::train::run(t),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -11,8 +11,8 @@ use serde_json::json;
 /// Arguments of `adag inspect`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// HuggingFace model directory.
-    #[arg(long, short = 'm')]
+    /// HuggingFace model directory (default: the bundled demo model, models/demo).
+    #[arg(long, short = 'm', default_value_os_t = crate::common::default_model())]
     model: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
