@@ -71,6 +71,29 @@ impl<'a> Constrained<'a> {
         Ok(out.logits)
     }
 
+    /// Logits `[n_pos, d_vocab]` of the last run without Gemma-2's final soft-cap: the linear
+    /// model's logits, which is what graph edges into logit nodes predict.
+    pub fn linear_logits(&self, model: &Transformer) -> Result<Tensor> {
+        let n = self
+            .final_normalized
+            .as_ref()
+            .ok_or_else(|| crate::Error::Invalid("run first".into()))?;
+        let w = model
+            .weights
+            .ln_final
+            .effective_weight()
+            .ctx("final norm")?;
+        let u = model
+            .weights
+            .unembed
+            .to_dtype(DType::F32)
+            .ctx("unembedding")?;
+        n.get(0)
+            .and_then(|n| n.broadcast_mul(&w))
+            .and_then(|x| x.matmul(&u.t()?))
+            .ctx("linear logits")
+    }
+
     /// Pre-activations `[n_pos, d_tc]` of layer `l`'s transcoder in the last run.
     pub fn pre_activations(&self, l: usize) -> Result<Tensor> {
         let x = self.inputs[l].as_ref().ok_or_else(|| {

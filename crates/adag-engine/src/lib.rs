@@ -15,6 +15,7 @@ pub mod attribute;
 pub mod constrained;
 pub mod error;
 pub mod frozen;
+pub mod intervene;
 pub mod targets;
 pub mod transcoder;
 
