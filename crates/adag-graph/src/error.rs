@@ -11,7 +11,11 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// I/O on a graph file.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A graph file that does not have the expected content.
     #[error("{path}: {reason}")]
     BadFile { path: PathBuf, reason: String },
@@ -19,6 +23,8 @@ pub enum Error {
     #[error("inconsistent graph: {0}")]
     Inconsistent(String),
     /// The influence series did not terminate (the graph has a cycle).
-    #[error("influence did not converge after {0} iterations: the adjacency matrix is not acyclic")]
+    #[error(
+        "influence did not converge after {0} iterations: the adjacency matrix is not acyclic"
+    )]
     NoConvergence(usize),
 }

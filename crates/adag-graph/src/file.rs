@@ -49,16 +49,27 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn i64_bytes(v: impl IntoIterator<Item = u32>) -> Vec<u8> {
-    v.into_iter().flat_map(|x| (x as i64).to_le_bytes()).collect()
+    v.into_iter()
+        .flat_map(|x| (x as i64).to_le_bytes())
+        .collect()
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
 /// reader never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| Error::Io { path: path.to_path_buf(), source };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| {
@@ -73,18 +84,48 @@ impl Graph {
         self.validate()?;
         let n = self.n_nodes();
         let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("adjacency", Dtype::F32, vec![n, n], f32_bytes(&self.adjacency)),
+            (
+                "adjacency",
+                Dtype::F32,
+                vec![n, n],
+                f32_bytes(&self.adjacency),
+            ),
             (
                 "active_features",
                 Dtype::I64,
                 vec![self.active_features.len(), 3],
                 i64_bytes(self.active_features.iter().flatten().copied()),
             ),
-            ("activation_values", Dtype::F32, vec![self.activation_values.len()], f32_bytes(&self.activation_values)),
-            ("selected_features", Dtype::I64, vec![self.selected_features.len()], i64_bytes(self.selected_features.iter().copied())),
-            ("input_tokens", Dtype::I64, vec![self.input_tokens.len()], i64_bytes(self.input_tokens.iter().copied())),
-            ("logit_tokens", Dtype::I64, vec![self.logit_targets.len()], i64_bytes(self.logit_targets.iter().map(|t| t.vocab_idx))),
-            ("logit_probabilities", Dtype::F32, vec![self.logit_probabilities.len()], f32_bytes(&self.logit_probabilities)),
+            (
+                "activation_values",
+                Dtype::F32,
+                vec![self.activation_values.len()],
+                f32_bytes(&self.activation_values),
+            ),
+            (
+                "selected_features",
+                Dtype::I64,
+                vec![self.selected_features.len()],
+                i64_bytes(self.selected_features.iter().copied()),
+            ),
+            (
+                "input_tokens",
+                Dtype::I64,
+                vec![self.input_tokens.len()],
+                i64_bytes(self.input_tokens.iter().copied()),
+            ),
+            (
+                "logit_tokens",
+                Dtype::I64,
+                vec![self.logit_targets.len()],
+                i64_bytes(self.logit_targets.iter().map(|t| t.vocab_idx)),
+            ),
+            (
+                "logit_probabilities",
+                Dtype::F32,
+                vec![self.logit_probabilities.len()],
+                f32_bytes(&self.logit_probabilities),
+            ),
         ];
         let views: Vec<(&str, TensorView)> = tensors
             .iter()
@@ -94,15 +135,20 @@ impl Graph {
                     .map_err(|e| Error::Inconsistent(format!("tensor {name}: {e}")))
             })
             .collect::<Result<_>>()?;
-        let stored = StoredMeta { meta: self.meta.clone(), logit_targets: self.logit_targets.clone() };
-        let meta_json = serde_json::to_string(&stored).map_err(|e| Error::Inconsistent(e.to_string()))?;
+        let stored = StoredMeta {
+            meta: self.meta.clone(),
+            logit_targets: self.logit_targets.clone(),
+        };
+        let meta_json =
+            serde_json::to_string(&stored).map_err(|e| Error::Inconsistent(e.to_string()))?;
         let metadata: HashMap<String, String> = [
             ("format".to_string(), FORMAT.to_string()),
             ("format_version".to_string(), FORMAT_VERSION.to_string()),
             ("meta".to_string(), meta_json),
         ]
         .into();
-        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Inconsistent(e.to_string()))
+        safetensors::serialize(views, Some(metadata))
+            .map_err(|e| Error::Inconsistent(e.to_string()))
     }
 
     /// Writes the graph file atomically.
@@ -112,51 +158,77 @@ impl Graph {
 
     /// Reads a graph file written by [`Graph::save`].
     pub fn load(path: &Path) -> Result<Graph> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_bytes(&bytes, path)
     }
 
     /// Parses graph-file bytes; `path` only names the file in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
-        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
+        let bad = |reason: String| Error::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
             .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
         if meta.get("format").map(String::as_str) != Some(FORMAT) {
-            return Err(bad(format!("not an adag graph file (metadata `format` is not `{FORMAT}`)")));
+            return Err(bad(format!(
+                "not an adag graph file (metadata `format` is not `{FORMAT}`)"
+            )));
         }
         if meta.get("format_version").map(String::as_str) != Some(FORMAT_VERSION) {
-            return Err(bad(format!("unsupported graph format version {:?}", meta.get("format_version"))));
+            return Err(bad(format!(
+                "unsupported graph format version {:?}",
+                meta.get("format_version")
+            )));
         }
-        let stored: StoredMeta = serde_json::from_str(meta.get("meta").map(String::as_str).unwrap_or(""))
-            .map_err(|e| bad(format!("metadata `meta` is not valid graph metadata: {e}")))?;
-        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("corrupt safetensors data: {e}")))?;
+        let stored: StoredMeta =
+            serde_json::from_str(meta.get("meta").map(String::as_str).unwrap_or(""))
+                .map_err(|e| bad(format!("metadata `meta` is not valid graph metadata: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("corrupt safetensors data: {e}")))?;
         let get = |name: &str, dt: Dtype| -> Result<(Vec<usize>, Vec<u8>)> {
-            let t = st.tensor(name).map_err(|_| bad(format!("tensor `{name}` missing")))?;
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(format!("tensor `{name}` missing")))?;
             if t.dtype() != dt {
-                return Err(bad(format!("tensor `{name}` has dtype {:?}, expected {dt:?}", t.dtype())));
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {:?}, expected {dt:?}",
+                    t.dtype()
+                )));
             }
             Ok((t.shape().to_vec(), t.data().to_vec()))
         };
         let f32s = |name: &str| -> Result<Vec<f32>> {
             let (_, d) = get(name, Dtype::F32)?;
-            Ok(d.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            Ok(d.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
         };
         let u32s = |name: &str| -> Result<Vec<u32>> {
             let (_, d) = get(name, Dtype::I64)?;
             d.chunks_exact(8)
                 .map(|c| {
                     let v = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-                    u32::try_from(v).map_err(|_| bad(format!("tensor `{name}` holds {v}, outside 0..2^32")))
+                    u32::try_from(v)
+                        .map_err(|_| bad(format!("tensor `{name}` holds {v}, outside 0..2^32")))
                 })
                 .collect()
         };
         let active = u32s("active_features")?;
         let logit_tokens = u32s("logit_tokens")?;
         if logit_tokens.len() != stored.logit_targets.len()
-            || logit_tokens.iter().zip(&stored.logit_targets).any(|(a, t)| *a != t.vocab_idx)
+            || logit_tokens
+                .iter()
+                .zip(&stored.logit_targets)
+                .any(|(a, t)| *a != t.vocab_idx)
         {
-            return Err(bad("logit_tokens disagree with the metadata's logit_targets".into()));
+            return Err(bad(
+                "logit_tokens disagree with the metadata's logit_targets".into(),
+            ));
         }
         let g = Graph {
             meta: stored.meta,
@@ -199,7 +271,10 @@ mod tests {
             activation_values: vec![0.5, 0.1],
             selected_features: vec![0],
             input_tokens: vec![1, 4],
-            logit_targets: vec![LogitTarget { token: "x".into(), vocab_idx: 3 }],
+            logit_targets: vec![LogitTarget {
+                token: "x".into(),
+                vocab_idx: 3,
+            }],
             logit_probabilities: vec![0.9],
         }
     }
@@ -212,7 +287,10 @@ mod tests {
         g.save(&path).unwrap();
         assert_eq!(Graph::load(&path).unwrap(), g);
         // No temporary file is left behind.
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1
+        );
     }
 
     #[test]
@@ -221,7 +299,10 @@ mod tests {
         let path = dir.path().join("x.safetensors");
         std::fs::write(&path, b"garbage").unwrap();
         let e = Graph::load(&path).unwrap_err().to_string();
-        assert!(e.contains("x.safetensors") && e.contains("not a safetensors file"), "{e}");
+        assert!(
+            e.contains("x.safetensors") && e.contains("not a safetensors file"),
+            "{e}"
+        );
         let mut g = tiny();
         g.adjacency.pop();
         assert!(g.to_bytes().unwrap_err().to_string().contains("adjacency"));

@@ -40,11 +40,20 @@ pub fn cantor(layer: u64, feature: u64) -> u64 {
 pub fn node_id(graph: &Graph, i: usize) -> String {
     let last = graph.n_pos() - 1;
     match graph.node_kind(i) {
-        NodeKind::Feature { layer, pos, feature, .. } => format!("{layer}_{feature}_{pos}"),
+        NodeKind::Feature {
+            layer,
+            pos,
+            feature,
+            ..
+        } => format!("{layer}_{feature}_{pos}"),
         NodeKind::Error { layer, pos } => format!("{layer}_-1_{pos}"),
         NodeKind::Token { pos, token } => format!("E_{token}_{pos}"),
         NodeKind::Logit { index } => {
-            format!("{}_{}_{last}", graph.meta.n_layers + 1, graph.logit_targets[index as usize].vocab_idx)
+            format!(
+                "{}_{}_{last}",
+                graph.meta.n_layers + 1,
+                graph.logit_targets[index as usize].vocab_idx
+            )
         }
     }
 }
@@ -52,61 +61,71 @@ pub fn node_id(graph: &Graph, i: usize) -> String {
 fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
     let last = graph.n_pos() - 1;
     let infl = prune.cumulative_scores[i];
-    let feature_type = if graph.meta.basis == "neuron" { "mlp neuron" } else { "cross layer transcoder" };
-    let (feature, layer, ctx, ftype, js, token_prob, is_target, clerp, influence, activation) = match graph.node_kind(i) {
-        NodeKind::Feature { layer, pos, feature, active_index } => (
-            json!(cantor(layer as u64, feature as u64)),
-            layer.to_string(),
-            pos as usize,
-            feature_type,
-            format!("{layer}_{feature}-0"),
-            0.0,
-            false,
-            String::new(),
-            json!(infl),
-            json!(graph.activation_values[active_index as usize]),
-        ),
-        NodeKind::Error { layer, pos } => (
-            json!(-1),
-            layer.to_string(),
-            pos as usize,
-            "mlp reconstruction error",
-            format!("{layer}_-1-{pos}"),
-            0.0,
-            false,
-            String::new(),
-            json!(infl),
-            Value::Null,
-        ),
-        NodeKind::Token { pos, token } => (
-            json!(pos),
-            "E".to_string(),
-            pos as usize,
-            "embedding",
-            format!("E_{token}-{pos}"),
-            0.0,
-            false,
-            String::new(),
-            json!(infl),
-            Value::Null,
-        ),
-        NodeKind::Logit { index } => {
-            let t = &graph.logit_targets[index as usize];
-            let p = graph.logit_probabilities[index as usize];
-            (
-                json!(t.vocab_idx),
-                (graph.meta.n_layers + 1).to_string(),
-                last,
-                "logit",
-                format!("L_{}-{last}", t.vocab_idx),
-                p,
-                index == 0,
-                format!("Output \"{}\" (p={p:.3})", t.token),
-                Value::Null,
-                Value::Null,
-            )
-        }
+    let feature_type = if graph.meta.basis == "neuron" {
+        "mlp neuron"
+    } else {
+        "cross layer transcoder"
     };
+    let (feature, layer, ctx, ftype, js, token_prob, is_target, clerp, influence, activation) =
+        match graph.node_kind(i) {
+            NodeKind::Feature {
+                layer,
+                pos,
+                feature,
+                active_index,
+            } => (
+                json!(cantor(layer as u64, feature as u64)),
+                layer.to_string(),
+                pos as usize,
+                feature_type,
+                format!("{layer}_{feature}-0"),
+                0.0,
+                false,
+                String::new(),
+                json!(infl),
+                json!(graph.activation_values[active_index as usize]),
+            ),
+            NodeKind::Error { layer, pos } => (
+                json!(-1),
+                layer.to_string(),
+                pos as usize,
+                "mlp reconstruction error",
+                format!("{layer}_-1-{pos}"),
+                0.0,
+                false,
+                String::new(),
+                json!(infl),
+                Value::Null,
+            ),
+            NodeKind::Token { pos, token } => (
+                json!(pos),
+                "E".to_string(),
+                pos as usize,
+                "embedding",
+                format!("E_{token}-{pos}"),
+                0.0,
+                false,
+                String::new(),
+                json!(infl),
+                Value::Null,
+            ),
+            NodeKind::Logit { index } => {
+                let t = &graph.logit_targets[index as usize];
+                let p = graph.logit_probabilities[index as usize];
+                (
+                    json!(t.vocab_idx),
+                    (graph.meta.n_layers + 1).to_string(),
+                    last,
+                    "logit",
+                    format!("L_{}-{last}", t.vocab_idx),
+                    p,
+                    index == 0,
+                    format!("Output \"{}\" (p={p:.3})", t.token),
+                    Value::Null,
+                    Value::Null,
+                )
+            }
+        };
     json!({
         "node_id": node_id(graph, i),
         "feature": feature,
@@ -125,11 +144,18 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
 }
 
 /// The `{slug}.json` document for a pruned graph.
-pub fn graph_json(graph: &Graph, prune: &PruneResult, slug: &str, node_threshold: f32) -> Result<Value> {
+pub fn graph_json(
+    graph: &Graph,
+    prune: &PruneResult,
+    slug: &str,
+    node_threshold: f32,
+) -> Result<Value> {
     graph.validate()?;
     let n = graph.n_nodes();
     if prune.node_mask.len() != n || prune.edge_mask.len() != n * n {
-        return Err(Error::Inconsistent("prune result does not match the graph's size".into()));
+        return Err(Error::Inconsistent(
+            "prune result does not match the graph's size".into(),
+        ));
     }
     let mut links = Vec::new();
     let mut in_link = vec![false; n];
@@ -147,7 +173,13 @@ pub fn graph_json(graph: &Graph, prune: &PruneResult, slug: &str, node_threshold
         }
     }
     let nodes: Vec<Value> = (0..n)
-        .filter(|&i| in_link[i] || matches!(graph.node_kind(i), NodeKind::Token { .. } | NodeKind::Logit { .. }))
+        .filter(|&i| {
+            in_link[i]
+                || matches!(
+                    graph.node_kind(i),
+                    NodeKind::Token { .. } | NodeKind::Logit { .. }
+                )
+        })
         .map(|i| node_json(graph, prune, i))
         .collect();
     Ok(json!({
@@ -172,26 +204,41 @@ fn metadata_json(graph: &Graph, slug: &str, node_threshold: f32) -> Value {
 }
 
 /// Writes `{dir}/{slug}.json` and upserts its metadata into `{dir}/graph-metadata.json`.
-pub fn write_graph_files(graph: &Graph, prune: &PruneResult, slug: &str, dir: &Path, node_threshold: f32) -> Result<()> {
+pub fn write_graph_files(
+    graph: &Graph,
+    prune: &PruneResult,
+    slug: &str,
+    dir: &Path,
+    node_threshold: f32,
+) -> Result<()> {
     if slug.is_empty() || slug.contains(['/', '\\']) || slug.starts_with('.') {
-        return Err(Error::Inconsistent(format!("slug `{slug}` must be a plain file name")));
+        return Err(Error::Inconsistent(format!(
+            "slug `{slug}` must be a plain file name"
+        )));
     }
     let doc = graph_json(graph, prune, slug, node_threshold)?;
-    let text = serde_json::to_string_pretty(&doc).map_err(|e| Error::Inconsistent(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&doc).map_err(|e| Error::Inconsistent(e.to_string()))?;
     write_atomic(&dir.join(format!("{slug}.json")), text.as_bytes())?;
 
     let meta_path = dir.join("graph-metadata.json");
     let mut index: Value = match std::fs::read_to_string(&meta_path) {
-        Ok(t) => serde_json::from_str(&t)
-            .map_err(|e| Error::BadFile { path: meta_path.clone(), reason: format!("not valid JSON: {e}") })?,
+        Ok(t) => serde_json::from_str(&t).map_err(|e| Error::BadFile {
+            path: meta_path.clone(),
+            reason: format!("not valid JSON: {e}"),
+        })?,
         Err(_) => json!({"graphs": []}),
     };
     let graphs = index
         .get_mut("graphs")
         .and_then(Value::as_array_mut)
-        .ok_or_else(|| Error::BadFile { path: meta_path.clone(), reason: "expected {\"graphs\": [...]}".into() })?;
+        .ok_or_else(|| Error::BadFile {
+            path: meta_path.clone(),
+            reason: "expected {\"graphs\": [...]}".into(),
+        })?;
     graphs.retain(|g| g.get("slug").and_then(Value::as_str) != Some(slug));
     graphs.push(doc["metadata"].clone());
-    let text = serde_json::to_string_pretty(&index).map_err(|e| Error::Inconsistent(e.to_string()))?;
+    let text =
+        serde_json::to_string_pretty(&index).map_err(|e| Error::Inconsistent(e.to_string()))?;
     write_atomic(&meta_path, text.as_bytes())
 }

@@ -152,15 +152,28 @@ impl Graph {
         if i < f {
             let active_index = self.selected_features[i];
             let [layer, pos, feature] = self.active_features[active_index as usize];
-            NodeKind::Feature { layer, pos, feature, active_index }
+            NodeKind::Feature {
+                layer,
+                pos,
+                feature,
+                active_index,
+            }
         } else if i < f + e {
             let j = i - f;
-            NodeKind::Error { layer: (j / p) as u32, pos: (j % p) as u32 }
+            NodeKind::Error {
+                layer: (j / p) as u32,
+                pos: (j % p) as u32,
+            }
         } else if i < f + e + p {
             let pos = i - f - e;
-            NodeKind::Token { pos: pos as u32, token: self.input_tokens[pos] }
+            NodeKind::Token {
+                pos: pos as u32,
+                token: self.input_tokens[pos],
+            }
         } else {
-            NodeKind::Logit { index: (i - f - e - p) as u32 }
+            NodeKind::Logit {
+                index: (i - f - e - p) as u32,
+            }
         }
     }
 
@@ -177,7 +190,10 @@ impl Graph {
         let n = self.n_nodes();
         let bad = |m: String| Err(Error::Inconsistent(m));
         if self.adjacency.len() != n * n {
-            return bad(format!("adjacency has {} entries, expected {n}×{n}", self.adjacency.len()));
+            return bad(format!(
+                "adjacency has {} entries, expected {n}×{n}",
+                self.adjacency.len()
+            ));
         }
         if self.activation_values.len() != self.active_features.len() {
             return bad(format!(
@@ -193,14 +209,28 @@ impl Graph {
                 self.logit_targets.len()
             ));
         }
-        if let Some(&s) = self.selected_features.iter().find(|&&s| s as usize >= self.active_features.len()) {
-            return bad(format!("selected feature {s} is not an active feature index"));
+        if let Some(&s) = self
+            .selected_features
+            .iter()
+            .find(|&&s| s as usize >= self.active_features.len())
+        {
+            return bad(format!(
+                "selected feature {s} is not an active feature index"
+            ));
         }
         if !self.selected_features.windows(2).all(|w| w[0] < w[1]) {
             return bad("selected_features must be strictly ascending".into());
         }
-        if let Some(f) = self.active_features.iter().find(|f| f[0] as usize >= self.meta.n_layers || f[1] as usize >= self.n_pos()) {
-            return bad(format!("active feature {f:?} lies outside {} layers × {} positions", self.meta.n_layers, self.n_pos()));
+        if let Some(f) = self
+            .active_features
+            .iter()
+            .find(|f| f[0] as usize >= self.meta.n_layers || f[1] as usize >= self.n_pos())
+        {
+            return bad(format!(
+                "active feature {f:?} lies outside {} layers × {} positions",
+                self.meta.n_layers,
+                self.n_pos()
+            ));
         }
         Ok(())
     }

@@ -28,4 +28,6 @@ mod prune;
 
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
-pub use prune::{find_threshold, graph_scores, influence, normalize, prune, GraphScores, PruneResult};
+pub use prune::{
+    find_threshold, graph_scores, influence, normalize, prune, GraphScores, PruneResult,
+};

@@ -111,7 +111,10 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
     let edge_scores: Vec<f32> = (0..n * n).map(|k| mp[k] * infl_e[k / n]).collect();
     let nonzero: Vec<f32> = edge_scores.iter().copied().filter(|&s| s > 0.0).collect();
     let edge_thr = find_threshold(&nonzero, edge_threshold);
-    let mut edge_mask: Vec<bool> = edge_scores.iter().map(|&s| s > 0.0 && s >= edge_thr).collect();
+    let mut edge_mask: Vec<bool> = edge_scores
+        .iter()
+        .map(|&s| s > 0.0 && s >= edge_thr)
+        .collect();
 
     // 4. Fixed point: features and errors need a kept outgoing edge, features an incoming one.
     loop {
@@ -138,7 +141,11 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
         }
     }
 
-    Ok(PruneResult { node_mask, edge_mask, cumulative_scores: cumulative_scores(&infl) })
+    Ok(PruneResult {
+        node_mask,
+        edge_mask,
+        cumulative_scores: cumulative_scores(&infl),
+    })
 }
 
 /// Rank nodes by influence (descending; ties by index) and give each the cumulative share up to
@@ -176,7 +183,11 @@ pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
     let tokens = graph.token_index(0)..graph.logit_index(0);
     let tok: f32 = infl[tokens].iter().sum();
     let err: f32 = infl[errors.clone()].iter().sum();
-    let replacement = if tok + err > 0.0 { tok / (tok + err) } else { 0.0 };
+    let replacement = if tok + err > 0.0 {
+        tok / (tok + err)
+    } else {
+        0.0
+    };
     let (mut num, mut den) = (0.0f32, 0.0f32);
     for i in 0..n {
         let from_errors: f32 = m[i * n + errors.start..i * n + errors.end].iter().sum();
@@ -184,7 +195,10 @@ pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
         num += (1.0 - from_errors) * weight;
         den += weight;
     }
-    Ok(GraphScores { replacement, completeness: if den > 0.0 { num / den } else { 0.0 } })
+    Ok(GraphScores {
+        replacement,
+        completeness: if den > 0.0 { num / den } else { 0.0 },
+    })
 }
 
 #[cfg(test)]
@@ -197,19 +211,30 @@ mod tests {
     fn small_graph() -> Graph {
         let n = 12;
         let mut a = vec![0.0f32; n * n];
-        for (t, sources) in [(11, &[1, 3, 6, 8][..]), (3, &[0, 1, 6][..]), (1, &[9, 10][..]), (0, &[9][..])] {
+        for (t, sources) in [
+            (11, &[1, 3, 6, 8][..]),
+            (3, &[0, 1, 6][..]),
+            (1, &[9, 10][..]),
+            (0, &[9][..]),
+        ] {
             for &s in sources {
                 a[t * n + s] = 10.0;
             }
         }
         Graph {
-            meta: GraphMeta { n_layers: 2, ..Default::default() },
+            meta: GraphMeta {
+                n_layers: 2,
+                ..Default::default()
+            },
             adjacency: a,
             active_features: vec![[0, 0, 0], [0, 1, 1], [1, 0, 2], [1, 1, 3], [1, 1, 4]],
             activation_values: vec![1.0; 5],
             selected_features: vec![0, 1, 2, 3, 4],
             input_tokens: vec![1, 2],
-            logit_targets: vec![LogitTarget { token: "x".into(), vocab_idx: 3 }],
+            logit_targets: vec![LogitTarget {
+                token: "x".into(),
+                vocab_idx: 3,
+            }],
             logit_probabilities: vec![1.0],
         }
     }
@@ -225,7 +250,23 @@ mod tests {
     fn node_influence_matches_the_hand_checked_values() {
         let g = small_graph();
         let infl = influence(&normalize(&g.adjacency, 12), 12, &g.logit_weights()).unwrap();
-        close(&infl, &[1. / 12., 1. / 3., 0., 1. / 4., 0., 0., 1. / 3., 0., 1. / 4., 1. / 4., 1. / 6., 0.]);
+        close(
+            &infl,
+            &[
+                1. / 12.,
+                1. / 3.,
+                0.,
+                1. / 4.,
+                0.,
+                0.,
+                1. / 3.,
+                0.,
+                1. / 4.,
+                1. / 4.,
+                1. / 6.,
+                0.,
+            ],
+        );
     }
 
     #[test]
@@ -305,6 +346,9 @@ mod tests {
             }
         }
         let s = graph_scores(&clean).unwrap();
-        assert!((s.replacement - 1.0).abs() < 1e-6 && (s.completeness - 1.0).abs() < 1e-6, "{s:?}");
+        assert!(
+            (s.replacement - 1.0).abs() < 1e-6 && (s.completeness - 1.0).abs() < 1e-6,
+            "{s:?}"
+        );
     }
 }
