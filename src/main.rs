@@ -23,6 +23,14 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Tokenise a prompt and show the model's next-token distribution.
     Run(commands::run::Args),
+    /// Build an attribution graph over transcoder features for a prompt.
+    Attribute(commands::attribute::Args),
+    /// Prune a saved graph and print what survives, with its scores.
+    Prune(commands::graph_tools::PruneArgs),
+    /// Write a saved graph as circuit-tracer frontend JSON.
+    Export(commands::graph_tools::ExportArgs),
+    /// Set, scale or zero transcoder features and compare predictions.
+    Intervene(commands::intervene::Args),
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -40,6 +48,10 @@ fn main() {
     let result = match cli.command {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Run(a) => commands::run::run(a),
+        Command::Attribute(a) => commands::attribute::run(a),
+        Command::Prune(a) => commands::graph_tools::run_prune(a),
+        Command::Export(a) => commands::graph_tools::run_export(a),
+        Command::Intervene(a) => commands::intervene::run(a),
         Command::Bench(b) => commands::bench::run(b),
         Command::Train(t) => commands::train::run(t),
     };

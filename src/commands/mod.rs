@@ -1,5 +1,8 @@
 //! One module per subcommand.
+pub mod attribute;
 pub mod bench;
+pub mod graph_tools;
 pub mod inspect;
+pub mod intervene;
 pub mod run;
 pub mod train;

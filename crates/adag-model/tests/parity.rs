@@ -106,7 +106,7 @@ fn every_architecture_matches_transformers_unbatched() {
             let n = compare_sequence(name, &r, i, &logits, |h| out.cache.item(h, 0).unwrap());
             // logits + embed-free hooks of every layer: make sure the comparison was not vacuous.
             assert!(
-                n >= 1 + 10 * model.cfg.n_layers,
+                n > 10 * model.cfg.n_layers,
                 "{name}: only {n} tensors compared"
             );
         }

@@ -18,6 +18,9 @@ pub struct SourceGroup {
     pub cols: Vec<u32>,
 }
 
+/// Decoder rows routed to one output layer: `(rows [m, d], positions, columns)`.
+type Routed = (Tensor, Vec<u32>, Vec<u32>);
+
 /// The attribution components of one prompt (circuit-tracer's `compute_attribution_components`).
 pub struct Components {
     /// Active features `(layer, pos, feature)`, lexicographically ordered; this order defines
@@ -98,7 +101,7 @@ impl TranscoderSet {
         };
 
         // Decoder rows scaled by activation, routed to their output layer.
-        let mut by_out: Vec<Vec<(Tensor, Vec<u32>, Vec<u32>)>> =
+        let mut by_out: Vec<Vec<Routed>> =
             (0..n_layers).map(|_| Vec::new()).collect();
         let mut offset = 0u32;
         for (l, (pos, feat, val)) in per_layer.iter().enumerate() {

@@ -1,0 +1,280 @@
+//! `adag attribute`: an attribution graph over transcoder features for one prompt.
+
+use std::path::PathBuf;
+
+use adag_engine::{
+    attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec, TranscoderSet,
+};
+use adag_graph::{frontend, graph_scores, prune, Graph, GraphMeta, NodeKind, PruneResult};
+use adag_model::{LoadedModel, ModelTokenizer};
+use anyhow::{bail, Context, Result};
+
+use crate::common::{device, printable, DeviceArg, DtypeArg};
+
+/// Arguments of `adag attribute`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The prompt.
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Model directory (default: the transcoder config's `model_name` when it is a local
+    /// directory, else the bundled demo model).
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// Transcoder directory or its config.yaml (default: the bundled demo transcoders).
+    #[arg(long, short = 't')]
+    pub transcoders: Option<PathBuf>,
+    /// Write the graph file here (safetensors; readable from Python with `safetensors`).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Name of the graph in the frontend JSON (needs --graph-dir).
+    #[arg(long)]
+    pub slug: Option<String>,
+    /// Directory of frontend JSON files (`{slug}.json`, `graph-metadata.json`).
+    #[arg(long)]
+    pub graph_dir: Option<PathBuf>,
+    /// At most this many logit targets.
+    #[arg(long, default_value_t = 10)]
+    pub max_n_logits: usize,
+    /// Stop adding targets once their probability reaches this.
+    #[arg(long, default_value_t = 0.95)]
+    pub desired_logit_prob: f32,
+    /// Explain these tokens' logits instead of the most likely ones (each must be one token).
+    #[arg(long = "target", value_name = "TOKEN")]
+    pub targets: Vec<String>,
+    /// Explain the logit difference TOKEN − MINUS.
+    #[arg(long, num_args = 2, value_names = ["TOKEN", "MINUS"])]
+    pub logit_diff: Option<Vec<String>>,
+    /// Seeds per backward pass.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// At most this many feature nodes (the most influential).
+    #[arg(long, default_value_t = 7500)]
+    pub max_feature_nodes: usize,
+    /// Pruning: keep nodes up to this share of cumulative influence.
+    #[arg(long, default_value_t = 0.8)]
+    pub node_threshold: f32,
+    /// Pruning: keep edges up to this share of cumulative influence.
+    #[arg(long, default_value_t = 0.98)]
+    pub edge_threshold: f32,
+    /// How many top features to print.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Dtype of weights and activations.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+/// The single token a string encodes to, or an error saying how many it has.
+pub fn single_token(tok: &ModelTokenizer, s: &str) -> Result<u32> {
+    let ids = tok.encode(s, false)?;
+    match ids[..] {
+        [id] => Ok(id),
+        _ => bail!(
+            "target {s:?} is {} tokens ({ids:?}); a target must be exactly one token",
+            ids.len()
+        ),
+    }
+}
+
+/// Resolves `--transcoders` and `--model` defaults.
+pub fn resolve_paths(
+    model: &Option<PathBuf>,
+    transcoders: &Option<PathBuf>,
+) -> Result<(PathBuf, PathBuf)> {
+    let tc = match transcoders {
+        Some(p) => p.clone(),
+        None => adag_train::bundle::default_transcoders_dir()
+            .context("no --transcoders given and the bundled demo transcoders are missing")?,
+    };
+    let model = match model {
+        Some(m) => m.clone(),
+        None => {
+            let cfg = if tc.is_dir() {
+                tc.join("config.yaml")
+            } else {
+                tc.clone()
+            };
+            let named = std::fs::read_to_string(&cfg).ok().and_then(|t| {
+                t.lines().find_map(|l| {
+                    l.strip_prefix("model_name:")
+                        .map(|v| v.trim().trim_matches('"').to_string())
+                })
+            });
+            // model_name may be a Hub id (not available offline), a path, or a path relative
+            // to the transcoder directory.
+            let base = cfg.parent().map(PathBuf::from).unwrap_or_default();
+            let candidates = named
+                .into_iter()
+                .flat_map(|n| [PathBuf::from(&n), base.join(&n)]);
+            candidates
+                .into_iter()
+                .find(|p| p.join("config.json").exists())
+                .unwrap_or_else(crate::common::default_model)
+        }
+    };
+    Ok((model, tc))
+}
+
+/// Runs `adag attribute`.
+pub fn run(args: Args) -> Result<()> {
+    if args.slug.is_some() != args.graph_dir.is_some() {
+        bail!(
+            "--slug and --graph-dir go together (the frontend JSON is {{graph-dir}}/{{slug}}.json)"
+        );
+    }
+    let (model_dir, tc_dir) = resolve_paths(&args.model, &args.transcoders)?;
+    let opts = adag_model::LoadOptions {
+        dtype: args.dtype.into(),
+        device: device(args.device)?,
+    };
+    let tc = TranscoderSet::load(&tc_dir, &opts.device)
+        .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
+    let m = LoadedModel::load(&model_dir, &opts)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
+    let tokens = prepare_tokens(&m.tokenizer, &args.prompt)?;
+    let targets = if let Some(pair) = &args.logit_diff {
+        let (x, y) = (
+            single_token(&m.tokenizer, &pair[0])?,
+            single_token(&m.tokenizer, &pair[1])?,
+        );
+        let label = format!("{:?} − {:?}", pair[0], pair[1]);
+        let c: CustomTarget =
+            adag_engine::targets::logit_difference(&m.model.weights.unembed, x, y, label, 1.0)?;
+        TargetSpec::Custom(vec![c])
+    } else if !args.targets.is_empty() {
+        TargetSpec::Tokens(
+            args.targets
+                .iter()
+                .map(|t| single_token(&m.tokenizer, t))
+                .collect::<Result<_>>()?,
+        )
+    } else {
+        TargetSpec::Salient {
+            max_n_logits: args.max_n_logits,
+            desired_logit_prob: args.desired_logit_prob,
+        }
+    };
+    let options = AttributeOptions {
+        targets,
+        batch_size: args.batch_size,
+        max_feature_nodes: Some(args.max_feature_nodes),
+        update_interval: 4,
+        progress: true,
+    };
+    let meta = GraphMeta {
+        adag_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: model_dir.display().to_string(),
+        prompt: args.prompt.clone(),
+        token_strings: m.tokenizer.token_strings(&tokens)?,
+        ..Default::default()
+    };
+    let tok = &m.tokenizer;
+    let name = |i: u32| {
+        tok.token_strings(&[i])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    let mut graph = attribute(&m.model, &tokens, &tc, &options, meta, &name)?;
+    let pruned = prune(&graph, args.node_threshold, args.edge_threshold)?;
+    graph.meta.scores = Some(graph_scores(&graph)?);
+    eprint_timings(&graph, started.elapsed().as_secs_f64());
+
+    if let Some(out) = &args.out {
+        graph
+            .save(out)
+            .with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    if let (Some(slug), Some(dir)) = (&args.slug, &args.graph_dir) {
+        frontend::write_graph_files(&graph, &pruned, slug, dir, args.node_threshold)?;
+        eprintln!("wrote {}/{slug}.json", dir.display());
+    }
+    print_summary(&graph, &pruned, args.top);
+    if args.out.is_none() && args.slug.is_none() {
+        eprintln!("(nothing saved: add --out graph.safetensors, or --slug NAME --graph-dir DIR for the viewer)");
+    }
+    Ok(())
+}
+
+/// The phase timing report on stderr, as circuit-tracer prints it.
+pub fn eprint_timings(graph: &Graph, total: f64) {
+    let t = &graph.meta.timings;
+    let parts: Vec<String> = [
+        "precompute",
+        "targets",
+        "logit_attribution",
+        "feature_attribution",
+        "assembly",
+    ]
+    .iter()
+    .filter_map(|k| {
+        t.get(*k)
+            .and_then(|v| v.as_f64())
+            .map(|v| format!("{k} {v:.2}s"))
+    })
+    .collect();
+    eprintln!("phases: {} (total {total:.2}s)", parts.join(", "));
+}
+
+/// Targets, scores, pruned size and the most influential features, on stdout.
+pub fn print_summary(graph: &Graph, pruned: &PruneResult, top: usize) {
+    let toks: Vec<String> = graph
+        .meta
+        .token_strings
+        .iter()
+        .map(|s| printable(s))
+        .collect();
+    println!(
+        "prompt tokens: {}",
+        toks.iter()
+            .enumerate()
+            .map(|(i, t)| format!("{i}:{t}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("targets:");
+    for (t, p) in graph.logit_targets.iter().zip(&graph.logit_probabilities) {
+        println!("  {:<20} p={p:.4}", format!("{:?}", t.token));
+    }
+    let n = graph.n_nodes();
+    let kept_nodes = pruned.node_mask.iter().filter(|&&k| k).count();
+    let kept_edges = pruned.edge_mask.iter().filter(|&&k| k).count();
+    println!(
+        "graph: {} active features, {} feature nodes, {} nodes in all; pruned to {kept_nodes} nodes, {kept_edges} edges",
+        graph.active_features.len(),
+        graph.n_features(),
+        n
+    );
+    if let Some(s) = graph.meta.scores {
+        println!(
+            "scores: replacement {:.3}, completeness {:.3}",
+            s.replacement, s.completeness
+        );
+    }
+    let mut feats: Vec<usize> = (0..graph.n_features())
+        .filter(|&i| pruned.node_mask[i])
+        .collect();
+    feats.sort_by(|&a, &b| pruned.cumulative_scores[a].total_cmp(&pruned.cumulative_scores[b]));
+    println!("top features by influence (layer, position, feature, activation, token):");
+    for &i in feats.iter().take(top) {
+        if let NodeKind::Feature {
+            layer,
+            pos,
+            feature,
+            active_index,
+        } = graph.node_kind(i)
+        {
+            let tok = toks.get(pos as usize).cloned().unwrap_or_default();
+            println!(
+                "  L{layer:<3} pos {pos:<3} #{feature:<7} act {:>8.3}  cum. influence {:.3}  {tok}",
+                graph.activation_values[active_index as usize], pruned.cumulative_scores[i]
+            );
+        }
+    }
+}
