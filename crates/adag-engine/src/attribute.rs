@@ -82,6 +82,7 @@ struct RowCollector<'a> {
     n_pos: usize,
     n_cols: usize,
     out: Vec<f32>,
+    flops: f64,
 }
 
 impl Visitor for RowCollector<'_> {
@@ -96,6 +97,8 @@ impl Visitor for RowCollector<'_> {
         for p in 0..t {
             if let Some(group) = &self.comps.groups[layer][p] {
                 let g = gt.get(p).ctx("gradient row")?;
+                let (n, d) = g.dims2().ctx("gradient row")?;
+                self.flops += 2.0 * (n * d * group.cols.len()) as f64;
                 pieces.push(
                     g.matmul(&group.rows.t().ctx("sources")?)
                         .ctx("reading sources")?,
@@ -122,6 +125,7 @@ impl Visitor for RowCollector<'_> {
     fn embed(&mut self, grad: &Tensor) -> Result<()> {
         let (_, t, _) = grad.dims3().ctx("gradient")?;
         let tok = self.comps.tokens.narrow(0, 0, t).ctx("token vectors")?;
+        self.flops += 2.0 * grad.elem_count() as f64;
         let vals = grad
             .broadcast_mul(&tok)
             .and_then(|g| g.sum(2))
@@ -257,6 +261,7 @@ pub fn attribute(
     };
     let skip = SkipPath(transcoders);
     let dev = model.device().clone();
+    let read_flops = std::cell::Cell::new(0.0f64);
     let run = |seeds: &Seeds| -> Result<Vec<f32>> {
         let mut c = RowCollector {
             comps: &comps,
@@ -264,8 +269,10 @@ pub fn attribute(
             n_pos,
             n_cols,
             out: vec![0.0; seeds.layers.len() * n_cols],
+            flops: 0.0,
         };
         frozen.vjp(seeds, transcoders.read, transcoders.write, &skip, &mut c)?;
+        read_flops.set(read_flops.get() + c.flops);
         Ok(c.out)
     };
 
@@ -370,6 +377,7 @@ pub fn attribute(
         "n_active_features": n_active,
         "feature_input_hook": HookName::Block(0, transcoders.read.site()).to_string().replacen("blocks.0.", "", 1),
         "feature_output_hook": HookName::Block(0, transcoders.write.site()).to_string().replacen("blocks.0.", "", 1),
+        "backward_flops": frozen.flops() + read_flops.get(),
     });
     meta.timings = serde_json::Value::Object(timings);
     let graph = Graph {

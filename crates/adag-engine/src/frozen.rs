@@ -87,6 +87,12 @@ pub trait MlpPath {
     /// Given the gradient at the layer's write site `[n, T', d_model]`, the gradient it sends to
     /// a read site of the same layer, or `None` when the MLP is a constant.
     fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>>;
+
+    /// Floating-point operations of one `vjp` call on `rows` gradient rows (for throughput
+    /// reports; multiply-adds count two).
+    fn flops(&self, _layer: usize, _rows: usize) -> f64 {
+        0.0
+    }
 }
 
 /// The MLP as a constant: gradient stops there (direct effects).
@@ -150,6 +156,7 @@ pub struct FrozenModel<'m> {
     layers: Vec<FrozenLayer>,
     ln_final: Norm,
     dtype: DType,
+    flops: std::cell::Cell<f64>,
 }
 
 fn norm(
@@ -232,7 +239,17 @@ impl<'m> FrozenModel<'m> {
             layers,
             ln_final,
             dtype: dt,
+            flops: std::cell::Cell::new(0.0),
         })
+    }
+
+    /// Floating-point operations of the matrix products run by [`FrozenModel::vjp`] so far.
+    pub fn flops(&self) -> f64 {
+        self.flops.get()
+    }
+
+    fn count(&self, f: f64) {
+        self.flops.set(self.flops.get() + f);
     }
 
     /// Number of positions of the prompt.
@@ -391,6 +408,10 @@ impl<'m> FrozenModel<'m> {
             .matmul(&w.v.weight)
             .and_then(|g| g.reshape((n, t, d)))
             .ctx("v_proj backward")?;
+        let rows = (n * t) as f64;
+        self.count(
+            2.0 * rows * (d * h * dh + kv * dh * d) as f64 + 2.0 * (h * t * t * n * dh) as f64,
+        );
         let g_resid = fl.ln1.apply(&g_x, t).ctx("ln1 backward")?;
         (g_mid + g_resid).ctx("residual")
     }
@@ -442,6 +463,7 @@ impl<'m> FrozenModel<'m> {
             if l < top {
                 let g_write = self.to_write_site(l, write, &g, t)?;
                 visit.write_site(l, &g_write)?;
+                self.count(mlp.flops(l, n * t));
                 if let Some((site, g_read)) = mlp.vjp(l, &g_write)? {
                     g = (g + self.read_to_resid_mid(l, site, &g_read, t)?).ctx("MLP path")?;
                 }

@@ -101,8 +101,7 @@ impl TranscoderSet {
         };
 
         // Decoder rows scaled by activation, routed to their output layer.
-        let mut by_out: Vec<Vec<Routed>> =
-            (0..n_layers).map(|_| Vec::new()).collect();
+        let mut by_out: Vec<Vec<Routed>> = (0..n_layers).map(|_| Vec::new()).collect();
         let mut offset = 0u32;
         for (l, (pos, feat, val)) in per_layer.iter().enumerate() {
             let m = feat.len();

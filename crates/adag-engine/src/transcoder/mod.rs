@@ -356,6 +356,13 @@ impl MlpPath for SkipPath<'_> {
             .ctx("skip backward")?;
         Ok(Some((self.0.read, g)))
     }
+
+    fn flops(&self, layer: usize, rows: usize) -> f64 {
+        match self.0.layers[layer].w_skip {
+            Some(_) => 2.0 * rows as f64 * (self.0.d_model * self.0.d_model) as f64,
+            None => 0.0,
+        }
+    }
 }
 
 fn load_plt(
