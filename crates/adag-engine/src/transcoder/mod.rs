@@ -135,6 +135,9 @@ impl TranscoderSet {
     /// Loads a transcoder set from a directory holding `config.yaml`, or from the config file
     /// itself.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        if !path.exists() {
+            return Err(terr(path, "not found: expected a transcoder directory holding config.yaml, or the config.yaml itself"));
+        }
         let (dir, cfg_path) = if path.is_dir() {
             (path.to_path_buf(), path.join("config.yaml"))
         } else {
