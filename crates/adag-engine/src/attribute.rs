@@ -13,12 +13,13 @@ use std::time::Instant;
 use adag_core::HookName;
 use adag_graph::{Graph, GraphMeta};
 use adag_model::{Batch, CacheFilter, ModelTokenizer, Transformer};
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::error::{Context, Error, Result};
-use crate::frozen::{FrozenModel, Seeds, Visitor};
+use crate::frozen::{FrozenModel, Seeds};
+use crate::reading::RowCollector;
 use crate::targets::{select_targets, TargetSpec};
-use crate::transcoder::{Components, SkipPath, TranscoderSet};
+use crate::transcoder::{SkipPath, TranscoderSet};
 
 /// Settings of [`attribute`], with circuit-tracer's defaults.
 #[derive(Debug, Clone)]
@@ -73,73 +74,6 @@ pub fn prepare_tokens(tok: &ModelTokenizer, prompt: &str) -> Result<Vec<u32>> {
         }
     }
     Ok(ids)
-}
-
-/// Collects one batch of rows: `out[i·n_cols + col]`.
-struct RowCollector<'a> {
-    comps: &'a Components,
-    n_layers: usize,
-    n_pos: usize,
-    n_cols: usize,
-    out: Vec<f32>,
-    flops: f64,
-}
-
-impl Visitor for RowCollector<'_> {
-    fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
-        let (_, t, _) = grad.dims3().ctx("gradient")?;
-        let gt = grad
-            .transpose(0, 1)
-            .and_then(|g| g.contiguous())
-            .ctx("gradient by position")?;
-        let mut pieces = Vec::new();
-        let mut cols: Vec<u32> = Vec::new();
-        for p in 0..t {
-            if let Some(group) = &self.comps.groups[layer][p] {
-                let g = gt.get(p).ctx("gradient row")?;
-                let (n, d) = g.dims2().ctx("gradient row")?;
-                self.flops += 2.0 * (n * d * group.cols.len()) as f64;
-                pieces.push(
-                    g.matmul(&group.rows.t().ctx("sources")?)
-                        .ctx("reading sources")?,
-                );
-                cols.extend_from_slice(&group.cols);
-            }
-        }
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        let vals = Tensor::cat(&pieces, 1)
-            .and_then(|v| v.to_dtype(DType::F32))
-            .and_then(|v| v.to_vec2::<f32>())
-            .ctx("rows")?;
-        for (i, row) in vals.iter().enumerate() {
-            let base = i * self.n_cols;
-            for (v, &c) in row.iter().zip(&cols) {
-                self.out[base + c as usize] += v;
-            }
-        }
-        Ok(())
-    }
-
-    fn embed(&mut self, grad: &Tensor) -> Result<()> {
-        let (_, t, _) = grad.dims3().ctx("gradient")?;
-        let tok = self.comps.tokens.narrow(0, 0, t).ctx("token vectors")?;
-        self.flops += 2.0 * grad.elem_count() as f64;
-        let vals = grad
-            .broadcast_mul(&tok)
-            .and_then(|g| g.sum(2))
-            .and_then(|v| v.to_dtype(DType::F32))
-            .and_then(|v| v.to_vec2::<f32>())
-            .ctx("token rows")?;
-        let off = self.comps.n_active() + self.n_layers * self.n_pos;
-        for (i, row) in vals.iter().enumerate() {
-            for (p, v) in row.iter().enumerate() {
-                self.out[i * self.n_cols + off + p] += v;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Rows computed so far, with their row-normalised absolute values for influence ranking.
@@ -263,14 +197,13 @@ pub fn attribute(
     let dev = model.device().clone();
     let read_flops = std::cell::Cell::new(0.0f64);
     let run = |seeds: &Seeds| -> Result<Vec<f32>> {
-        let mut c = RowCollector {
-            comps: &comps,
-            n_layers,
-            n_pos,
+        let mut c = RowCollector::new(
+            &comps.groups,
+            &comps.tokens,
+            n_active + n_layers * n_pos,
             n_cols,
-            out: vec![0.0; seeds.layers.len() * n_cols],
-            flops: 0.0,
-        };
+            seeds.layers.len(),
+        );
         frozen.vjp(seeds, transcoders.read, transcoders.write, &skip, &mut c)?;
         read_flops.set(read_flops.get() + c.flops);
         Ok(c.out)

@@ -16,6 +16,8 @@ pub mod constrained;
 pub mod error;
 pub mod frozen;
 pub mod intervene;
+pub mod neuron;
+pub mod reading;
 pub mod targets;
 pub mod transcoder;
 

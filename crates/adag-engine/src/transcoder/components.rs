@@ -8,15 +8,7 @@ use candle_core::{DType, Tensor};
 use super::{TranscoderKind, TranscoderSet};
 use crate::error::{Context, Result};
 
-/// Sources writing at one (layer, position): decoder rows (scaled by activation) of every
-/// feature that writes there, then the error vector.
-pub struct SourceGroup {
-    /// `[m, d_model]` in the model's dtype.
-    pub rows: Tensor,
-    /// Column of each row in the adjacency (feature index, or the error column). A CLT feature
-    /// appears once per output layer; its contributions add up in one column.
-    pub cols: Vec<u32>,
-}
+pub use crate::reading::SourceGroup;
 
 /// Decoder rows routed to one output layer: `(rows [m, d], positions, columns)`.
 type Routed = (Tensor, Vec<u32>, Vec<u32>);
@@ -30,7 +22,8 @@ pub struct Components {
     pub activations: Vec<f32>,
     /// Raw encoder rows `W_enc[l][f]` of the active features, `[n_active, d_model]`.
     pub encoders: Tensor,
-    /// `groups[layer][pos]`: the sources writing there (None when nothing does).
+    /// `groups[layer][pos]`: decoder rows (scaled by activation) of every feature writing
+    /// there, then the error vector (None when nothing does).
     pub groups: Vec<Vec<Option<SourceGroup>>>,
     /// `[n_pos, d_model]`: token vectors (the embedding as it enters the residual stream).
     pub tokens: Tensor,

@@ -1,0 +1,577 @@
+//! Tracing prompts in the neuron basis: node scores, selection, profiles and direct-effect edges,
+//! each a batched backward pass through the frozen model (see the module doc of `neuron`).
+
+use adag_core::{HookName, Site};
+use adag_graph::{Graph, GraphMeta, LogitTarget};
+use adag_model::{Batch, CacheFilter, ForwardOutput, Transformer};
+use candle_core::{DType, Tensor};
+
+use super::relp::RelpMlp;
+use super::{NeuronEdge, NeuronNode, NeuronOptions, PromptCircuit, PromptInput, EMBED_LAYER};
+use crate::error::{Context, Error, Result};
+use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
+use crate::reading::{RowCollector, SourceGroup};
+
+/// Traces `prompts` (one batched forward pass; per-prompt backward passes).
+pub fn trace_prompts(
+    model: &Transformer,
+    prompts: &[PromptInput],
+    opts: &NeuronOptions,
+) -> Result<Vec<PromptCircuit>> {
+    if opts.k == 0 || opts.batch_size == 0 {
+        return Err(Error::Invalid("k and batch_size must be at least 1".into()));
+    }
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let batch = Batch::new(prompts.iter().map(|p| p.tokens.clone()).collect())?;
+    let filter = FrozenModel::cache_filter()
+        .union(&CacheFilter::sites([
+            Site::MlpPre,
+            Site::MlpPreLinear,
+            Site::MlpPost,
+        ]))
+        .union(&CacheFilter::only([
+            HookName::LnFinalNormalized,
+            HookName::Embed,
+        ]));
+    let out = model.forward(&batch, &filter)?;
+    prompts
+        .iter()
+        .enumerate()
+        .map(|(b, p)| trace_one(model, &out, b, p, opts))
+        .collect()
+}
+
+/// Gradients ⊙ activations of every neuron, per seed: `contrib[layer]` `[n, T, d_mlp]`, and of
+/// every embedding, `embed` `[n, T]`.
+struct TotalEffects<'a> {
+    relp: &'a RelpMlp<'a>,
+    acts: &'a [Tensor],
+    tokens: &'a Tensor,
+    contrib: Vec<Option<Tensor>>,
+    embed: Option<Tensor>,
+}
+
+impl Visitor for TotalEffects<'_> {
+    fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
+        let g_a = self.relp.grad_activations(layer, grad)?;
+        let t = g_a.dim(1).ctx("shape")?;
+        let a = self.acts[layer].narrow(0, 0, t).ctx("activations")?;
+        self.contrib[layer] = Some(
+            g_a.broadcast_mul(&a)
+                .and_then(|c| c.to_dtype(DType::F32))
+                .ctx("grad × activation")?,
+        );
+        Ok(())
+    }
+    fn embed(&mut self, grad: &Tensor) -> Result<()> {
+        let t = grad.dim(1).ctx("shape")?;
+        let e = self.tokens.narrow(0, 0, t).ctx("embeddings")?;
+        self.embed = Some(
+            grad.broadcast_mul(&e)
+                .and_then(|g| g.sum(2))
+                .and_then(|g| g.to_dtype(DType::F32))
+                .ctx("grad × embedding")?,
+        );
+        Ok(())
+    }
+}
+
+/// Only the embedding end of a backward pass.
+struct EmbedOnly<'a> {
+    tokens: &'a Tensor,
+    out: Option<Tensor>,
+}
+
+impl Visitor for EmbedOnly<'_> {
+    fn write_site(&mut self, _: usize, _: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    fn embed(&mut self, grad: &Tensor) -> Result<()> {
+        let t = grad.dim(1).ctx("shape")?;
+        let e = self.tokens.narrow(0, 0, t).ctx("embeddings")?;
+        self.out = Some(
+            grad.broadcast_mul(&e)
+                .and_then(|g| g.sum(2))
+                .and_then(|g| g.to_dtype(DType::F32))
+                .ctx("grad × embedding")?,
+        );
+        Ok(())
+    }
+}
+
+/// A selected neuron.
+#[derive(Clone, Copy)]
+struct Sel {
+    layer: usize,
+    pos: usize,
+    neuron: u32,
+    act: f32,
+}
+
+fn trace_one(
+    model: &Transformer,
+    out: &ForwardOutput,
+    b: usize,
+    prompt: &PromptInput,
+    opts: &NeuronOptions,
+) -> Result<PromptCircuit> {
+    let cfg = &model.cfg;
+    let (n_layers, n_pos) = (cfg.n_layers, prompt.tokens.len());
+    let cache = &out.cache;
+    let frozen = FrozenModel::new(model, cache, b)?;
+    let relp = RelpMlp::new(model, cache, b, opts.rule)?;
+    let dt = model.dtype();
+    let dev = model.device().clone();
+    let tokens = cache
+        .item(HookName::Embed, b)?
+        .to_dtype(dt)
+        .ctx("embeddings")?;
+    let acts: Vec<Tensor> = (0..n_layers)
+        .map(|l| {
+            cache
+                .item(HookName::Block(l, Site::MlpPost), b)
+                .and_then(|a| {
+                    a.to_dtype(dt).map_err(|e| adag_model::Error::Candle {
+                        context: "activations".into(),
+                        source: e,
+                    })
+                })
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    let acts_f32: Vec<Vec<Vec<f32>>> = acts
+        .iter()
+        .map(|a| {
+            a.to_dtype(DType::F32)
+                .and_then(|a| a.to_vec2::<f32>())
+                .ctx("activations")
+        })
+        .collect::<Result<_>>()?;
+
+    // Targets and the goal, on pre-soft-cap logits at the last position.
+    let normed = cache
+        .item(HookName::LnFinalNormalized, b)?
+        .get(n_pos - 1)
+        .ctx("final norm")?;
+    let w_f = model
+        .weights
+        .ln_final
+        .effective_weight()
+        .ctx("final norm weight")?;
+    let x_last = normed
+        .to_dtype(DType::F32)
+        .and_then(|n| n * w_f)
+        .ctx("unembedding input")?;
+    let unembed = model
+        .weights
+        .unembed
+        .to_dtype(DType::F32)
+        .ctx("unembedding")?;
+    let returned = out
+        .item_logits(b)?
+        .get(n_pos - 1)
+        .and_then(|l| l.to_vec1::<f32>())
+        .ctx("logits")?;
+    let probs = softmax(&returned);
+    let targets: Vec<u32> = match &prompt.targets {
+        Some(t) if !t.is_empty() => {
+            if let Some(&bad) = t.iter().find(|&&i| i as usize >= cfg.d_vocab) {
+                return Err(Error::Invalid(format!(
+                    "target token {bad} is outside the vocabulary ({})",
+                    cfg.d_vocab
+                )));
+            }
+            t.clone()
+        }
+        _ => {
+            let mut order: Vec<usize> = (0..returned.len()).collect();
+            order.sort_by(|&x, &y| returned[y].total_cmp(&returned[x]).then(x.cmp(&y)));
+            order.into_iter().take(opts.k).map(|i| i as u32).collect()
+        }
+    };
+    let k = targets.len();
+    let idx = Tensor::new(targets.as_slice(), &dev).ctx("targets")?;
+    let mut dirs = unembed.index_select(&idx, 0).ctx("target directions")?;
+    if opts.center_logits {
+        dirs = dirs
+            .broadcast_sub(&unembed.mean_keepdim(0).ctx("mean")?)
+            .ctx("centring")?;
+    }
+    let target_logits = dirs
+        .matmul(&x_last.unsqueeze(1).ctx("shape")?)
+        .and_then(|v| v.squeeze(1))
+        .and_then(|v| v.to_vec1::<f32>())
+        .ctx("target logits")?;
+    let goal: f32 = target_logits.iter().sum();
+    let dirs = dirs.to_dtype(dt).ctx("dtype")?;
+
+    // Total effects of every neuron and embedding on each target (RelP everywhere).
+    let seeds = Seeds {
+        vectors: dirs.clone(),
+        layers: vec![n_layers; k],
+        positions: vec![n_pos - 1; k],
+    };
+    let mut total = TotalEffects {
+        relp: &relp,
+        acts: &acts,
+        tokens: &tokens,
+        contrib: vec![None; n_layers],
+        embed: None,
+    };
+    frozen.vjp(
+        &seeds,
+        ReadSite::MlpIn,
+        WriteSite::MlpOut,
+        &relp,
+        &mut total,
+    )?;
+    let contrib: Vec<Vec<Vec<Vec<f32>>>> = total
+        .contrib
+        .iter()
+        .map(|c| {
+            c.as_ref()
+                .ok_or_else(|| Error::Invalid("missing layer".into()))
+                .and_then(|c| c.to_vec3::<f32>().ctx("contributions"))
+        })
+        .collect::<Result<_>>()?; // [layer][target][pos][neuron]
+    let embed_total = total
+        .embed
+        .ok_or_else(|| Error::Invalid("no embedding gradient".into()))?
+        .to_vec2::<f32>()
+        .ctx("embedding attributions")?;
+
+    // Selection.
+    let threshold = opts.percentage_threshold * goal.abs();
+    let mut selected = Vec::new();
+    for (l, per_target) in contrib.iter().enumerate() {
+        for p in 0..n_pos {
+            for i in 0..cfg.d_mlp {
+                let a: f32 = per_target.iter().map(|c| c[p][i]).sum();
+                if a.abs() >= threshold && a != 0.0 && !opts.blacklist.contains(&(l, i as u32)) {
+                    selected.push(Sel {
+                        layer: l,
+                        pos: p,
+                        neuron: i as u32,
+                        act: acts_f32[l][p][i],
+                    });
+                }
+            }
+        }
+    }
+    let total_attr = |s: &Sel| -> f32 {
+        contrib[s.layer]
+            .iter()
+            .map(|c| c[s.pos][s.neuron as usize])
+            .sum()
+    };
+
+    // Seeds that make each selected neuron a target: its RelP read vector at mlp.hook_in.
+    let mut read_vecs = Vec::with_capacity(selected.len());
+    for l in 0..n_layers {
+        let here: Vec<&Sel> = selected.iter().filter(|s| s.layer == l).collect();
+        if !here.is_empty() {
+            let pos: Vec<u32> = here.iter().map(|s| s.pos as u32).collect();
+            let ids: Vec<u32> = here.iter().map(|s| s.neuron).collect();
+            read_vecs.push(relp.read_vectors(l, &pos, &ids)?);
+        }
+    }
+    let read_vecs = if read_vecs.is_empty() {
+        None
+    } else {
+        Some(Tensor::cat(&read_vecs, 0).ctx("read vectors")?)
+    };
+
+    // Input profiles: RelP backward from each selected neuron to the embeddings.
+    let mut input_maps: Vec<Vec<f32>> = Vec::with_capacity(selected.len());
+    for start in (0..selected.len()).step_by(opts.batch_size) {
+        let m = opts.batch_size.min(selected.len() - start);
+        let chunk = &selected[start..start + m];
+        let seeds = Seeds {
+            vectors: read_vecs
+                .as_ref()
+                .ok_or_else(|| Error::Invalid("no seeds".into()))?
+                .narrow(0, start, m)
+                .ctx("seeds")?,
+            layers: chunk.iter().map(|s| s.layer).collect(),
+            positions: chunk.iter().map(|s| s.pos).collect(),
+        };
+        let mut v = EmbedOnly {
+            tokens: &tokens,
+            out: None,
+        };
+        frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, &relp, &mut v)?;
+        let rows = v
+            .out
+            .ok_or_else(|| Error::Invalid("no embedding gradient".into()))?
+            .to_vec2::<f32>()
+            .ctx("input maps")?;
+        for row in rows {
+            let mut full = row;
+            full.resize(n_pos, 0.0);
+            input_maps.push(full);
+        }
+    }
+
+    // Direct-effect edges: every MLP stopped; sources are the selected neurons' write vectors
+    // a·W_down[:, i] and the embeddings.
+    let s_count = selected.len();
+    let mut groups: Vec<Vec<Option<SourceGroup>>> = (0..n_layers)
+        .map(|_| (0..n_pos).map(|_| None).collect())
+        .collect();
+    for (l, layer_groups) in groups.iter_mut().enumerate() {
+        let w_down = &model.weights.blocks[l].mlp.down.weight; // [d, f]
+        for (p, slot) in layer_groups.iter_mut().enumerate() {
+            let cols: Vec<u32> = (0..s_count)
+                .filter(|&j| selected[j].layer == l && selected[j].pos == p)
+                .map(|j| j as u32)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            let ids: Vec<u32> = cols.iter().map(|&j| selected[j as usize].neuron).collect();
+            let scale: Vec<f32> = cols.iter().map(|&j| selected[j as usize].act).collect();
+            let rows = w_down
+                .index_select(&Tensor::new(ids.as_slice(), &dev).ctx("ids")?, 1)
+                .and_then(|r| r.t())
+                .and_then(|r| r.to_dtype(DType::F32))
+                .and_then(|r| {
+                    r.broadcast_mul(&Tensor::from_vec(scale.clone(), (ids.len(), 1), &dev)?)
+                })
+                .and_then(|r| r.to_dtype(dt))
+                .ctx("neuron write vectors")?;
+            *slot = Some(SourceGroup { rows, cols });
+        }
+    }
+    let n_cols = s_count + n_pos;
+    let mut edges = Vec::new();
+    let eps_neuron = 1e-6 * mean_abs(selected.iter().map(|s| s.act));
+    let eps_logit = 1e-6 * mean_abs(target_logits.iter().copied());
+    let node_key = |j: usize| -> (i32, u32, u32) {
+        if j < s_count {
+            (
+                selected[j].layer as i32,
+                selected[j].pos as u32,
+                selected[j].neuron,
+            )
+        } else {
+            let p = j - s_count;
+            (EMBED_LAYER, p as u32, prompt.tokens[p])
+        }
+    };
+    // Targets: selected neurons (by layer), then the logits.
+    let n_targets = s_count + k;
+    for start in (0..n_targets).step_by(opts.batch_size) {
+        let m = opts.batch_size.min(n_targets - start);
+        let mut vecs = Vec::new();
+        let (mut layers, mut positions) = (Vec::new(), Vec::new());
+        for t in start..start + m {
+            if let Some(sel) = selected.get(t) {
+                vecs.push(
+                    read_vecs
+                        .as_ref()
+                        .ok_or_else(|| Error::Invalid("no seeds".into()))?
+                        .get(t)
+                        .ctx("seed")?,
+                );
+                layers.push(sel.layer);
+                positions.push(sel.pos);
+            } else {
+                vecs.push(dirs.get(t - s_count).ctx("seed")?);
+                layers.push(n_layers);
+                positions.push(n_pos - 1);
+            }
+        }
+        let seeds = Seeds {
+            vectors: Tensor::stack(&vecs, 0).ctx("seeds")?,
+            layers,
+            positions,
+        };
+        let mut c = RowCollector::new(&groups, &tokens, s_count, n_cols, m);
+        frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, &StopMlp, &mut c)?;
+        for (r, t) in (start..start + m).enumerate() {
+            let row = &c.out[r * n_cols..(r + 1) * n_cols];
+            let (value, eps, key, flow) = if t < s_count {
+                let s = &selected[t];
+                let to_output: f32 = contrib[s.layer]
+                    .iter()
+                    .map(|c| c[s.pos][s.neuron as usize])
+                    .sum();
+                (s.act, eps_neuron, node_key(t), to_output)
+            } else {
+                let j = t - s_count;
+                (
+                    target_logits[j],
+                    eps_logit,
+                    (n_layers as i32, (n_pos - 1) as u32, targets[j]),
+                    target_logits[j],
+                )
+            };
+            for (src, &v) in row.iter().enumerate() {
+                if v == 0.0 {
+                    continue;
+                }
+                let w = v / (value + eps);
+                if w.abs() >= opts.edge_threshold {
+                    edges.push(NeuronEdge {
+                        source: node_key(src),
+                        target: key,
+                        weight: w,
+                        attribution: w * flow / goal,
+                    });
+                }
+            }
+        }
+    }
+
+    // Nodes: selected neurons, embeddings, logits (BOS dropped when asked).
+    let keep_pos = |p: usize| !(opts.ignore_bos && p == 0);
+    let mut nodes = Vec::new();
+    for (s, map) in selected.iter().zip(&input_maps) {
+        if !keep_pos(s.pos) {
+            continue;
+        }
+        let a = s.act;
+        nodes.push(NeuronNode {
+            layer: s.layer as i32,
+            position: s.pos as u32,
+            index: s.neuron,
+            activation: a,
+            attribution: total_attr(s) / goal,
+            input_profile: map.iter().map(|x| x / a).collect(),
+            output_profile: (0..k)
+                .map(|j| contrib[s.layer][j][s.pos][s.neuron as usize] / target_logits[j])
+                .collect(),
+        });
+    }
+    for p in (0..n_pos).filter(|&p| keep_pos(p)) {
+        let e: f32 = embed_total.iter().map(|row| row[p]).sum();
+        nodes.push(NeuronNode {
+            layer: EMBED_LAYER,
+            position: p as u32,
+            index: prompt.tokens[p],
+            activation: 1.0,
+            attribution: e / goal,
+            input_profile: vec![],
+            output_profile: vec![],
+        });
+    }
+    for (j, &t) in targets.iter().enumerate() {
+        nodes.push(NeuronNode {
+            layer: n_layers as i32,
+            position: (n_pos - 1) as u32,
+            index: t,
+            activation: target_logits[j],
+            attribution: target_logits[j] / goal,
+            input_profile: vec![],
+            output_profile: vec![],
+        });
+    }
+    edges.retain(|e| {
+        keep_pos(e.source.1 as usize)
+            && (e.target.0 == n_layers as i32 || keep_pos(e.target.1 as usize))
+    });
+    Ok(PromptCircuit {
+        tokens: prompt.tokens.clone(),
+        target_probs: targets.iter().map(|&t| probs[t as usize]).collect(),
+        targets,
+        target_logits,
+        goal,
+        nodes,
+        edges,
+    })
+}
+
+fn mean_abs(v: impl Iterator<Item = f32>) -> f32 {
+    let (s, n) = v.fold((0.0f32, 0usize), |(s, n), x| (s + x.abs(), n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        s / n as f32
+    }
+}
+
+fn softmax(x: &[f32]) -> Vec<f32> {
+    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// A single-prompt neuron circuit as an attribution [`Graph`] (neurons as features, no errors),
+/// so the graph file, pruning and the frontend export serve both bases. Edge values are raw
+/// direct effects (`weight × target value`).
+pub fn neuron_graph(
+    circuit: &PromptCircuit,
+    n_layers: usize,
+    mut meta: GraphMeta,
+) -> Result<Graph> {
+    let mut feats: Vec<&NeuronNode> = circuit
+        .nodes
+        .iter()
+        .filter(|n| n.layer >= 0 && (n.layer as usize) < n_layers)
+        .collect();
+    feats.sort_by_key(|n| (n.layer, n.position, n.index));
+    let n_pos = circuit.tokens.len();
+    let (f, k) = (feats.len(), circuit.targets.len());
+    let n = f + (n_layers + 1) * n_pos + k;
+    let index_of = |key: (i32, u32, u32)| -> Option<usize> {
+        if key.0 == EMBED_LAYER {
+            Some(f + n_layers * n_pos + key.1 as usize)
+        } else if key.0 as usize == n_layers {
+            circuit
+                .targets
+                .iter()
+                .position(|&t| t == key.2)
+                .map(|j| f + (n_layers + 1) * n_pos + j)
+        } else {
+            feats
+                .binary_search_by_key(&key, |n| (n.layer, n.position, n.index))
+                .ok()
+        }
+    };
+    let value_of = |key: (i32, u32, u32)| -> f32 {
+        if key.0 as usize == n_layers {
+            circuit
+                .targets
+                .iter()
+                .position(|&t| t == key.2)
+                .map_or(0.0, |j| circuit.target_logits[j])
+        } else {
+            feats
+                .iter()
+                .find(|n| (n.layer, n.position, n.index) == key)
+                .map_or(0.0, |n| n.activation)
+        }
+    };
+    let mut adjacency = vec![0.0f32; n * n];
+    for e in &circuit.edges {
+        if let (Some(s), Some(t)) = (index_of(e.source), index_of(e.target)) {
+            adjacency[t * n + s] = e.weight * value_of(e.target);
+        }
+    }
+    meta.basis = "neuron".into();
+    meta.n_layers = n_layers;
+    let g = Graph {
+        meta,
+        adjacency,
+        active_features: feats
+            .iter()
+            .map(|n| [n.layer as u32, n.position, n.index])
+            .collect(),
+        activation_values: feats.iter().map(|n| n.activation).collect(),
+        selected_features: (0..f as u32).collect(),
+        input_tokens: circuit.tokens.clone(),
+        logit_targets: circuit
+            .targets
+            .iter()
+            .map(|&t| LogitTarget {
+                token: t.to_string(),
+                vocab_idx: t,
+            })
+            .collect(),
+        logit_probabilities: circuit.target_probs.clone(),
+    };
+    g.validate()?;
+    Ok(g)
+}

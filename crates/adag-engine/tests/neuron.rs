@@ -1,0 +1,612 @@
+//! The neuron basis (ADAG): completeness identities, exactness of relative edges, RelP against
+//! candle's autograd, and batch invariance, on the fixture architectures.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use adag_core::{HookName, Site};
+use adag_engine::neuron::{
+    trace_prompts, NeuronOptions, PromptCircuit, PromptInput, RelpMlp, RelpRule,
+};
+use adag_engine::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
+use adag_model::{Batch, CacheFilter, ForwardHooks, LoadOptions, LoadedModel, Transformer};
+use candle_core::{DType, Tensor, Var};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/models")
+        .join(name)
+}
+
+fn load(name: &str) -> LoadedModel {
+    LoadedModel::load(&fixture(name), &LoadOptions::default()).unwrap()
+}
+
+fn tokens(m: &LoadedModel, text: &str) -> Vec<u32> {
+    m.tokenizer.prompt_ids(text, false).unwrap()
+}
+
+fn opts() -> NeuronOptions {
+    NeuronOptions {
+        k: 3,
+        ignore_bos: false,
+        percentage_threshold: 0.02,
+        edge_threshold: 0.0,
+        ..Default::default()
+    }
+}
+
+/// Bias-free architectures: there the linear model has no constant terms.
+const BIAS_FREE: [&str; 3] = ["llama", "qwen3", "gemma2"];
+
+#[test]
+fn embedding_scores_sum_to_the_goal_and_input_maps_to_the_activation() {
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The capital of the state containing Dallas is");
+        for rule in [RelpRule::HalfRule, RelpRule::StopGate] {
+            let c = &trace_prompts(
+                &m.model,
+                &[PromptInput {
+                    tokens: t.clone(),
+                    targets: None,
+                }],
+                &NeuronOptions { rule, ..opts() },
+            )
+            .unwrap()[0];
+            let e: f32 = c
+                .nodes
+                .iter()
+                .filter(|n| n.layer == -1)
+                .map(|n| n.attribution)
+                .sum();
+            assert!((e - 1.0).abs() < 1e-4, "{name} {rule:?}: Σ E / goal = {e}");
+            let neurons: Vec<_> = c
+                .nodes
+                .iter()
+                .filter(|n| n.layer >= 0 && (n.layer as usize) < m.model.cfg.n_layers)
+                .collect();
+            assert!(
+                neurons.len() >= 5,
+                "{name}: only {} neurons selected",
+                neurons.len()
+            );
+            for n in &neurons {
+                let s: f32 = n.input_profile.iter().sum();
+                assert!(
+                    (s - 1.0).abs() < 1e-3,
+                    "{name} {rule:?}: input profile of {:?} sums to {s}",
+                    (n.layer, n.position, n.index)
+                );
+                assert_eq!(n.output_profile.len(), 3);
+            }
+        }
+    }
+}
+
+/// Gradient at every write site and the embeddings, for one seed.
+struct Grads {
+    write: HashMap<usize, Tensor>,
+    embed: Option<Tensor>,
+}
+
+impl Visitor for Grads {
+    fn write_site(&mut self, layer: usize, g: &Tensor) -> adag_engine::Result<()> {
+        self.write.insert(layer, g.clone());
+        Ok(())
+    }
+    fn embed(&mut self, g: &Tensor) -> adag_engine::Result<()> {
+        self.embed = Some(g.clone());
+        Ok(())
+    }
+}
+
+fn dot(a: &Tensor, b: &Tensor) -> f32 {
+    (a * b)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn direct_effects_into_a_neuron_sum_to_its_activation() {
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "36+59=95. The keys to the cabinet");
+        let filter = FrozenModel::cache_filter()
+            .union(&CacheFilter::sites([
+                Site::MlpPre,
+                Site::MlpPreLinear,
+                Site::MlpPost,
+                Site::MlpOut,
+            ]))
+            .union(&CacheFilter::only([HookName::Embed]));
+        let out = m
+            .model
+            .forward(&Batch::single(&t).unwrap(), &filter)
+            .unwrap();
+        let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
+        let relp = RelpMlp::new(&m.model, &out.cache, 0, RelpRule::HalfRule).unwrap();
+        let top = m.model.cfg.n_layers - 1;
+        for (pos, neuron) in [(t.len() - 1, 3u32), (2, 77), (t.len() - 2, 120)] {
+            let a = out
+                .cache
+                .item(HookName::Block(top, Site::MlpPost), 0)
+                .unwrap()
+                .get(pos)
+                .unwrap()
+                .get(neuron as usize)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let v = relp.read_vectors(top, &[pos as u32], &[neuron]).unwrap();
+            let mut g = Grads {
+                write: HashMap::new(),
+                embed: None,
+            };
+            frozen
+                .vjp(
+                    &Seeds {
+                        vectors: v,
+                        layers: vec![top],
+                        positions: vec![pos],
+                    },
+                    ReadSite::MlpIn,
+                    WriteSite::MlpOut,
+                    &StopMlp,
+                    &mut g,
+                )
+                .unwrap();
+            let tp = pos + 1;
+            let mut total = 0.0;
+            for l in 0..top {
+                let mlp_out = out
+                    .cache
+                    .item(HookName::Block(l, Site::MlpOut), 0)
+                    .unwrap()
+                    .narrow(0, 0, tp)
+                    .unwrap();
+                total += dot(&g.write[&l].get(0).unwrap(), &mlp_out);
+            }
+            let emb = out
+                .cache
+                .item(HookName::Embed, 0)
+                .unwrap()
+                .narrow(0, 0, tp)
+                .unwrap();
+            total += dot(&g.embed.unwrap().get(0).unwrap(), &emb);
+            assert!(
+                (total - a).abs() < 1e-4 * (1.0 + a.abs()),
+                "{name}: Σ direct effects {total} vs activation {a}"
+            );
+        }
+    }
+}
+
+/// Freezes scales, patterns and MLP outputs at a clean run; removes one vector from one MLP
+/// output; records the MLP inputs and the final normalised residual.
+struct Frozen<'a> {
+    clean: &'a adag_model::ActivationCache,
+    remove: Option<(usize, usize, Tensor)>,
+    mlp_in: HashMap<usize, Tensor>,
+    final_normed: Option<Tensor>,
+}
+
+impl ForwardHooks for Frozen<'_> {
+    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
+        match hook {
+            HookName::LnFinalScale
+            | HookName::Block(
+                _,
+                Site::Ln1Scale
+                | Site::Ln1PostScale
+                | Site::Ln2Scale
+                | Site::Ln2PostScale
+                | Site::AttnPattern,
+            ) => self.clean.get(hook).cloned(),
+            HookName::Block(l, Site::MlpIn) => {
+                self.mlp_in.insert(l, value.clone());
+                Ok(value)
+            }
+            HookName::Block(l, Site::MlpOut) => {
+                let mut v = self.clean.get(hook)?.clone();
+                if let Some((layer, pos, vec)) = &self.remove {
+                    if *layer == l {
+                        let (_, t, d) = v.dims3().unwrap();
+                        let idx = Tensor::new(&[*pos as u32], v.device()).unwrap();
+                        let delta = Tensor::zeros((t, d), DType::F32, v.device())
+                            .unwrap()
+                            .index_add(&idx, &vec.unsqueeze(0).unwrap(), 0)
+                            .unwrap();
+                        v = (v - delta.unsqueeze(0).unwrap()).unwrap();
+                    }
+                }
+                Ok(v)
+            }
+            HookName::LnFinalNormalized => {
+                self.final_normed = Some(value.clone());
+                Ok(value)
+            }
+            _ => Ok(value),
+        }
+    }
+}
+
+#[test]
+fn relative_edges_equal_the_change_when_the_source_is_removed() {
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let c: PromptCircuit = trace_prompts(
+            &m.model,
+            &[PromptInput {
+                tokens: t.clone(),
+                targets: None,
+            }],
+            &opts(),
+        )
+        .unwrap()
+        .remove(0);
+        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
+            Site::MlpPre,
+            Site::MlpPreLinear,
+            Site::MlpOut,
+        ]));
+        let clean = m
+            .model
+            .forward(&Batch::single(&t).unwrap(), &filter)
+            .unwrap();
+        let relp = RelpMlp::new(&m.model, &clean.cache, 0, RelpRule::HalfRule).unwrap();
+        let base = run_frozen(&m.model, &t, &clean.cache, None);
+        let n_layers = m.model.cfg.n_layers as i32;
+        let mut checked = 0;
+        for e in c
+            .edges
+            .iter()
+            .filter(|e| e.source.0 >= 0)
+            .step_by(7)
+            .take(40)
+        {
+            let (ls, ps, is) = e.source;
+            let src_act = c
+                .nodes
+                .iter()
+                .find(|n| (n.layer, n.position, n.index) == e.source)
+                .unwrap()
+                .activation;
+            let w_down = m.model.weights.blocks[ls as usize]
+                .mlp
+                .down
+                .weight
+                .t()
+                .unwrap()
+                .get(is as usize)
+                .unwrap();
+            let removed = run_frozen(
+                &m.model,
+                &t,
+                &clean.cache,
+                Some((ls as usize, ps as usize, (w_down * src_act as f64).unwrap())),
+            );
+            let (lt, pt, it) = e.target;
+            let (change, value) = if lt == n_layers {
+                let j = c.targets.iter().position(|&x| x == it).unwrap();
+                let w = m.model.weights.ln_final.effective_weight().unwrap();
+                let u = m.model.weights.unembed.get(it as usize).unwrap();
+                let logit = |f: &Frozen| {
+                    dot(
+                        &(f.final_normed
+                            .as_ref()
+                            .unwrap()
+                            .get(0)
+                            .unwrap()
+                            .get(pt as usize)
+                            .unwrap()
+                            * &w)
+                            .unwrap(),
+                        &u,
+                    )
+                };
+                (logit(&removed) - logit(&base), c.target_logits[j])
+            } else {
+                let v = relp
+                    .read_vectors(lt as usize, &[pt], &[it])
+                    .unwrap()
+                    .get(0)
+                    .unwrap();
+                let x = |f: &Frozen| {
+                    f.mlp_in[&(lt as usize)]
+                        .get(0)
+                        .unwrap()
+                        .get(pt as usize)
+                        .unwrap()
+                };
+                (
+                    dot(&v, &(x(&removed) - x(&base)).unwrap()),
+                    c.nodes
+                        .iter()
+                        .find(|n| (n.layer, n.position, n.index) == e.target)
+                        .unwrap()
+                        .activation,
+                )
+            };
+            let predicted = -e.weight * value;
+            assert!(
+                (change - predicted).abs() < 1e-4 + 1e-3 * predicted.abs(),
+                "{name}: edge {:?} → {:?}: Δ {change} vs −w·t {predicted}",
+                e.source,
+                e.target
+            );
+            checked += 1;
+        }
+        assert!(checked >= 10, "{name}: only {checked} edges checked");
+    }
+}
+
+fn run_frozen<'a>(
+    model: &Transformer,
+    t: &[u32],
+    clean: &'a adag_model::ActivationCache,
+    remove: Option<(usize, usize, Tensor)>,
+) -> Frozen<'a> {
+    let mut h = Frozen {
+        clean,
+        remove,
+        mlp_in: HashMap::new(),
+        final_normed: None,
+    };
+    model
+        .forward_with(&Batch::single(t).unwrap(), &CacheFilter::none(), &mut h)
+        .unwrap();
+    h
+}
+
+/// The RelP-linearised model written with candle's autograd: patterns and scales detached, the
+/// gate coefficient detached, the product split by the half rule, a zero variable added to
+/// every neuron so its gradient can be read.
+struct AutogradRelp {
+    embed: Option<Var>,
+    zeros: HashMap<usize, Var>,
+    gate: HashMap<usize, Tensor>,
+    up: HashMap<usize, Tensor>,
+    final_normed: Option<Tensor>,
+    activation: adag_model::config::Activation,
+}
+
+impl ForwardHooks for AutogradRelp {
+    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
+        Ok(match hook {
+            HookName::Embed => {
+                let v = Var::from_tensor(&value).unwrap();
+                let t = v.as_tensor().clone();
+                self.embed = Some(v);
+                t
+            }
+            HookName::LnFinalScale
+            | HookName::Block(
+                _,
+                Site::Ln1Scale
+                | Site::Ln1PostScale
+                | Site::Ln2Scale
+                | Site::Ln2PostScale
+                | Site::AttnPattern,
+            ) => value.detach(),
+            HookName::Block(l, Site::MlpPre) => {
+                self.gate.insert(l, value.clone());
+                value
+            }
+            HookName::Block(l, Site::MlpPreLinear) => {
+                self.up.insert(l, value.clone());
+                value
+            }
+            HookName::Block(l, Site::MlpPost) => {
+                let z = &self.gate[&l];
+                let u = &self.up[&l];
+                let act = match self.activation {
+                    adag_model::config::Activation::Silu => z.silu(),
+                    adag_model::config::Activation::GeluTanh => z.gelu(),
+                    adag_model::config::Activation::GeluErf => z.gelu_erf(),
+                }
+                .unwrap();
+                let c = (act / (z + 1e-10).unwrap()).unwrap().detach();
+                let g = (c * z).unwrap();
+                let relp = (((&g * u.detach()).unwrap() + (g.detach() * u).unwrap()).unwrap()
+                    * 0.5)
+                    .unwrap();
+                let zero = Var::zeros(relp.dims(), DType::F32, relp.device()).unwrap();
+                let out = (relp + zero.as_tensor()).unwrap();
+                self.zeros.insert(l, zero);
+                out
+            }
+            HookName::LnFinalNormalized => {
+                self.final_normed = Some(value.clone());
+                value
+            }
+            _ => value,
+        })
+    }
+}
+
+#[test]
+fn relp_scores_match_autograd_of_the_same_frozen_model() {
+    for name in ["llama", "gemma2", "qwen2"] {
+        let m = load(name);
+        let model = m.model.clone().with_autograd(true);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let o = NeuronOptions {
+            percentage_threshold: 0.0,
+            ..opts()
+        };
+        let c = trace_prompts(
+            &model,
+            &[PromptInput {
+                tokens: t.clone(),
+                targets: None,
+            }],
+            &o,
+        )
+        .unwrap()
+        .remove(0);
+        let mut h = AutogradRelp {
+            embed: None,
+            zeros: HashMap::new(),
+            gate: HashMap::new(),
+            up: HashMap::new(),
+            final_normed: None,
+            activation: model.cfg.activation,
+        };
+        model
+            .forward_with(&Batch::single(&t).unwrap(), &CacheFilter::none(), &mut h)
+            .unwrap();
+        let x = (h
+            .final_normed
+            .as_ref()
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .get(t.len() - 1)
+            .unwrap()
+            * model.weights.ln_final.effective_weight().unwrap())
+        .unwrap();
+        let mut goal = Tensor::zeros((), DType::F32, &candle_core::Device::Cpu).unwrap();
+        for &tok in &c.targets {
+            goal = (goal
+                + (&x * model.weights.unembed.get(tok as usize).unwrap().detach())
+                    .unwrap()
+                    .sum_all()
+                    .unwrap())
+            .unwrap();
+        }
+        let goal_value = goal.to_scalar::<f32>().unwrap();
+        assert!(
+            (goal_value - c.goal).abs() < 1e-4 * (1.0 + c.goal.abs()),
+            "{name}: goal {goal_value} vs {}",
+            c.goal
+        );
+        let grads = goal.backward().unwrap();
+        // Embedding scores.
+        let e = h.embed.as_ref().unwrap();
+        let ge = (grads.get(e.as_tensor()).unwrap() * e.as_tensor())
+            .unwrap()
+            .sum(2)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for n in c.nodes.iter().filter(|n| n.layer == -1) {
+            let want = ge[n.position as usize] / c.goal;
+            assert!(
+                (n.attribution - want).abs() < 1e-4,
+                "{name}: embedding {} {} vs autograd {want}",
+                n.position,
+                n.attribution
+            );
+        }
+        // Neuron scores: grad × activation.
+        let mut checked = 0;
+        for n in c
+            .nodes
+            .iter()
+            .filter(|n| n.layer >= 0 && (n.layer as usize) < model.cfg.n_layers)
+        {
+            let z = &h.zeros[&(n.layer as usize)];
+            let g = grads
+                .get(z.as_tensor())
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(n.position as usize)
+                .unwrap()
+                .get(n.index as usize)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let want = g * n.activation / c.goal;
+            assert!(
+                (n.attribution - want).abs() < 1e-4 + 1e-3 * want.abs(),
+                "{name}: neuron {:?}: {} vs autograd {want}",
+                (n.layer, n.position, n.index),
+                n.attribution
+            );
+            checked += 1;
+        }
+        assert!(checked > 50, "{name}: {checked}");
+    }
+}
+
+#[test]
+fn batching_prompts_changes_nothing() {
+    let m = load("qwen3");
+    let prompts: Vec<PromptInput> = ["36+59=", "The keys to the cabinet are", "Dallas is in"]
+        .iter()
+        .map(|p| PromptInput {
+            tokens: tokens(&m, p),
+            targets: None,
+        })
+        .collect();
+    let o = NeuronOptions {
+        edge_threshold: 0.01,
+        ..opts()
+    };
+    let together = trace_prompts(&m.model, &prompts, &o).unwrap();
+    for (p, t) in prompts.iter().zip(&together) {
+        let alone = trace_prompts(
+            &m.model,
+            std::slice::from_ref(p),
+            &NeuronOptions {
+                batch_size: 7,
+                ..o.clone()
+            },
+        )
+        .unwrap()
+        .remove(0);
+        assert_eq!(alone.targets, t.targets);
+        assert_eq!(alone.nodes.len(), t.nodes.len());
+        for (a, b) in alone.nodes.iter().zip(&t.nodes) {
+            assert_eq!(
+                (a.layer, a.position, a.index),
+                (b.layer, b.position, b.index)
+            );
+            assert!((a.attribution - b.attribution).abs() < 1e-5);
+            for (x, y) in a.input_profile.iter().zip(&b.input_profile) {
+                assert!((x - y).abs() < 1e-4);
+            }
+        }
+        assert_eq!(alone.edges.len(), t.edges.len());
+    }
+}
+
+#[test]
+fn answer_targets_and_bos_handling() {
+    let m = load("llama");
+    let t = tokens(&m, "36+59=");
+    let c = trace_prompts(
+        &m.model,
+        &[PromptInput {
+            tokens: t.clone(),
+            targets: Some(vec![26, 43]),
+        }],
+        &NeuronOptions {
+            ignore_bos: true,
+            ..opts()
+        },
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(c.targets, vec![26, 43]);
+    assert!(c
+        .nodes
+        .iter()
+        .all(|n| n.position > 0 || n.layer == m.model.cfg.n_layers as i32));
+    assert!(c.edges.iter().all(|e| e.source.1 > 0));
+    let logits: Vec<&_> = c
+        .nodes
+        .iter()
+        .filter(|n| n.layer == m.model.cfg.n_layers as i32)
+        .collect();
+    assert_eq!(logits.len(), 2);
+    assert!((logits.iter().map(|n| n.attribution).sum::<f32>() - 1.0).abs() < 1e-5);
+}
