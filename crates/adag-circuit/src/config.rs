@@ -1,0 +1,493 @@
+//! Run configuration: the reference's `prep.py` YAML keys, with CLI overrides.
+//!
+//! # Keys
+//!
+//! A run config is a YAML map. Keys may use `_` or `-` (`batch_size` = `batch-size`), as in the
+//! reference, and each key has a CLI flag of the same name (`--batch-size`) that overrides it.
+//! Unknown keys are errors.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `dataset` | required | dataset file (JSONL, CSV or YAML; see [`crate::dataset`]) |
+//! | `output_path` | required | circuit directory to write (see [`crate::store`]) |
+//! | `model` | required | local HuggingFace model directory |
+//! | `model_id` | from `model` | the HF id the model-specific choices key on (`meta-llama/Llama-3.1-8B-Instruct`: stripped chat template and the blacklist); by default detected from the model path and config.json's `_name_or_path` |
+//! | `percentage_threshold` | 0.005 | keep neurons with \|A\| ≥ this · \|goal\| |
+//! | `edge_threshold` | 0.01 | drop edges with \|w\| below this |
+//! | `k` | 5 | number of top-k targets when no answers are given |
+//! | `batch_size` | 1 | prompts per traced batch (also the unit of resume) |
+//! | `apply_blacklist` / `no_apply_blacklist` | true | mask the model's known blacklist (Llama-3.1-8B-Instruct only) |
+//! | `blacklist` | [] | extra neurons to mask: `"L23/306"` strings or `[23, 306]` pairs |
+//! | `rule` | `half_rule` | MLP linearisation: `half_rule`, `no_half_rule`, `stop_gate` |
+//! | `use_relp_grad` / `disable_half_rule` | true / false | the reference's spelling of `rule` (`use_relp_grad: false` = `stop_gate`) |
+//! | `center_logits` | false | subtract the mean logit from each target |
+//! | `keep_bos` / `ignore_bos` | false / true | keep nodes at position 0 in the outputs |
+//! | `system_prompt` | none | system message before every prompt |
+//! | `seed_response` | none | seed for items that have none |
+//! | `true_answers` | none | one answer (or list) per prompt, parallel to the dataset; overrides items' `answers` |
+//! | `use_chat_format` | true | use the chat template when the tokenizer has one |
+//! | `dtype` | `f32` | `f32`, `bf16`, `f16` |
+//! | `device` | `cpu` | `cpu`, `cuda` |
+//! | `shard` | from SLURM | `I/N`: trace the I-th of N contiguous parts (0-based) |
+//! | `verbose` | false | accepted for compatibility with the reference's configs; ignored |
+//!
+//! Relative paths in a config file are relative to the file's directory (so a config moves with
+//! its dataset); relative paths given as flags are relative to the working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How the gated MLP is linearised in the backward pass (mirrors the engine's `RelpRule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// RelP with the half rule (the reference's default).
+    HalfRule,
+    /// RelP without the half rule (`disable_half_rule`).
+    NoHalfRule,
+    /// The whole gate activation frozen (`use_relp_grad: false`).
+    StopGate,
+}
+
+impl std::str::FromStr for Rule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Rule, String> {
+        match s.replace('-', "_").as_str() {
+            "half_rule" => Ok(Rule::HalfRule),
+            "no_half_rule" => Ok(Rule::NoHalfRule),
+            "stop_gate" => Ok(Rule::StopGate),
+            _ => Err(format!(
+                "unknown rule `{s}`; expected half_rule, no_half_rule or stop_gate"
+            )),
+        }
+    }
+}
+
+/// A config file or command line as written: every key optional.
+///
+/// [`RunConfig::merge`] lays the command line over the file; [`RunConfig::resolve`] applies
+/// defaults and checks consistency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)] // the keys are documented in the module's table
+pub struct RunConfig {
+    pub dataset: Option<PathBuf>,
+    pub output_path: Option<PathBuf>,
+    pub model: Option<PathBuf>,
+    pub model_id: Option<String>,
+    pub percentage_threshold: Option<f32>,
+    pub edge_threshold: Option<f32>,
+    pub k: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub apply_blacklist: Option<bool>,
+    pub no_apply_blacklist: Option<bool>,
+    pub blacklist: Option<Vec<BlacklistEntry>>,
+    pub rule: Option<Rule>,
+    pub use_relp_grad: Option<bool>,
+    pub disable_half_rule: Option<bool>,
+    pub center_logits: Option<bool>,
+    pub keep_bos: Option<bool>,
+    pub ignore_bos: Option<bool>,
+    pub system_prompt: Option<String>,
+    pub seed_response: Option<String>,
+    pub true_answers: Option<Vec<Answers>>,
+    pub use_chat_format: Option<bool>,
+    pub dtype: Option<String>,
+    pub device: Option<String>,
+    pub shard: Option<String>,
+    pub verbose: Option<bool>,
+}
+
+/// A blacklist entry: `"L23/306"` or `[23, 306]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BlacklistEntry {
+    /// `[layer, neuron]`.
+    Pair(usize, u32),
+    /// `"L23/306"` (or `"23/306"`).
+    Text(String),
+}
+
+impl BlacklistEntry {
+    /// The (layer, neuron) pair.
+    pub fn pair(&self) -> std::result::Result<(usize, u32), String> {
+        match self {
+            BlacklistEntry::Pair(l, n) => Ok((*l, *n)),
+            BlacklistEntry::Text(s) => {
+                let t = s.trim().trim_start_matches(['L', 'l']);
+                let (l, n) = t
+                    .split_once('/')
+                    .ok_or_else(|| format!("`{s}`: expected LAYER/NEURON, e.g. L23/306"))?;
+                Ok((
+                    l.trim().parse().map_err(|_| format!("`{s}`: bad layer"))?,
+                    n.trim().parse().map_err(|_| format!("`{s}`: bad neuron"))?,
+                ))
+            }
+        }
+    }
+}
+
+/// One prompt's true answers: a string or a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Answers {
+    /// One answer.
+    One(String),
+    /// Several answers.
+    Many(Vec<String>),
+}
+
+impl Answers {
+    /// As a list.
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Answers::One(s) => vec![s.clone()],
+            Answers::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A fully resolved run: every setting decided, paths absolute or relative to the working
+/// directory. Serialised into the circuit's `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)] // see the module's table
+pub struct Resolved {
+    pub dataset: PathBuf,
+    pub output_path: PathBuf,
+    pub model: PathBuf,
+    pub model_id: Option<String>,
+    pub percentage_threshold: f32,
+    pub edge_threshold: f32,
+    pub k: usize,
+    pub batch_size: usize,
+    pub apply_blacklist: bool,
+    /// Extra neurons from the config (the model's own list is added by the caller).
+    pub blacklist: Vec<(usize, u32)>,
+    pub rule: Rule,
+    pub center_logits: bool,
+    pub ignore_bos: bool,
+    pub system_prompt: Option<String>,
+    pub seed_response: Option<String>,
+    pub true_answers: Option<Vec<Vec<String>>>,
+    pub use_chat_format: bool,
+    pub dtype: String,
+    pub device: String,
+    pub shard: Option<String>,
+}
+
+impl RunConfig {
+    /// Reads a YAML config file; relative paths in it become relative to its directory.
+    pub fn from_file(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut cfg = RunConfig::from_yaml(&text, &path.display().to_string())?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for p in [&mut cfg.dataset, &mut cfg.output_path, &mut cfg.model]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses YAML text (`source_name` appears in errors).
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<RunConfig> {
+        let bad = |key: &str, message: String| Error::Config {
+            source_name: source_name.into(),
+            key: key.into(),
+            message,
+        };
+        let v: serde_json::Value = serde_norway::from_str(text)
+            .map_err(|e| bad("(file)", format!("not valid YAML: {e}")))?;
+        let map = match v {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => serde_json::Map::new(),
+            _ => return Err(bad("(file)", "expected a map of keys".into())),
+        };
+        // Keys one at a time, so an error names its key.
+        let mut normalised = serde_json::Map::new();
+        for (k, val) in map {
+            let key = k.replace('-', "_");
+            let mut one = serde_json::Map::new();
+            one.insert(key.clone(), val.clone());
+            serde_json::from_value::<RunConfig>(serde_json::Value::Object(one)).map_err(|e| {
+                let msg = e.to_string();
+                if msg.starts_with("unknown field") {
+                    bad(&k, format!("unknown key; known keys: {}", known_keys()))
+                } else {
+                    bad(&k, msg)
+                }
+            })?;
+            normalised.insert(key, val);
+        }
+        serde_json::from_value(serde_json::Value::Object(normalised))
+            .map_err(|e| bad("(file)", e.to_string()))
+    }
+
+    /// `self` with every key set in `over` replaced (the command line over the file).
+    pub fn merge(self, over: RunConfig) -> RunConfig {
+        macro_rules! pick {
+            ($($f:ident),*) => { RunConfig { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            dataset,
+            output_path,
+            model,
+            model_id,
+            percentage_threshold,
+            edge_threshold,
+            k,
+            batch_size,
+            apply_blacklist,
+            no_apply_blacklist,
+            blacklist,
+            rule,
+            use_relp_grad,
+            disable_half_rule,
+            center_logits,
+            keep_bos,
+            ignore_bos,
+            system_prompt,
+            seed_response,
+            true_answers,
+            use_chat_format,
+            dtype,
+            device,
+            shard,
+            verbose
+        )
+    }
+
+    /// Applies defaults and checks that keys agree; `source_name` appears in errors.
+    pub fn resolve(&self, source_name: &str) -> Result<Resolved> {
+        let bad = |key: &str, message: &str| Error::Config {
+            source_name: source_name.into(),
+            key: key.into(),
+            message: message.into(),
+        };
+        let required = |v: &Option<PathBuf>, key: &str| {
+            v.clone().ok_or_else(|| {
+                bad(
+                    key,
+                    &format!(
+                        "required (set it in the config or with --{})",
+                        key.replace('_', "-")
+                    ),
+                )
+            })
+        };
+        let fraction = |v: Option<f32>, key: &str, default: f32| match v {
+            None => Ok(default),
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            Some(x) => Err(bad(key, &format!("{x} is not a non-negative number"))),
+        };
+        let positive = |v: Option<usize>, key: &str, default: usize| match v {
+            None => Ok(default),
+            Some(0) => Err(bad(key, "must be at least 1")),
+            Some(x) => Ok(x),
+        };
+        let apply_blacklist = match (self.apply_blacklist, self.no_apply_blacklist) {
+            (Some(a), Some(n)) if a == n => {
+                return Err(bad("apply_blacklist", "contradicts `no_apply_blacklist`"))
+            }
+            (Some(a), _) => a,
+            (None, Some(n)) => !n,
+            (None, None) => true,
+        };
+        let ignore_bos = match (self.ignore_bos, self.keep_bos) {
+            (Some(i), Some(k)) if i == k => {
+                return Err(bad("keep_bos", "contradicts `ignore_bos`"))
+            }
+            (Some(i), _) => i,
+            (None, Some(k)) => !k,
+            (None, None) => true,
+        };
+        let legacy = match (self.use_relp_grad, self.disable_half_rule) {
+            (None, None) => None,
+            (Some(false), Some(true)) => return Err(bad(
+                "disable_half_rule",
+                "has no meaning with `use_relp_grad: false` (the stop-gate rule has no half rule)",
+            )),
+            (Some(false), _) => Some(Rule::StopGate),
+            (_, Some(true)) => Some(Rule::NoHalfRule),
+            _ => Some(Rule::HalfRule),
+        };
+        let rule = match (self.rule, legacy) {
+            (Some(r), Some(l)) if r != l => {
+                return Err(bad(
+                    "rule",
+                    &format!(
+                        "`{r:?}` contradicts use_relp_grad/disable_half_rule (which say {l:?})"
+                    ),
+                ))
+            }
+            (Some(r), _) => r,
+            (None, Some(l)) => l,
+            (None, None) => Rule::HalfRule,
+        };
+        let blacklist = self
+            .blacklist
+            .iter()
+            .flatten()
+            .map(|e| e.pair().map_err(|m| bad("blacklist", &m)))
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = self.dtype.clone().unwrap_or_else(|| "f32".into());
+        if !["f32", "bf16", "f16"].contains(&dtype.as_str()) {
+            return Err(bad(
+                "dtype",
+                &format!("`{dtype}`: expected f32, bf16 or f16"),
+            ));
+        }
+        let device = self.device.clone().unwrap_or_else(|| "cpu".into());
+        if !["cpu", "cuda"].contains(&device.as_str()) {
+            return Err(bad("device", &format!("`{device}`: expected cpu or cuda")));
+        }
+        if let Some(s) = &self.shard {
+            crate::shard::Shard::parse(s).map_err(|m| bad("shard", &m))?;
+        }
+        Ok(Resolved {
+            dataset: required(&self.dataset, "dataset")?,
+            output_path: required(&self.output_path, "output_path")?,
+            model: required(&self.model, "model")?,
+            model_id: self.model_id.clone(),
+            percentage_threshold: fraction(
+                self.percentage_threshold,
+                "percentage_threshold",
+                0.005,
+            )?,
+            edge_threshold: fraction(self.edge_threshold, "edge_threshold", 0.01)?,
+            k: positive(self.k, "k", 5)?,
+            batch_size: positive(self.batch_size, "batch_size", 1)?,
+            apply_blacklist,
+            blacklist,
+            rule,
+            center_logits: self.center_logits.unwrap_or(false),
+            ignore_bos,
+            system_prompt: self.system_prompt.clone(),
+            seed_response: self.seed_response.clone(),
+            true_answers: self
+                .true_answers
+                .as_ref()
+                .map(|v| v.iter().map(Answers::to_vec).collect()),
+            use_chat_format: self.use_chat_format.unwrap_or(true),
+            dtype,
+            device,
+            shard: self.shard.clone(),
+        })
+    }
+}
+
+fn known_keys() -> String {
+    let v = serde_json::to_value(RunConfig::default()).unwrap_or_default();
+    v.as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_keys_and_defaults() {
+        let c = RunConfig::from_yaml(
+            "dataset: d.jsonl\noutput-path: out\nmodel: m\nk: 3\nkeep_bos: true\nno_apply_blacklist: true\nverbose: true\nblacklist: ['L2/5', [3, 7]]\n",
+            "run.yaml",
+        )
+        .unwrap();
+        let r = c.resolve("run.yaml").unwrap();
+        assert_eq!(r.k, 3);
+        assert!(!r.ignore_bos);
+        assert!(!r.apply_blacklist);
+        assert_eq!(r.blacklist, vec![(2, 5), (3, 7)]);
+        assert_eq!(r.rule, Rule::HalfRule);
+        assert_eq!(r.percentage_threshold, 0.005);
+        assert_eq!(r.edge_threshold, 0.01);
+        assert_eq!(r.batch_size, 1);
+    }
+
+    #[test]
+    fn command_line_overrides_file() {
+        let file =
+            RunConfig::from_yaml("dataset: a\noutput_path: o\nmodel: m\nk: 3\n", "f").unwrap();
+        let cli = RunConfig {
+            k: Some(7),
+            dataset: Some("b".into()),
+            ..Default::default()
+        };
+        let r = file.merge(cli).resolve("f").unwrap();
+        assert_eq!(r.k, 7);
+        assert_eq!(r.dataset, PathBuf::from("b"));
+        assert_eq!(r.model, PathBuf::from("m"));
+    }
+
+    #[test]
+    fn rule_spellings() {
+        let r = |y: &str| {
+            RunConfig::from_yaml(&format!("dataset: a\noutput_path: o\nmodel: m\n{y}"), "f")
+                .and_then(|c| c.resolve("f"))
+        };
+        assert_eq!(r("use_relp_grad: false\n").unwrap().rule, Rule::StopGate);
+        assert_eq!(
+            r("disable_half_rule: true\n").unwrap().rule,
+            Rule::NoHalfRule
+        );
+        assert_eq!(r("rule: no_half_rule\n").unwrap().rule, Rule::NoHalfRule);
+        let e = r("rule: half_rule\nuse_relp_grad: false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`rule`"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_key() {
+        let e = RunConfig::from_yaml("batch_sise: 3\n", "run.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "run.yaml: `batch_sise`: unknown key; known keys: apply_blacklist, batch_size"
+            ),
+            "{e}"
+        );
+        let e = RunConfig::from_yaml("k: three\n", "run.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("run.yaml: `k`: "), "{e}");
+        let e = RunConfig::default()
+            .resolve("run.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`dataset`: required"), "{e}");
+        let e = RunConfig::from_yaml(
+            "dataset: a\noutput_path: o\nmodel: m\nkeep_bos: true\nignore_bos: true\n",
+            "f",
+        )
+        .unwrap()
+        .resolve("f")
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("contradicts"), "{e}");
+        let e = RunConfig::from_yaml("dataset: a\noutput_path: o\nmodel: m\nbatch_size: 0\n", "f")
+            .unwrap()
+            .resolve("f")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`batch_size`: must be at least 1"), "{e}");
+    }
+
+    #[test]
+    fn file_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("run.yaml");
+        std::fs::write(&p, "dataset: d.csv\nmodel: /abs/m\noutput_path: out\n").unwrap();
+        let c = RunConfig::from_file(&p).unwrap();
+        assert_eq!(c.dataset.unwrap(), dir.path().join("d.csv"));
+        assert_eq!(c.model.unwrap(), PathBuf::from("/abs/m"));
+    }
+}
