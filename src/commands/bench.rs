@@ -49,6 +49,33 @@ pub enum BenchCommand {
         #[arg(long, value_enum, default_value = "cpu")]
         device: DeviceArg,
     },
+    /// Neuron-basis tracing (ADAG) of random prompts through a random Llama-shaped model.
+    Trace {
+        /// Residual width.
+        #[arg(long, default_value_t = 1024)]
+        d_model: usize,
+        /// Blocks.
+        #[arg(long, default_value_t = 12)]
+        layers: usize,
+        /// MLP width.
+        #[arg(long, default_value_t = 4096)]
+        d_mlp: usize,
+        /// Prompts.
+        #[arg(long, default_value_t = 16)]
+        prompts: usize,
+        /// Tokens per prompt.
+        #[arg(long, default_value_t = 30)]
+        tokens: usize,
+        /// Targets per prompt.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Prompts per forward pass.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Vocabulary.
+        #[arg(long, default_value_t = 32000)]
+        vocab: usize,
+    },
     /// Attribution graph of a random Llama-shaped model with a random sparse transcoder set.
     Attribute {
         /// Residual width.
@@ -119,6 +146,18 @@ pub fn matmul_gflops(n: usize, dev: &Device) -> Result<f64> {
 pub fn run(cmd: BenchCommand) -> Result<()> {
     let threads = candle_core::utils::get_num_threads();
     match cmd {
+        BenchCommand::Trace {
+            d_model,
+            layers,
+            d_mlp,
+            prompts,
+            tokens,
+            k,
+            batch,
+            vocab,
+        } => {
+            bench_trace(d_model, layers, d_mlp, prompts, tokens, k, batch, vocab)?;
+        }
         BenchCommand::Attribute {
             d_model,
             layers,
@@ -321,4 +360,72 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("adag-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn bench_trace(
+    d_model: usize,
+    layers: usize,
+    d_mlp: usize,
+    prompts: usize,
+    tokens: usize,
+    k: usize,
+    batch: usize,
+    vocab: usize,
+) -> Result<()> {
+    use adag_engine::neuron::{trace_prompts_with_stats, NeuronOptions, PromptInput, TraceStats};
+
+    let dev = Device::Cpu;
+    let cfg = llama_config(d_model, layers, d_mlp, vocab);
+    let model = random_transcoder_bench_model(cfg.clone())?;
+    let inputs: Vec<PromptInput> = (0..prompts)
+        .map(|p| PromptInput {
+            tokens: (0..tokens)
+                .map(|i| ((i * 7919 + p * 104729 + 1) % vocab) as u32)
+                .collect(),
+            targets: None,
+        })
+        .collect();
+    let opts = NeuronOptions {
+        k,
+        ..Default::default()
+    };
+    let peak = matmul_gflops(2048, &dev)?;
+    println!(
+        "trace: d_model {d_model}, {layers} layers, d_mlp {d_mlp}, heads {} (kv {}), vocab {vocab}; {prompts} prompts × {tokens} tokens, k {k}, {batch} prompts per forward; f32 CPU, {} threads",
+        cfg.n_heads,
+        cfg.n_kv_heads,
+        candle_core::utils::get_num_threads()
+    );
+    println!("matmul peak (2048³ f32): {peak:.1} GFLOP/s");
+    let t = Instant::now();
+    let mut stats = TraceStats::default();
+    let mut edges = 0;
+    for chunk in inputs.chunks(batch.max(1)) {
+        let (circuits, s) = trace_prompts_with_stats(&model, chunk, &opts)?;
+        edges += circuits.iter().map(|c| c.edges.len()).sum::<usize>();
+        stats.add(&s);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "  {:.2} s per prompt ({secs:.1} s total); {:.0} neurons and {:.0} edges per prompt",
+        secs / prompts as f64,
+        stats.neurons as f64 / prompts as f64,
+        edges as f64 / prompts as f64
+    );
+    println!(
+        "  phases: forward {:.2} s, scores {:.2} s, input profiles {:.2} s, edges {:.2} s",
+        stats.forward_s, stats.scores_s, stats.profiles_s, stats.edges_s
+    );
+    let gflops = stats.backward_flops / stats.backward_s() / 1e9;
+    println!(
+        "  backward: {:.0} GFLOP in {:.2} s = {gflops:.1} GFLOP/s ({:.0}% of matmul peak)",
+        stats.backward_flops / 1e9,
+        stats.backward_s(),
+        100.0 * gflops / peak
+    );
+    if let Some(mib) = peak_rss_mib() {
+        println!("  peak memory (RSS high-water mark): {mib:.0} MiB");
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ mod relp;
 mod trace;
 
 pub use relp::{RelpMlp, RelpRule};
-pub use trace::{neuron_graph, trace_prompts};
+pub use trace::{neuron_graph, trace_prompts, trace_prompts_with_stats, TraceStats};
 
 use serde::{Deserialize, Serialize};
 

@@ -40,6 +40,9 @@ pub struct RelpMlp<'m> {
     model: &'m Transformer,
     layers: Vec<Coeffs>,
     rule: RelpRule,
+    /// `∂a` of the last write-site gradient a visitor asked for, reused by `vjp` on the same
+    /// gradient (the backward calls the visitor, then the MLP path, with one tensor).
+    shared: std::cell::RefCell<Option<(usize, Tensor)>>,
 }
 
 impl<'m> RelpMlp<'m> {
@@ -89,6 +92,7 @@ impl<'m> RelpMlp<'m> {
             model,
             layers,
             rule,
+            shared: std::cell::RefCell::new(None),
         })
     }
 
@@ -135,10 +139,23 @@ impl<'m> RelpMlp<'m> {
     }
 }
 
+impl RelpMlp<'_> {
+    /// [`RelpMlp::grad_activations`], remembered so that the MLP path's `vjp` on the same
+    /// gradient does not compute it again. For visitors of a backward that uses this path.
+    pub fn grad_activations_shared(&self, layer: usize, grad_write: &Tensor) -> Result<Tensor> {
+        let g_a = self.grad_activations(layer, grad_write)?;
+        *self.shared.borrow_mut() = Some((layer, g_a.clone()));
+        Ok(g_a)
+    }
+}
+
 impl MlpPath for RelpMlp<'_> {
     fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>> {
         let (n, t, d) = grad_write.dims3().ctx("gradient")?;
-        let g_a = self.grad_activations(layer, grad_write)?;
+        let g_a = match self.shared.borrow_mut().take() {
+            Some((l, g)) if l == layer && g.dims()[..2] == grad_write.dims()[..2] => g,
+            _ => self.grad_activations(layer, grad_write)?,
+        };
         let c = &self.layers[layer];
         let f = c.du.dim(1).ctx("coefficients")?;
         let mlp = &self.model.weights.blocks[layer].mlp;

@@ -13,17 +13,63 @@ use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 use crate::reading::{RowCollector, SourceGroup};
 
 /// Traces `prompts` (one batched forward pass; per-prompt backward passes).
+/// Seconds and floating-point operations per phase of [`trace_prompts_with_stats`].
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TraceStats {
+    /// The batched forward pass.
+    pub forward_s: f64,
+    /// Total effects of every neuron on the targets, and selection.
+    pub scores_s: f64,
+    /// Input profiles of the selected neurons.
+    pub profiles_s: f64,
+    /// Direct-effect edges.
+    pub edges_s: f64,
+    /// Floating-point operations of the backward passes' matrix products.
+    pub backward_flops: f64,
+    /// Selected neurons, summed over prompts.
+    pub neurons: usize,
+}
+
+impl TraceStats {
+    /// Seconds spent in backward passes.
+    pub fn backward_s(&self) -> f64 {
+        self.scores_s + self.profiles_s + self.edges_s
+    }
+
+    /// Adds another run's figures.
+    pub fn add(&mut self, o: &TraceStats) {
+        self.forward_s += o.forward_s;
+        self.scores_s += o.scores_s;
+        self.profiles_s += o.profiles_s;
+        self.edges_s += o.edges_s;
+        self.backward_flops += o.backward_flops;
+        self.neurons += o.neurons;
+    }
+}
+
+/// Traces `prompts` (one batched forward pass; per-prompt backward passes).
 pub fn trace_prompts(
     model: &Transformer,
     prompts: &[PromptInput],
     opts: &NeuronOptions,
 ) -> Result<Vec<PromptCircuit>> {
+    Ok(trace_prompts_with_stats(model, prompts, opts)?.0)
+}
+
+/// [`trace_prompts`], with phase timings and FLOP counts.
+pub fn trace_prompts_with_stats(
+    model: &Transformer,
+    prompts: &[PromptInput],
+    opts: &NeuronOptions,
+) -> Result<(Vec<PromptCircuit>, TraceStats)> {
     if opts.k == 0 || opts.batch_size == 0 {
         return Err(Error::Invalid("k and batch_size must be at least 1".into()));
     }
     if prompts.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), TraceStats::default()));
     }
+    let mut stats = TraceStats::default();
+    let clock = std::time::Instant::now();
     let batch = Batch::new(prompts.iter().map(|p| p.tokens.clone()).collect())?;
     let filter = FrozenModel::cache_filter()
         .union(&CacheFilter::sites([
@@ -36,11 +82,13 @@ pub fn trace_prompts(
             HookName::Embed,
         ]));
     let out = model.forward(&batch, &filter)?;
-    prompts
+    stats.forward_s = clock.elapsed().as_secs_f64();
+    let circuits = prompts
         .iter()
         .enumerate()
-        .map(|(b, p)| trace_one(model, &out, b, p, opts))
-        .collect()
+        .map(|(b, p)| trace_one(model, &out, b, p, opts, &mut stats))
+        .collect::<Result<_>>()?;
+    Ok((circuits, stats))
 }
 
 /// Gradients ⊙ activations of every neuron, per seed: `contrib[layer]` `[n, T, d_mlp]`, and of
@@ -55,7 +103,7 @@ struct TotalEffects<'a> {
 
 impl Visitor for TotalEffects<'_> {
     fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
-        let g_a = self.relp.grad_activations(layer, grad)?;
+        let g_a = self.relp.grad_activations_shared(layer, grad)?;
         let t = g_a.dim(1).ctx("shape")?;
         let a = self.acts[layer].narrow(0, 0, t).ctx("activations")?;
         self.contrib[layer] = Some(
@@ -116,7 +164,13 @@ fn trace_one(
     b: usize,
     prompt: &PromptInput,
     opts: &NeuronOptions,
+    stats: &mut TraceStats,
 ) -> Result<PromptCircuit> {
+    let mut clock = std::time::Instant::now();
+    let mut lap = |slot: &mut f64| {
+        *slot += clock.elapsed().as_secs_f64();
+        clock = std::time::Instant::now();
+    };
     let cfg = &model.cfg;
     let (n_layers, n_pos) = (cfg.n_layers, prompt.tokens.len());
     let cache = &out.cache;
@@ -259,6 +313,8 @@ fn trace_one(
             }
         }
     }
+    lap(&mut stats.scores_s);
+    stats.neurons += selected.len();
     let total_attr = |s: &Sel| -> f32 {
         contrib[s.layer]
             .iter()
@@ -312,6 +368,8 @@ fn trace_one(
             input_maps.push(full);
         }
     }
+
+    lap(&mut stats.profiles_s);
 
     // Direct-effect edges: every MLP stopped; sources are the selected neurons' write vectors
     // a·W_down[:, i] and the embeddings.
@@ -423,6 +481,9 @@ fn trace_one(
             }
         }
     }
+
+    lap(&mut stats.edges_s);
+    stats.backward_flops += frozen.flops();
 
     // Nodes: selected neurons, embeddings, logits (BOS dropped when asked).
     let keep_pos = |p: usize| !(opts.ignore_bos && p == 0);
