@@ -34,6 +34,10 @@ enum Command {
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Trace neuron circuits for a dataset of prompts into Parquet tables (ADAG).
+    Trace(commands::trace::Args),
+    /// Merge circuit shards (from `adag trace --shard I/N`) into one circuit.
+    Merge(commands::merge::Args),
     /// Train the bundled demo model or its transcoders (CPU).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
@@ -53,6 +57,8 @@ fn main() {
         Command::Export(a) => commands::graph_tools::run_export(a),
         Command::Intervene(a) => commands::intervene::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Trace(a) => commands::trace::run(a),
+        Command::Merge(a) => commands::merge::run(a),
         Command::Train(t) => commands::train::run(t),
     };
     if let Err(e) = result {

@@ -4,5 +4,7 @@ pub mod bench;
 pub mod graph_tools;
 pub mod inspect;
 pub mod intervene;
+pub mod merge;
 pub mod run;
+pub mod trace;
 pub mod train;

@@ -1,0 +1,441 @@
+//! `adag trace`: neuron circuits for a dataset of prompts, written as Parquet tables.
+//!
+//! Glue only: the run config, datasets, prompt preparation, parts/resume, shards and the
+//! Parquet files are `adag_circuit`; the tracing is `adag_engine::neuron::trace_prompts`.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use adag_circuit::config::{Answers, BlacklistEntry, Resolved, Rule, RunConfig};
+use adag_circuit::pipeline::{self, RunSpec};
+use adag_circuit::prepare::{
+    detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
+};
+use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
+use adag_circuit::{Dataset, Shard, TracedEdge, TracedNode, TracedPrompt};
+use adag_engine::neuron::{
+    neuron_graph, trace_prompts, NeuronOptions, PromptCircuit, PromptInput, RelpRule,
+    LLAMA_31_8B_INSTRUCT_BLACKLIST,
+};
+use adag_graph::{frontend, prune, GraphMeta};
+use adag_model::LoadedModel;
+use anyhow::{bail, Context, Result};
+
+use crate::common::{device, DeviceArg, DtypeArg};
+
+/// Arguments of `adag trace`. Every run-config key is also a flag here and overrides the file.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run config (YAML with the reference's prep.py keys; see crates/adag-circuit/src/config.rs).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Dataset file: .jsonl, .csv or .yaml (prompt, seed, label, answers).
+    #[arg(long)]
+    pub dataset: Option<PathBuf>,
+    /// Circuit directory to write (config key `output_path`).
+    #[arg(long, short = 'o', visible_alias = "output-path")]
+    pub out: Option<PathBuf>,
+    /// HuggingFace model directory.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// The model's HF id, for model-specific choices (default: detected from the model directory).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// Keep neurons with |A| ≥ this × |goal| [default: 0.005].
+    #[arg(long)]
+    pub percentage_threshold: Option<f32>,
+    /// Drop edges with |w| below this [default: 0.01].
+    #[arg(long)]
+    pub edge_threshold: Option<f32>,
+    /// Number of top-k targets when no answers are given [default: 5].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Prompts per traced batch, the unit of resume [default: 1].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Mask the model's known neuron blacklist (Llama-3.1-8B-Instruct) [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub apply_blacklist: Option<bool>,
+    /// Do not mask the blacklist.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub no_apply_blacklist: Option<bool>,
+    /// Extra neurons to mask, LAYER/NEURON (repeatable; replaces the config's list).
+    #[arg(long = "blacklist", value_name = "L/N")]
+    pub blacklist: Vec<String>,
+    /// MLP linearisation: half_rule, no_half_rule or stop_gate [default: half_rule].
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// The reference's spelling: false = stop_gate.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub use_relp_grad: Option<bool>,
+    /// The reference's spelling of no_half_rule.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_half_rule: Option<bool>,
+    /// Subtract the mean logit from each target.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub center_logits: Option<bool>,
+    /// Keep nodes at position 0 (BOS) in the outputs.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub keep_bos: Option<bool>,
+    /// Drop nodes at position 0 from the outputs [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub ignore_bos: Option<bool>,
+    /// System message before every prompt.
+    #[arg(long)]
+    pub system_prompt: Option<String>,
+    /// Seed for dataset items that have none.
+    #[arg(long)]
+    pub seed_response: Option<String>,
+    /// One answer per prompt, in dataset order (repeatable); targets are their first tokens.
+    #[arg(long = "true-answers", value_name = "ANSWER")]
+    pub true_answers: Vec<String>,
+    /// Use the chat template when there is one [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub use_chat_format: Option<bool>,
+    /// Dtype of weights and activations [default: f32].
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+    /// Device [default: cpu].
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Trace shard I of N (0-based); default from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Accepted for the reference's configs; no effect.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: Option<bool>,
+    /// Replace an output directory that holds another run.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seeds per backward pass inside the engine (memory vs speed; no effect on results).
+    #[arg(long, default_value_t = 128)]
+    pub backward_batch: usize,
+    /// Also write each prompt's neuron graph as circuit-tracer frontend JSON here.
+    #[arg(long)]
+    pub graph_dir: Option<PathBuf>,
+    /// Slug prefix of those graphs: `{slug}-{prompt_id}` (default: `trace`).
+    #[arg(long)]
+    pub slug: Option<String>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Args {
+    /// The flags as a config layer over the file.
+    fn overrides(&self) -> Result<RunConfig> {
+        Ok(RunConfig {
+            dataset: self.dataset.clone(),
+            output_path: self.out.clone(),
+            model: self.model.clone(),
+            model_id: self.model_id.clone(),
+            percentage_threshold: self.percentage_threshold,
+            edge_threshold: self.edge_threshold,
+            k: self.k,
+            batch_size: self.batch_size,
+            apply_blacklist: self.apply_blacklist,
+            no_apply_blacklist: self.no_apply_blacklist,
+            blacklist: (!self.blacklist.is_empty()).then(|| {
+                self.blacklist
+                    .iter()
+                    .cloned()
+                    .map(BlacklistEntry::Text)
+                    .collect()
+            }),
+            rule: self
+                .rule
+                .as_deref()
+                .map(|r| r.parse::<Rule>())
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--rule: {e}"))?,
+            use_relp_grad: self.use_relp_grad,
+            disable_half_rule: self.disable_half_rule,
+            center_logits: self.center_logits,
+            keep_bos: self.keep_bos,
+            ignore_bos: self.ignore_bos,
+            system_prompt: self.system_prompt.clone(),
+            seed_response: self.seed_response.clone(),
+            true_answers: (!self.true_answers.is_empty()).then(|| {
+                self.true_answers
+                    .iter()
+                    .cloned()
+                    .map(Answers::One)
+                    .collect()
+            }),
+            use_chat_format: self.use_chat_format,
+            dtype: self.dtype.map(|d| format!("{d:?}").to_lowercase()),
+            device: self.device.map(|d| format!("{d:?}").to_lowercase()),
+            shard: self.shard.clone(),
+            verbose: self.verbose,
+        })
+    }
+}
+
+fn engine_rule(r: Rule) -> RelpRule {
+    match r {
+        Rule::HalfRule => RelpRule::HalfRule,
+        Rule::NoHalfRule => RelpRule::NoHalfRule,
+        Rule::StopGate => RelpRule::StopGate,
+    }
+}
+
+/// The engine's options for a resolved run.
+pub fn neuron_options(
+    r: &Resolved,
+    model_id: Option<&str>,
+    backward_batch: usize,
+) -> NeuronOptions {
+    let mut blacklist = Vec::new();
+    if r.apply_blacklist && model_id.is_some_and(is_llama31_8b_instruct) {
+        blacklist.extend(LLAMA_31_8B_INSTRUCT_BLACKLIST);
+    }
+    if r.apply_blacklist {
+        blacklist.extend(r.blacklist.iter().copied());
+    }
+    NeuronOptions {
+        k: r.k,
+        percentage_threshold: r.percentage_threshold,
+        edge_threshold: r.edge_threshold,
+        rule: engine_rule(r.rule),
+        center_logits: r.center_logits,
+        ignore_bos: r.ignore_bos,
+        blacklist,
+        batch_size: backward_batch,
+    }
+}
+
+fn to_traced(c: &PromptCircuit) -> TracedPrompt {
+    TracedPrompt {
+        targets: c.targets.clone(),
+        target_probs: c.target_probs.clone(),
+        target_logits: c.target_logits.clone(),
+        goal: c.goal,
+        nodes: c
+            .nodes
+            .iter()
+            .map(|n| TracedNode {
+                layer: n.layer,
+                position: n.position,
+                neuron: n.index,
+                activation: n.activation,
+                attribution: n.attribution,
+                input_profile: n.input_profile.clone(),
+                output_profile: n.output_profile.clone(),
+            })
+            .collect(),
+        edges: c
+            .edges
+            .iter()
+            .map(|e| TracedEdge {
+                source: e.source,
+                target: e.target,
+                weight: e.weight,
+                attribution: e.attribution,
+            })
+            .collect(),
+    }
+}
+
+/// Runs `adag trace`.
+pub fn run(args: Args) -> Result<()> {
+    let t_start = Instant::now();
+    if args.slug.is_some() && args.graph_dir.is_none() {
+        bail!("--slug names the graphs written to --graph-dir; give --graph-dir too");
+    }
+    let (file_cfg, source) = match &args.config {
+        Some(p) => (RunConfig::from_file(p)?, p.display().to_string()),
+        None => (RunConfig::default(), "command line".to_string()),
+    };
+    let cfg = file_cfg.merge(args.overrides()?);
+    let r = cfg.resolve(&source)?;
+    let shard = match &r.shard {
+        Some(s) => Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))?,
+        None => Shard::from_env()
+            .map_err(|e| anyhow::anyhow!("shard from SLURM: {e}"))?
+            .unwrap_or(Shard::ALL),
+    };
+    let dataset = Dataset::load(&r.dataset)?;
+    if let Some(a) = &r.true_answers {
+        if a.len() != dataset.len() {
+            bail!(
+                "{source}: `true_answers` has {} entries but the dataset {} has {} prompts",
+                a.len(),
+                r.dataset.display(),
+                dataset.len()
+            );
+        }
+    }
+    let model_id = r.model_id.clone().or_else(|| detect_model_id(&r.model));
+    let load_opts = adag_model::LoadOptions {
+        dtype: match r.dtype.as_str() {
+            "bf16" => DtypeArg::Bf16,
+            "f16" => DtypeArg::F16,
+            _ => DtypeArg::F32,
+        }
+        .into(),
+        device: device(if r.device == "cuda" {
+            DeviceArg::Cuda
+        } else {
+            DeviceArg::Cpu
+        })?,
+    };
+    let m = LoadedModel::load(&r.model, &load_opts)
+        .with_context(|| format!("loading model {}", r.model.display()))?;
+    let load_s = t_start.elapsed().as_secs_f64();
+
+    let t_prep = Instant::now();
+    let prompt_opts = PromptOptions {
+        system_prompt: r.system_prompt.clone(),
+        default_seed: r.seed_response.clone(),
+        use_chat_format: r.use_chat_format,
+        llama31_stripped_template: r.use_chat_format
+            && model_id.as_deref().is_some_and(is_llama31_8b_instruct),
+    };
+    let range = shard.range(dataset.len());
+    let prompts: Vec<PreparedPrompt> = range
+        .clone()
+        .map(|i| {
+            let answers = r.true_answers.as_ref().map(|a| a[i].as_slice());
+            prepare(
+                &m.tokenizer,
+                &dataset.items[i],
+                i as u64,
+                answers,
+                &prompt_opts,
+            )
+        })
+        .collect::<adag_circuit::Result<_>>()
+        .with_context(|| format!("preparing prompts of {}", r.dataset.display()))?;
+    let prepare_s = t_prep.elapsed().as_secs_f64();
+
+    let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);
+    let config_json = std::fs::read_to_string(r.model.join("config.json")).unwrap_or_default();
+    let mut engine_opts = serde_json::to_value(&opts)?;
+    if let Some(o) = engine_opts.as_object_mut() {
+        o.remove("batch_size"); // seeds per backward pass: no effect on results
+    }
+    let items = serde_json::to_value(&dataset.items)?;
+    let dataset_info = DatasetInfo {
+        path: r.dataset.display().to_string(),
+        n_prompts: dataset.len(),
+        fingerprint: fingerprint_json(&items),
+    };
+    // What determines the rows: not the batch size, shard, paths or device.
+    let identity = serde_json::json!({
+        "adag_version": env!("CARGO_PKG_VERSION"),
+        "model": {
+            "config_json": fingerprint(&config_json),
+            "name": r.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "model_id": model_id,
+            "dtype": r.dtype,
+        },
+        "dataset": dataset_info.fingerprint,
+        "prompts": serde_json::to_value(&prompt_opts)?,
+        "true_answers": r.true_answers,
+        "engine": engine_opts,
+    });
+    let spec = RunSpec {
+        out: r.output_path.clone(),
+        identity,
+        config: serde_json::json!({ "run": r, "engine": opts }),
+        model: r.model.display().to_string(),
+        model_id: model_id.clone(),
+        dataset: dataset_info,
+        shard,
+        batch_size: r.batch_size,
+        overwrite: args.overwrite,
+        load_s,
+        prepare_s,
+    };
+
+    let n_layers = m.model.cfg.n_layers;
+    let graph_export = args
+        .graph_dir
+        .clone()
+        .map(|dir| (dir, args.slug.clone().unwrap_or_else(|| "trace".into())));
+    let tok = &m.tokenizer;
+    let model_name = r.model.display().to_string();
+    let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<TracedPrompt>, String> {
+        let inputs: Vec<PromptInput> = batch
+            .iter()
+            .map(|p| PromptInput {
+                tokens: p.tokens.clone(),
+                targets: p.targets.clone(),
+            })
+            .collect();
+        let circuits = trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
+        if let Some((dir, slug)) = &graph_export {
+            for (p, c) in batch.iter().zip(&circuits) {
+                let meta = GraphMeta {
+                    adag_version: env!("CARGO_PKG_VERSION").to_string(),
+                    basis: "neuron".into(),
+                    model: model_name.clone(),
+                    prompt: p.text.clone(),
+                    token_strings: p.token_strings.clone(),
+                    n_layers,
+                    d_vocab: tok.vocab_size(),
+                    ..Default::default()
+                };
+                let name = format!("{slug}-{}", p.prompt_id);
+                let g = neuron_graph(c, n_layers, meta)
+                    .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
+                let pruned =
+                    prune(&g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
+                frontend::write_graph_files(&g, &pruned, &name, dir, 0.8)
+                    .map_err(|e| format!("writing graph {name}: {e:#}"))?;
+            }
+        }
+        Ok(circuits.iter().map(to_traced).collect())
+    };
+
+    let bar = if args.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let b = indicatif::ProgressBar::new(prompts.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} prompts  {per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let mut first = true;
+    let manifest = pipeline::run(&spec, &prompts, tok, &mut tracer, &mut |p| {
+        if first {
+            first = false;
+            if p.resumed > 0 {
+                bar.println(format!(
+                    "resuming: {} of {} prompts already traced",
+                    p.resumed, p.total
+                ));
+            }
+            bar.set_position(p.done as u64);
+            bar.reset_eta();
+        } else {
+            bar.set_position(p.done as u64);
+        }
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{}: {} prompts (shard {}, ids {}..{}), {} nodes, {} edges; {:.1} s tracing ({:.2} prompts/s){}",
+        r.output_path.display(),
+        manifest.n_prompts,
+        shard,
+        manifest.prompt_range.0,
+        manifest.prompt_range.1,
+        manifest.n_nodes,
+        manifest.n_edges,
+        manifest.timings.trace,
+        manifest.timings.prompts_per_s,
+        if manifest.timings.resumed_prompts > 0 {
+            format!("; {} resumed", manifest.timings.resumed_prompts)
+        } else {
+            String::new()
+        }
+    );
+    if let Some((dir, slug)) = &graph_export {
+        println!("graphs: {}/{slug}-{{prompt_id}}.json", dir.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! `adag trace` and `adag merge` as a user runs them, on the committed fixture dataset and the
+//! tiny llama model. (Resume with the real tracer is tested in adag-circuit's tests/engine.rs,
+//! where a batch can be made to fail deterministically.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn adag(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adag"));
+    c.args(args).current_dir(root());
+    for k in [
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+    ] {
+        c.env_remove(k);
+    }
+    c.envs(env.iter().copied());
+    c.output().expect("run adag")
+}
+
+fn ok(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = adag(args, env);
+    assert!(
+        out.status.success(),
+        "adag {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = adag(args, &[]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "adag {args:?}: expected a clean error:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn trace_shard_merge_equals_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    let cfg = "fixtures/datasets/run.yaml";
+    let text = ok(
+        &["trace", "--config", cfg, "--out", s(&one), "--quiet"],
+        &[],
+    );
+    assert!(text.contains("7 prompts (shard 0/1, ids 0..7)"), "{text}");
+    let (reference, manifest) = adag_circuit::read_circuit(&one).unwrap();
+    assert_eq!(manifest.n_prompts, 7);
+    assert_eq!(
+        reference.prompts[0].target_ids.len(),
+        3,
+        "k: 3 from run.yaml"
+    );
+    assert_eq!(
+        reference.prompts[3].target_strings.len(),
+        1,
+        "the item's answer is the target"
+    );
+    assert!(
+        reference.nodes.iter().all(|n| n.position > 0),
+        "keep_bos: false"
+    );
+
+    // SLURM array tasks pick their shard from the environment.
+    let mut shards = Vec::new();
+    for i in ["1", "0"] {
+        let d = dir.path().join(format!("shard{i}"));
+        let text = ok(
+            &["trace", "--config", cfg, "--out", s(&d), "--quiet"],
+            &[("SLURM_ARRAY_TASK_ID", i), ("SLURM_ARRAY_TASK_COUNT", "2")],
+        );
+        assert!(text.contains(&format!("shard {i}/2")), "{text}");
+        shards.push(d);
+    }
+    let merged = dir.path().join("merged");
+    let text = ok(
+        &["merge", s(&shards[0]), s(&shards[1]), "--out", s(&merged)],
+        &[],
+    );
+    assert!(text.contains("2 shards of 2, 7 prompts"), "{text}");
+    assert_eq!(adag_circuit::read_circuit(&merged).unwrap().0, reference);
+
+    // The same prompts from the CSV fixture (flag overrides the config's dataset): same circuit.
+    let csv = dir.path().join("csv");
+    ok(
+        &[
+            "trace",
+            "-c",
+            cfg,
+            "--dataset",
+            "fixtures/datasets/capitals.csv",
+            "-o",
+            s(&csv),
+            "--quiet",
+        ],
+        &[],
+    );
+    assert_eq!(adag_circuit::read_circuit(&csv).unwrap().0, reference);
+
+    // A finished directory with other settings is refused.
+    let err = fails(&["trace", "-c", cfg, "-o", s(&one), "--k", "2", "--quiet"]);
+    assert!(
+        err.contains("holds another run")
+            && err.contains("engine.k")
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    let err = fails(&["merge", s(&shards[0]), "--out", s(&dir.path().join("m2"))]);
+    assert!(err.contains("shards 0 of 2 are missing"), "{err}");
+}
+
+#[test]
+fn trace_errors_name_the_culprit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(&cfg, "dataset: d.jsonl\nbatch_sise: 2\n").unwrap();
+    let err = fails(&["trace", "-c", s(&cfg)]);
+    assert!(err.contains("`batch_sise`: unknown key"), "{err}");
+    let data = dir.path().join("d.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"sead\": \"x\"}\n",
+    )
+    .unwrap();
+    let err = fails(&[
+        "trace",
+        "--dataset",
+        s(&data),
+        "--model",
+        "fixtures/models/llama",
+        "--out",
+        s(&dir.path().join("o")),
+    ]);
+    assert!(
+        err.contains("d.jsonl: line 2: field `sead`: unknown field"),
+        "{err}"
+    );
+    let err = fails(&[
+        "trace",
+        "--dataset",
+        s(&data),
+        "--model",
+        "fixtures/models/llama",
+    ]);
+    assert!(err.contains("`output_path`: required"), "{err}");
+}
