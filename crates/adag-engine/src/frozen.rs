@@ -104,6 +104,24 @@ impl MlpPath for StopMlp {
     }
 }
 
+/// The forward (tangent) map of the MLP in the linearised model, for forward-mode passes.
+pub trait MlpJvp {
+    /// Given the tangent at the layer's `mlp.hook_in` `[n, t, d_model]`, the tangent of the
+    /// MLP's output at `mlp.hook_out` `[n, t, d_model]`; `on_neurons` sees the tangent of the
+    /// neuron activations `[n, t, d_mlp]` on the way.
+    fn jvp(
+        &self,
+        layer: usize,
+        tangent_in: &Tensor,
+        on_neurons: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<Tensor>;
+
+    /// Floating-point operations of one `jvp` call on `rows` tangent rows.
+    fn flops(&self, _layer: usize, _rows: usize) -> f64 {
+        0.0
+    }
+}
+
 /// Receives gradients as the backward pass reaches them.
 pub trait Visitor {
     /// Gradient `[n, T', d_model]` at layer `layer`'s write site (layers arrive top-down).
@@ -364,6 +382,81 @@ impl<'m> FrozenModel<'m> {
             .and_then(|g| g.index_add(&idx, &vals, 0))
             .and_then(|g| g.reshape((n, t, d)))
             .ctx("injecting seeds")
+    }
+
+    /// Forward through block `l`'s attention in the frozen model: the tangent added to the
+    /// residual stream by attention, for a tangent `r` `[n, t, d]` at `resid_pre`.
+    fn attention_jvp(&self, l: usize, r: &Tensor, t: usize) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let fl = &self.layers[l];
+        let w = &self.model.weights.blocks[l].attn;
+        let (n, _, d) = r.dims3().ctx("tangent shape")?;
+        let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
+        let x = fl.ln1.apply(r, t).ctx("ln1 forward")?;
+        // v = x W_Vᵀ, grouped per key/value head: [kv, t_k, n·dh]
+        let v = x
+            .reshape((n * t, d))
+            .and_then(|x| x.matmul(&w.v.weight.t()?))
+            .and_then(|v| v.reshape((n, t, kv, dh)))
+            .and_then(|v| v.permute((2, 1, 0, 3)))
+            .and_then(|v| v.contiguous())
+            .and_then(|v| v.reshape((kv, 1, t, n * dh)))
+            .and_then(|v| v.broadcast_as((kv, rep, t, n * dh)))
+            .and_then(|v| v.reshape((h, t, n * dh)))
+            .ctx("v_proj forward")?;
+        // z_h = P_h v: the pattern [H, q, k] is the transpose of the stored one.
+        let p = fl
+            .pattern_t
+            .narrow(1, 0, t)
+            .and_then(|p| p.narrow(2, 0, t))
+            .and_then(|p| p.transpose(1, 2))
+            .and_then(|p| p.contiguous())
+            .ctx("pattern cone")?;
+        let z = p
+            .matmul(&v)
+            .and_then(|z| z.reshape((h, t, n, dh)))
+            .and_then(|z| z.permute((2, 1, 0, 3)))
+            .and_then(|z| z.contiguous())
+            .and_then(|z| z.reshape((n * t, h * dh)))
+            .ctx("pattern forward")?;
+        let o = z
+            .matmul(&w.o.weight.t().ctx("o_proj")?)
+            .and_then(|o| o.reshape((n, t, d)))
+            .ctx("o_proj forward")?;
+        self.count(
+            2.0 * (n * t) as f64 * (d * h * dh + kv * dh * d) as f64
+                + 2.0 * (h * t * t * n * dh) as f64,
+        );
+        match &fl.ln1_post {
+            Some(post) => post.apply(&o, t).ctx("ln1_post forward"),
+            None => Ok(o),
+        }
+    }
+
+    /// Forward-mode pass of the frozen model: pushes the tangent `embed` `[n, t, d_model]`
+    /// (at `hook_embed`) up through every layer, with `mlp` giving the MLP's tangent map. The
+    /// transpose of [`FrozenModel::vjp`]; used where there are fewer tangents than seeds.
+    pub fn jvp(
+        &self,
+        embed: &Tensor,
+        mlp: &dyn MlpJvp,
+        on_neurons: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<()> {
+        let (_, t, _) = embed.dims3().ctx("tangent shape")?;
+        let mut r = embed.to_dtype(self.dtype).ctx("tangent dtype")?;
+        for l in 0..self.layers.len() {
+            r = (&r + self.attention_jvp(l, &r, t)?).ctx("residual")?;
+            let x = self.layers[l].ln2.apply(&r, t).ctx("ln2 forward")?;
+            let (n, _, _) = x.dims3().ctx("tangent shape")?;
+            self.count(MlpJvp::flops(mlp, l, n * t));
+            let out = mlp.jvp(l, &x, on_neurons)?;
+            let out = match &self.layers[l].ln2_post {
+                Some(post) => post.apply(&out, t).ctx("ln2_post forward")?,
+                None => out,
+            };
+            r = (r + out).ctx("residual")?;
+        }
+        Ok(())
     }
 
     /// Backward through block `l`'s attention: from the gradient at `resid_mid` to `resid_pre`.

@@ -23,6 +23,6 @@ pub mod transcoder;
 
 pub use attribute::{attribute, prepare_tokens, AttributeOptions};
 pub use error::{Error, Result};
-pub use frozen::{FrozenModel, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
+pub use frozen::{FrozenModel, MlpJvp, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 pub use targets::{CustomTarget, TargetSpec};
 pub use transcoder::TranscoderSet;

@@ -610,3 +610,31 @@ fn answer_targets_and_bos_handling() {
     assert_eq!(logits.len(), 2);
     assert!((logits.iter().map(|n| n.attribution).sum::<f32>() - 1.0).abs() < 1e-5);
 }
+
+#[test]
+fn forward_and_reverse_mode_input_maps_agree() {
+    use adag_engine::neuron::{input_maps, ProfileMode};
+    for name in ["llama", "qwen2", "gemma2"] {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let n = t.len();
+        let neurons: Vec<(usize, usize, u32)> = (0..m.model.cfg.n_layers)
+            .flat_map(|l| [(l, n - 1, 5), (l, 2, 90), (l, n / 2, 127)])
+            .collect();
+        for rule in [RelpRule::HalfRule, RelpRule::StopGate, RelpRule::NoHalfRule] {
+            let rev = input_maps(&m.model, &t, &neurons, rule, ProfileMode::Reverse).unwrap();
+            let fwd = input_maps(&m.model, &t, &neurons, rule, ProfileMode::Forward).unwrap();
+            let mut largest = 0.0f32;
+            for (a, b) in rev.iter().zip(&fwd) {
+                for (x, y) in a.iter().zip(b) {
+                    largest = largest.max(x.abs());
+                    assert!(
+                        (x - y).abs() < 1e-5 + 1e-4 * x.abs(),
+                        "{name} {rule:?}: reverse {x} vs forward {y}"
+                    );
+                }
+            }
+            assert!(largest > 1e-2, "{name}: maps are all ~0");
+        }
+    }
+}

@@ -26,7 +26,9 @@ mod relp;
 mod trace;
 
 pub use relp::{RelpMlp, RelpRule};
-pub use trace::{neuron_graph, trace_prompts, trace_prompts_with_stats, TraceStats};
+pub use trace::{
+    input_maps, neuron_graph, trace_prompts, trace_prompts_with_stats, ProfileMode, TraceStats,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -11,7 +11,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
-use crate::frozen::{MlpPath, ReadSite};
+use crate::frozen::{MlpJvp, MlpPath, ReadSite};
 
 /// How gradient crosses `act(z) ⊙ u`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,5 +192,47 @@ impl MlpPath for RelpMlp<'_> {
         };
         let _ = layer;
         2.0 * rows as f64 * (c.d_model * c.d_mlp) as f64 * mats
+    }
+}
+
+impl MlpJvp for RelpMlp<'_> {
+    fn jvp(
+        &self,
+        layer: usize,
+        x: &Tensor,
+        on_neurons: &mut dyn FnMut(usize, &Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        let (n, t, d) = x.dims3().ctx("tangent")?;
+        let c = &self.layers[layer];
+        let f = c.du.dim(1).ctx("coefficients")?;
+        let mlp = &self.model.weights.blocks[layer].mlp;
+        let flat = x.reshape((n * t, d)).ctx("tangent")?;
+        let du = flat
+            .matmul(&mlp.up.weight.t().ctx("up")?)
+            .and_then(|u| u.reshape((n, t, f)))
+            .ctx("up_proj forward")?;
+        let mut da = du
+            .broadcast_mul(&c.du.narrow(0, 0, t).ctx("cone")?)
+            .ctx("up factor")?;
+        if self.rule != RelpRule::StopGate {
+            let dz = flat
+                .matmul(&mlp.gate.weight.t().ctx("gate")?)
+                .and_then(|z| z.reshape((n, t, f)))
+                .ctx("gate_proj forward")?;
+            da = (da
+                + dz.broadcast_mul(&c.dz.narrow(0, 0, t).ctx("cone")?)
+                    .ctx("gate factor")?)
+            .ctx("sum")?;
+        }
+        on_neurons(layer, &da)?;
+        let _ = f;
+        da.reshape((n * t, f))
+            .and_then(|a| a.matmul(&mlp.down.weight.t()?))
+            .and_then(|o| o.reshape((n, t, d)))
+            .ctx("down_proj forward")
+    }
+
+    fn flops(&self, layer: usize, rows: usize) -> f64 {
+        MlpPath::flops(self, layer, rows)
     }
 }

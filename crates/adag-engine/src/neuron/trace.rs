@@ -149,6 +149,124 @@ impl Visitor for EmbedOnly<'_> {
     }
 }
 
+/// How input profiles are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileMode {
+    /// One RelP backward pass per neuron (cheap for few neurons).
+    Reverse,
+    /// One RelP forward (tangent) pass per input position, all neurons at once (cheap for
+    /// many neurons).
+    Forward,
+}
+
+/// Input maps `∂a_n/∂e_s · e_s` `[neuron][position]` of `neurons` (layer, pos, neuron) for one
+/// unbatched prompt, computed in `mode`. Exposed so that the two modes can be checked against
+/// each other.
+pub fn input_maps(
+    model: &Transformer,
+    tokens: &[u32],
+    neurons: &[(usize, usize, u32)],
+    rule: super::RelpRule,
+    mode: ProfileMode,
+) -> Result<Vec<Vec<f32>>> {
+    let filter = FrozenModel::cache_filter()
+        .union(&CacheFilter::sites([Site::MlpPre, Site::MlpPreLinear]))
+        .union(&CacheFilter::only([HookName::Embed]));
+    let out = model.forward(&Batch::single(tokens)?, &filter)?;
+    let frozen = FrozenModel::new(model, &out.cache, 0)?;
+    let relp = RelpMlp::new(model, &out.cache, 0, rule)?;
+    let emb = out
+        .cache
+        .item(HookName::Embed, 0)?
+        .to_dtype(model.dtype())
+        .ctx("embeddings")?;
+    let mut vecs = Vec::new();
+    for &(l, p, i) in neurons {
+        vecs.push(relp.read_vectors(l, &[p as u32], &[i])?);
+    }
+    let read = if vecs.is_empty() {
+        None
+    } else {
+        Some(Tensor::cat(&vecs, 0).ctx("read vectors")?)
+    };
+    maps(&frozen, &relp, &emb, neurons, read.as_ref(), mode, 64)
+}
+
+fn maps(
+    frozen: &FrozenModel,
+    relp: &RelpMlp,
+    tokens: &Tensor,
+    keys: &[(usize, usize, u32)],
+    read_vecs: Option<&Tensor>,
+    mode: ProfileMode,
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let n_pos = tokens.dim(0).ctx("embeddings")?;
+    let mut out = vec![vec![0.0f32; n_pos]; keys.len()];
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    match mode {
+        ProfileMode::Reverse => {
+            let read = read_vecs.ok_or_else(|| Error::Invalid("no seeds".into()))?;
+            for start in (0..keys.len()).step_by(batch_size) {
+                let m = batch_size.min(keys.len() - start);
+                let chunk = &keys[start..start + m];
+                let seeds = Seeds {
+                    vectors: read.narrow(0, start, m).ctx("seeds")?,
+                    layers: chunk.iter().map(|k| k.0).collect(),
+                    positions: chunk.iter().map(|k| k.1).collect(),
+                };
+                let mut v = EmbedOnly { tokens, out: None };
+                frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, relp, &mut v)?;
+                let rows = v
+                    .out
+                    .ok_or_else(|| Error::Invalid("no embedding gradient".into()))?
+                    .to_vec2::<f32>()
+                    .ctx("input maps")?;
+                for (j, row) in rows.into_iter().enumerate() {
+                    out[start + j][..row.len()].copy_from_slice(&row);
+                }
+            }
+        }
+        ProfileMode::Forward => {
+            // Tangent s carries the embedding of position s only.
+            let d = tokens.dim(1).ctx("embeddings")?;
+            let rows: Vec<u32> = (0..n_pos).map(|s| (s * n_pos + s) as u32).collect();
+            let idx = Tensor::new(rows.as_slice(), tokens.device()).ctx("tangent rows")?;
+            let tangent = Tensor::zeros((n_pos * n_pos, d), tokens.dtype(), tokens.device())
+                .and_then(|z| z.index_add(&idx, tokens, 0))
+                .and_then(|z| z.reshape((n_pos, n_pos, d)))
+                .ctx("tangents")?;
+            let mut on_neurons = |layer: usize, da: &Tensor| -> Result<()> {
+                let which: Vec<usize> = (0..keys.len()).filter(|&j| keys[j].0 == layer).collect();
+                if which.is_empty() {
+                    return Ok(());
+                }
+                let f = da.dim(2).ctx("tangent")?;
+                let cols: Vec<u32> = which
+                    .iter()
+                    .map(|&j| (keys[j].1 * f) as u32 + keys[j].2)
+                    .collect();
+                let vals = da
+                    .reshape((n_pos, n_pos * f))
+                    .and_then(|a| a.index_select(&Tensor::new(cols.as_slice(), a.device())?, 1))
+                    .and_then(|a| a.to_dtype(DType::F32))
+                    .and_then(|a| a.to_vec2::<f32>())
+                    .ctx("neuron tangents")?;
+                for (s, row) in vals.iter().enumerate() {
+                    for (c, &j) in which.iter().enumerate() {
+                        out[j][s] = row[c];
+                    }
+                }
+                Ok(())
+            };
+            frozen.jvp(&tangent, relp, &mut on_neurons)?;
+        }
+    }
+    Ok(out)
+}
+
 /// A selected neuron.
 #[derive(Clone, Copy)]
 struct Sel {
@@ -338,36 +456,26 @@ fn trace_one(
         Some(Tensor::cat(&read_vecs, 0).ctx("read vectors")?)
     };
 
-    // Input profiles: RelP backward from each selected neuron to the embeddings.
-    let mut input_maps: Vec<Vec<f32>> = Vec::with_capacity(selected.len());
-    for start in (0..selected.len()).step_by(opts.batch_size) {
-        let m = opts.batch_size.min(selected.len() - start);
-        let chunk = &selected[start..start + m];
-        let seeds = Seeds {
-            vectors: read_vecs
-                .as_ref()
-                .ok_or_else(|| Error::Invalid("no seeds".into()))?
-                .narrow(0, start, m)
-                .ctx("seeds")?,
-            layers: chunk.iter().map(|s| s.layer).collect(),
-            positions: chunk.iter().map(|s| s.pos).collect(),
-        };
-        let mut v = EmbedOnly {
-            tokens: &tokens,
-            out: None,
-        };
-        frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, &relp, &mut v)?;
-        let rows = v
-            .out
-            .ok_or_else(|| Error::Invalid("no embedding gradient".into()))?
-            .to_vec2::<f32>()
-            .ctx("input maps")?;
-        for row in rows {
-            let mut full = row;
-            full.resize(n_pos, 0.0);
-            input_maps.push(full);
-        }
-    }
+    // Input profiles: whichever mode needs fewer passes (one backward per selected neuron, or
+    // one forward per input position); both give the same maps.
+    let keys: Vec<(usize, usize, u32)> = selected
+        .iter()
+        .map(|s| (s.layer, s.pos, s.neuron))
+        .collect();
+    let mode = if keys.len() > n_pos {
+        ProfileMode::Forward
+    } else {
+        ProfileMode::Reverse
+    };
+    let input_maps = maps(
+        &frozen,
+        &relp,
+        &tokens,
+        &keys,
+        read_vecs.as_ref(),
+        mode,
+        opts.batch_size,
+    )?;
 
     lap(&mut stats.profiles_s);
 
