@@ -34,6 +34,8 @@ enum Command {
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Open graphs in the browser: an interactive viewer on http://127.0.0.1:8041/.
+    Serve(commands::serve::Args),
     /// Trace neuron circuits for a dataset of prompts into Parquet tables (ADAG).
     Trace(commands::trace::Args),
     /// Merge circuit shards (from `adag trace --shard I/N`) into one circuit.
@@ -57,6 +59,7 @@ fn main() {
         Command::Export(a) => commands::graph_tools::run_export(a),
         Command::Intervene(a) => commands::intervene::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Serve(a) => commands::serve::run(a),
         Command::Trace(a) => commands::trace::run(a),
         Command::Merge(a) => commands::merge::run(a),
         Command::Train(t) => commands::train::run(t),

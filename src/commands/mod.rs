@@ -6,5 +6,6 @@ pub mod inspect;
 pub mod intervene;
 pub mod merge;
 pub mod run;
+pub mod serve;
 pub mod trace;
 pub mod train;
