@@ -159,3 +159,89 @@ fn trace_errors_name_the_culprit() {
     ]);
     assert!(err.contains("`output_path`: required"), "{err}");
 }
+
+#[test]
+fn llama31_instruct_is_detected_from_the_directory() {
+    // The tiny llama fixture under the name of the reference's model: its stripped chat
+    // template and its blacklist apply (the blacklisted indices lie outside the tiny model).
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("Llama-3.1-8B-Instruct");
+    std::fs::create_dir(&model).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(root().join("fixtures/models/llama").join(f), model.join(f)).unwrap();
+    }
+    let data = "fixtures/datasets/capitals.jsonl";
+    let out = dir.path().join("on");
+    ok(
+        &[
+            "trace",
+            "-m",
+            s(&model),
+            "--dataset",
+            data,
+            "-o",
+            s(&out),
+            "--k",
+            "2",
+            "--quiet",
+        ],
+        &[],
+    );
+    let (c, m) = adag_circuit::read_circuit(&out).unwrap();
+    assert_eq!(
+        m.model_id.as_deref(),
+        Some("meta-llama/Llama-3.1-8B-Instruct")
+    );
+    assert_eq!(
+        m.config["engine"]["blacklist"].as_array().unwrap().len(),
+        12
+    );
+    assert_eq!(
+        m.config["engine"]["blacklist"][0],
+        serde_json::json!([23, 306])
+    );
+    // Stripped template: an empty system header after BOS.
+    assert_eq!(
+        &c.prompts[0].token_strings[..11],
+        [
+            "<|begin_of_text|>",
+            "<|start_header_id|>",
+            "s",
+            "y",
+            "st",
+            "e",
+            "m",
+            "<|end_header_id|>",
+            "\n",
+            "\n",
+            "<|eot_id|>"
+        ]
+    );
+    let off = dir.path().join("off");
+    ok(
+        &[
+            "trace",
+            "-m",
+            s(&model),
+            "--dataset",
+            data,
+            "-o",
+            s(&off),
+            "--k",
+            "2",
+            "--no-apply-blacklist",
+            "--blacklist",
+            "L1/5",
+            "--quiet",
+        ],
+        &[],
+    );
+    let m = adag_circuit::read_circuit(&off).unwrap().1;
+    // The model's list is off; an explicit list still applies.
+    assert_eq!(m.config["engine"]["blacklist"], serde_json::json!([[1, 5]]));
+}

@@ -59,7 +59,8 @@ pub struct Args {
     /// Do not mask the blacklist.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     pub no_apply_blacklist: Option<bool>,
-    /// Extra neurons to mask, LAYER/NEURON (repeatable; replaces the config's list).
+    /// Extra neurons to mask, LAYER/NEURON (repeatable; replaces the config's list; applied
+    /// even with --no-apply-blacklist).
     #[arg(long = "blacklist", value_name = "L/N")]
     pub blacklist: Vec<String>,
     /// MLP linearisation: half_rule, no_half_rule or stop_gate [default: half_rule].
@@ -189,9 +190,8 @@ pub fn neuron_options(
     if r.apply_blacklist && model_id.is_some_and(is_llama31_8b_instruct) {
         blacklist.extend(LLAMA_31_8B_INSTRUCT_BLACKLIST);
     }
-    if r.apply_blacklist {
-        blacklist.extend(r.blacklist.iter().copied());
-    }
+    // An explicit list is always applied; apply_blacklist toggles the model's known list.
+    blacklist.extend(r.blacklist.iter().copied());
     NeuronOptions {
         k: r.k,
         percentage_threshold: r.percentage_threshold,

@@ -17,7 +17,7 @@
 //! | `k` | 5 | number of top-k targets when no answers are given |
 //! | `batch_size` | 1 | prompts per traced batch (also the unit of resume) |
 //! | `apply_blacklist` / `no_apply_blacklist` | true | mask the model's known blacklist (Llama-3.1-8B-Instruct only) |
-//! | `blacklist` | [] | extra neurons to mask: `"L23/306"` strings or `[23, 306]` pairs |
+//! | `blacklist` | [] | extra neurons to mask: `"L23/306"` strings or `[23, 306]` pairs (applied whatever `apply_blacklist` says) |
 //! | `rule` | `half_rule` | MLP linearisation: `half_rule`, `no_half_rule`, `stop_gate` |
 //! | `use_relp_grad` / `disable_half_rule` | true / false | the reference's spelling of `rule` (`use_relp_grad: false` = `stop_gate`) |
 //! | `center_logits` | false | subtract the mean logit from each target |
@@ -164,7 +164,8 @@ pub struct Resolved {
     pub k: usize,
     pub batch_size: usize,
     pub apply_blacklist: bool,
-    /// Extra neurons from the config (the model's own list is added by the caller).
+    /// Extra neurons from the config, always masked (the model's own list is added by the
+    /// caller when `apply_blacklist`).
     pub blacklist: Vec<(usize, u32)>,
     pub rule: Rule,
     pub center_logits: bool,

@@ -350,3 +350,16 @@ fn a_directory_holds_one_run() {
         |_: &[PreparedPrompt]| -> Result<Vec<TracedPrompt>, String> { panic!("traced again") };
     pipeline::run(&s, &all, &tok, &mut never, &mut |_| {}).unwrap();
 }
+
+#[test]
+fn fixture_formats_agree() {
+    let d = |f: &str| {
+        Dataset::load(&root().join("fixtures/datasets").join(f))
+            .unwrap()
+            .items
+    };
+    let jsonl = d("capitals.jsonl");
+    assert_eq!(jsonl.len(), 7);
+    assert_eq!(d("capitals.csv"), jsonl);
+    assert_eq!(d("capitals.yaml"), jsonl);
+}
