@@ -1,0 +1,401 @@
+//! Multi-view clustering of a circuit's units, its diagnostics and the cluster-state file.
+//!
+//! [`cluster`] runs the whole chain: [`Profiles`] → [`similarity`] → [`spectral::embed`] →
+//! [`spectral::kmeans`], names clusters `C0, C1, …` by decreasing summed |attribution| (so
+//! names do not depend on k-means' arbitrary label order), and computes [`Diagnostics`].
+//! The result is written as a [`ClusterState`] JSON file beside the circuit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{read, Error, Result};
+use crate::profiles::{Profiles, Unit};
+use crate::similarity::{similarity, Similarity, SimilarityOptions};
+use crate::spectral;
+
+/// File name of the cluster state inside a circuit directory.
+pub const CLUSTER_STATE_FILE: &str = "clusters.json";
+
+/// Options of [`cluster`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClusterOptions {
+    /// Number of clusters.
+    pub k: usize,
+    /// Similarity options (view combination, attribution weighting).
+    pub similarity: SimilarityOptions,
+    /// Seed of the eigensolver's start vector and of k-means++.
+    pub seed: u64,
+    /// k-means restarts (the best inertia wins).
+    pub n_init: usize,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            k: 20,
+            similarity: SimilarityOptions::default(),
+            seed: 42,
+            n_init: 10,
+        }
+    }
+}
+
+/// Quality figures of a clustering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// The k+1 largest eigenvalues of the normalised affinity, descending.
+    pub eigenvalues: Vec<f64>,
+    /// `λ_k − λ_{k+1}`: a large gap says the graph has about k well-separated groups.
+    pub eigengap: f64,
+    /// The k (1..=k) with the largest gap `λ_k − λ_{k+1}` among the computed eigenvalues.
+    pub suggested_k: usize,
+    /// Mean silhouette with distance `1 − (S+1)/2` (singletons score 0), in [−1, 1].
+    pub silhouette: f64,
+    /// Mean similarity over pairs of units in the same cluster.
+    pub intra_similarity: f64,
+    /// Mean similarity over pairs in different clusters.
+    pub inter_similarity: f64,
+    /// `intra / inter` (∞ written as null when inter is 0).
+    pub intra_inter_ratio: Option<f64>,
+    /// Share of units whose net output sign (Σ output profile over prompts and targets)
+    /// differs from their cluster's majority sign: clusters mixing promoters and suppressors.
+    pub sign_conflict_rate: f64,
+    /// `"dense"` or `"partial"` eigensolver.
+    pub eigensolver: String,
+    /// Seconds spent on similarity, eigensolver and k-means.
+    pub seconds: BTreeMap<String, f64>,
+}
+
+/// One cluster in a [`ClusterState`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Stable id, `C0`, `C1`, … by decreasing summed |attribution|.
+    pub id: String,
+    /// Display name (the id until someone names it).
+    pub name: String,
+    /// Member unit keys (`"layer,neuron,polarity"`), in (layer, neuron, polarity) order.
+    pub units: Vec<String>,
+    /// Σ node attribution of the members over all prompts.
+    pub attribution: f64,
+    /// Σ |node attribution| of the members over all prompts.
+    pub abs_attribution: f64,
+    /// Number of prompts on which some member is traced.
+    pub n_prompts: usize,
+    /// Description of what the cluster reads (input view), when generated.
+    #[serde(default)]
+    pub input_description: Option<String>,
+    /// Description of what the cluster writes (output view), when generated.
+    #[serde(default)]
+    pub output_description: Option<String>,
+    /// Combined description, when generated.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A 1–3-word label, when generated.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// The cluster-state file (`clusters.json` in the circuit directory).
+///
+/// # Format (version 1)
+///
+/// ```json
+/// {
+///   "format": "adag-cluster-state", "version": 1,
+///   "circuit": "capitals",
+///   "options": {"k": 20, "similarity": {"combine": "harmonic", "weight_by_attribution": false},
+///               "seed": 42, "n_init": 10},
+///   "cluster_map": {"3,117,1": "C0", "3,117,-1": "C4", ...},
+///   "clusters": [{"id": "C0", "name": "C0", "units": ["3,117,1", ...], "attribution": 2.1,
+///                 "abs_attribution": 2.3, "n_prompts": 40, "input_description": null,
+///                 "output_description": null, "description": null, "label": null}, ...],
+///   "diagnostics": {"eigenvalues": [...], "eigengap": 0.12, "suggested_k": 6,
+///                   "silhouette": 0.31, ...}
+/// }
+/// ```
+///
+/// **Mapping a node to its cluster** (what the viewer does): a neuron node of any prompt at
+/// (layer, position, neuron) with activation a belongs to unit `"{layer},{neuron},{sign(a)}"`
+/// (sign 1, −1 or 0); `cluster_map[unit]` is its cluster id, and an absent key means
+/// unclustered. Positions are not part of the key: a unit is summed over positions, so all
+/// positions of a neuron with the same sign share a cluster. (The reference keyed rows by
+/// layer, token, neuron and polarity, and some of its lookups dropped the polarity, which
+/// merged a neuron's positive and negative units; adag's key always has it.) Embedding and
+/// logit nodes are never clustered. `clusters` is in id order; `name`, descriptions and
+/// `label` may be edited by tools and people, the rest is written by `adag cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// Always `"adag-cluster-state"`.
+    pub format: String,
+    /// Format version (1).
+    pub version: u32,
+    /// The circuit directory the clustering was computed from (as given).
+    pub circuit: String,
+    /// The options used.
+    pub options: ClusterOptions,
+    /// Unit key → cluster id.
+    pub cluster_map: BTreeMap<String, String>,
+    /// The clusters, in id order.
+    pub clusters: Vec<ClusterInfo>,
+    /// Quality figures.
+    pub diagnostics: Diagnostics,
+}
+
+impl ClusterState {
+    /// The default path: `clusters.json` inside the circuit directory.
+    pub fn default_path(circuit_dir: &Path) -> PathBuf {
+        circuit_dir.join(CLUSTER_STATE_FILE)
+    }
+
+    /// Reads a cluster-state file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let bytes = read(path)?;
+        let s: ClusterState = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if s.format != "adag-cluster-state" || s.version != 1 {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                message: format!(
+                    "not an adag cluster state v1 (format {:?}, version {})",
+                    s.format, s.version
+                ),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Writes it atomically (pretty JSON).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        adag_circuit::store::write_atomic(path, &json)?;
+        Ok(())
+    }
+
+    /// The cluster of a unit.
+    pub fn cluster_of(&self, unit: &Unit) -> Option<&str> {
+        self.cluster_map.get(&unit.key()).map(String::as_str)
+    }
+
+    /// The cluster with this id or name.
+    pub fn find(&self, id_or_name: &str) -> Option<&ClusterInfo> {
+        self.clusters
+            .iter()
+            .find(|c| c.id == id_or_name)
+            .or_else(|| self.clusters.iter().find(|c| c.name == id_or_name))
+    }
+}
+
+/// The result of [`cluster`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Clustering {
+    /// The units, in canonical order.
+    pub units: Vec<Unit>,
+    /// Cluster index (0..k, C{index}) of each unit.
+    pub labels: Vec<usize>,
+    /// Quality figures.
+    pub diagnostics: Diagnostics,
+}
+
+/// Clusters the units of `profiles`.
+pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering> {
+    let n = profiles.units.len();
+    if n == 0 {
+        return Err(Error::Input(
+            "the circuit has no neuron nodes to cluster".into(),
+        ));
+    }
+    if opts.k == 0 || opts.k > n {
+        return Err(Error::Input(format!(
+            "--k {} is out of range: the circuit has {n} units (layer, neuron, polarity)",
+            opts.k
+        )));
+    }
+    let mut seconds = BTreeMap::new();
+    let t = std::time::Instant::now();
+    let s = similarity(profiles, &opts.similarity);
+    seconds.insert("similarity".to_string(), t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let emb = spectral::embed(&s, opts.k, opts.seed)?;
+    seconds.insert("eigensolver".to_string(), t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let km = spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed);
+    seconds.insert("kmeans".to_string(), t.elapsed().as_secs_f64());
+
+    // Rename clusters by decreasing Σ|attribution| (ties: smallest member first).
+    let mut abs = vec![0f64; opts.k];
+    for p in &profiles.prompts {
+        for u in &p.units {
+            abs[km.labels[u.unit]] += u.attribution.abs() as f64;
+        }
+    }
+    let first: Vec<usize> = (0..opts.k)
+        .map(|c| km.labels.iter().position(|&l| l == c).unwrap_or(n))
+        .collect();
+    let mut order: Vec<usize> = (0..opts.k).collect();
+    order.sort_by(|&a, &b| abs[b].total_cmp(&abs[a]).then(first[a].cmp(&first[b])));
+    let mut rename = vec![0; opts.k];
+    for (new, &old) in order.iter().enumerate() {
+        rename[old] = new;
+    }
+    let labels: Vec<usize> = km.labels.iter().map(|&l| rename[l]).collect();
+    let t = std::time::Instant::now();
+    let mut diagnostics = diagnose(profiles, &s, &labels, opts.k, &emb.eigenvalues);
+    seconds.insert("diagnostics".to_string(), t.elapsed().as_secs_f64());
+    diagnostics.eigensolver = emb.solver.to_string();
+    diagnostics.seconds = seconds;
+    Ok(Clustering {
+        units: profiles.units.clone(),
+        labels,
+        diagnostics,
+    })
+}
+
+fn diagnose(p: &Profiles, s: &Similarity, labels: &[usize], k: usize, eig: &[f64]) -> Diagnostics {
+    let n = labels.len();
+    let eigengap = if eig.len() > k {
+        eig[k - 1] - eig[k]
+    } else {
+        0.0
+    };
+    let suggested_k = (1..eig.len())
+        .max_by(|&a, &b| {
+            (eig[a - 1] - eig[a])
+                .total_cmp(&(eig[b - 1] - eig[b]))
+                .then(b.cmp(&a))
+        })
+        .unwrap_or(1);
+    let sizes = {
+        let mut c = vec![0usize; k];
+        labels.iter().for_each(|&l| c[l] += 1);
+        c
+    };
+    let (mut intra, mut n_intra, mut inter, mut n_inter) = (0f64, 0usize, 0f64, 0usize);
+    let mut sil = 0f64;
+    let mut per_cluster = vec![0f64; k];
+    for i in 0..n {
+        per_cluster.iter_mut().for_each(|v| *v = 0.0);
+        for j in 0..n {
+            if i == j {
+                continue;
+            }
+            let v = s.get(i, j) as f64;
+            per_cluster[labels[j]] += (1.0 - (v + 1.0) / 2.0).max(0.0);
+            if labels[i] == labels[j] {
+                intra += v;
+                n_intra += 1;
+            } else {
+                inter += v;
+                n_inter += 1;
+            }
+        }
+        let own = labels[i];
+        if sizes[own] > 1 {
+            let a = per_cluster[own] / (sizes[own] - 1) as f64;
+            let b = (0..k)
+                .filter(|&c| c != own && sizes[c] > 0)
+                .map(|c| per_cluster[c] / sizes[c] as f64)
+                .fold(f64::INFINITY, f64::min);
+            if b.is_finite() && a.max(b) > 0.0 {
+                sil += (b - a) / a.max(b);
+            }
+        }
+    }
+    let intra = if n_intra > 0 {
+        intra / n_intra as f64
+    } else {
+        0.0
+    };
+    let inter = if n_inter > 0 {
+        inter / n_inter as f64
+    } else {
+        0.0
+    };
+    // Net output sign per unit.
+    let mut net = vec![0f64; n];
+    for pr in &p.prompts {
+        for u in &pr.units {
+            net[u.unit] += u.output.iter().map(|&v| v as f64).sum::<f64>();
+        }
+    }
+    let mut pos = vec![0usize; k];
+    let mut neg = vec![0usize; k];
+    for i in 0..n {
+        if net[i] > 0.0 {
+            pos[labels[i]] += 1;
+        } else if net[i] < 0.0 {
+            neg[labels[i]] += 1;
+        }
+    }
+    let conflicts: usize = (0..k).map(|c| pos[c].min(neg[c])).sum();
+    Diagnostics {
+        eigenvalues: eig.to_vec(),
+        eigengap,
+        suggested_k,
+        silhouette: sil / n as f64,
+        intra_similarity: intra,
+        inter_similarity: inter,
+        intra_inter_ratio: (inter != 0.0).then(|| intra / inter),
+        sign_conflict_rate: conflicts as f64 / n as f64,
+        eigensolver: String::new(),
+        seconds: BTreeMap::new(),
+    }
+}
+
+impl Clustering {
+    /// The cluster-state file of this clustering.
+    pub fn to_state(
+        &self,
+        circuit: &str,
+        profiles: &Profiles,
+        opts: &ClusterOptions,
+    ) -> ClusterState {
+        let k = opts.k;
+        let mut attribution = vec![0f64; k];
+        let mut abs = vec![0f64; k];
+        let mut prompts = vec![std::collections::BTreeSet::new(); k];
+        for p in &profiles.prompts {
+            for u in &p.units {
+                let c = self.labels[u.unit];
+                attribution[c] += u.attribution as f64;
+                abs[c] += u.attribution.abs() as f64;
+                prompts[c].insert(p.prompt_id);
+            }
+        }
+        let mut members = vec![Vec::new(); k];
+        let mut cluster_map = BTreeMap::new();
+        for (u, &c) in self.units.iter().zip(&self.labels) {
+            members[c].push(u.key());
+            cluster_map.insert(u.key(), format!("C{c}"));
+        }
+        let clusters = (0..k)
+            .map(|c| ClusterInfo {
+                id: format!("C{c}"),
+                name: format!("C{c}"),
+                units: std::mem::take(&mut members[c]),
+                attribution: attribution[c],
+                abs_attribution: abs[c],
+                n_prompts: prompts[c].len(),
+                input_description: None,
+                output_description: None,
+                description: None,
+                label: None,
+            })
+            .collect();
+        ClusterState {
+            format: "adag-cluster-state".into(),
+            version: 1,
+            circuit: circuit.to_string(),
+            options: *opts,
+            cluster_map,
+            clusters,
+            diagnostics: self.diagnostics.clone(),
+        }
+    }
+}

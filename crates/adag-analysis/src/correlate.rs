@@ -1,0 +1,311 @@
+//! Attribution against a per-prompt metric (reference §8, `2_correlate_asr.py` and
+//! `3_describe_and_correlate.py`).
+//!
+//! For every item (a cluster, a unit, or a cluster→cluster edge) the per-prompt value is its
+//! summed attribution on that prompt: Σ node attribution of the cluster's (unit's) nodes, or
+//! Σ edge attribution of the edges from one cluster's nodes to another's (embeddings count as
+//! the pseudo-cluster `tokens`, logits as `outputs`). Only prompts where the item is present
+//! count (the reference's convention), and items present on fewer than `min_prompts` prompts
+//! are left out. Rows are sorted by |Pearson r|, strongest first.
+//!
+//! # Metric file
+//!
+//! CSV (or TSV) with a header. The key column is `prompt_id` if present, else `label`; the
+//! value column is the one named by `column`, else the first other column. Also accepted:
+//! a JSON object `{"<prompt_id or label>": value, ...}`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use adag_circuit::Circuit;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterState;
+use crate::error::{read, Error, Result};
+use crate::profiles::Unit;
+use crate::stats;
+
+/// A per-prompt metric, keyed by prompt id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metric {
+    /// prompt id → value.
+    pub values: BTreeMap<u64, f64>,
+}
+
+impl Metric {
+    /// Reads a metric file (see the module docs), resolving labels through the circuit.
+    pub fn read(path: &Path, column: Option<&str>, circuit: &Circuit) -> Result<Metric> {
+        let bytes = read(path)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let bad = |message: String| Error::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut by_label: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for p in &circuit.prompts {
+            if let Some(l) = &p.label {
+                by_label.entry(l.as_str()).or_default().push(p.prompt_id);
+            }
+        }
+        let mut values = BTreeMap::new();
+        let mut put = |key: &str, v: f64, line: usize| -> Result<()> {
+            if let Ok(id) = key.parse::<u64>() {
+                values.insert(id, v);
+            } else if let Some(ids) = by_label.get(key) {
+                ids.iter().for_each(|&id| {
+                    values.insert(id, v);
+                });
+            } else {
+                return Err(bad(format!(
+                    "line {line}: {key:?} is neither a prompt id nor a label of the circuit"
+                )));
+            }
+            Ok(())
+        };
+        if text.trim_start().starts_with('{') {
+            let m: BTreeMap<String, f64> =
+                serde_json::from_str(&text).map_err(|source| Error::Json {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            for (k, v) in m {
+                put(&k, v, 1)?;
+            }
+            return Ok(Metric { values });
+        }
+        let sep = if text.lines().next().unwrap_or("").contains('\t') {
+            '\t'
+        } else {
+            ','
+        };
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
+        let (_, header) = lines
+            .next()
+            .ok_or_else(|| bad("empty metric file".into()))?;
+        let cols: Vec<&str> = header.split(sep).map(str::trim).collect();
+        let key = cols
+            .iter()
+            .position(|&c| c == "prompt_id")
+            .or_else(|| cols.iter().position(|&c| c == "label"))
+            .ok_or_else(|| bad("the header needs a prompt_id or label column".into()))?;
+        let val = match column {
+            Some(name) => cols
+                .iter()
+                .position(|&c| c == name)
+                .ok_or_else(|| bad(format!("no column {name:?} in the header {cols:?}")))?,
+            None => (0..cols.len())
+                .find(|&i| i != key && cols[i] != "label" && cols[i] != "prompt_id")
+                .ok_or_else(|| bad("no value column besides the key".into()))?,
+        };
+        for (i, line) in lines {
+            let f: Vec<&str> = line.split(sep).map(str::trim).collect();
+            let (Some(k), Some(v)) = (f.get(key), f.get(val)) else {
+                return Err(bad(format!("line {}: too few fields", i + 1)));
+            };
+            let v: f64 = v
+                .parse()
+                .map_err(|_| bad(format!("line {}: {v:?} is not a number", i + 1)))?;
+            put(k, v, i + 1)?;
+        }
+        Ok(Metric { values })
+    }
+}
+
+/// What is correlated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Clusters of a cluster state.
+    Cluster,
+    /// Units (layer, neuron, polarity).
+    Neuron,
+    /// Cluster → cluster edges.
+    Edge,
+}
+
+/// One row of the correlation table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CorrelationRow {
+    /// `cluster`, `neuron` or `edge`.
+    pub level: Level,
+    /// Cluster id, unit (`L3N117+`) or `C1->C4`.
+    pub item: String,
+    /// Prompts where the item is present and the metric is known.
+    pub n: usize,
+    /// Pearson's r.
+    pub pearson_r: f64,
+    /// Its two-sided p-value.
+    pub pearson_p: f64,
+    /// Spearman's ρ.
+    pub spearman_rho: f64,
+    /// Its two-sided p-value.
+    pub spearman_p: f64,
+    /// Mean attribution over those prompts.
+    pub mean_attribution: f64,
+}
+
+/// (prompt, layer, position, neuron) → (activation, is a neuron node).
+fn node_key(c: &Circuit) -> BTreeMap<(u64, i32, u32, u32), (f32, bool)> {
+    c.nodes
+        .iter()
+        .map(|n| {
+            let neuron =
+                n.layer >= 0 && !(n.input_profile.is_empty() && n.output_profile.is_empty());
+            (
+                (n.prompt_id, n.layer, n.position, n.neuron),
+                (n.activation, neuron),
+            )
+        })
+        .collect()
+}
+
+/// Per-prompt summed attribution of every item of a level.
+pub fn item_values(
+    circuit: &Circuit,
+    clusters: Option<&ClusterState>,
+    level: Level,
+) -> Result<BTreeMap<String, BTreeMap<u64, f64>>> {
+    let mut out: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
+    let need = || {
+        clusters.ok_or_else(|| {
+            Error::Input(format!(
+                "{level:?} correlation needs a cluster state: run `adag cluster` first"
+            ))
+        })
+    };
+    match level {
+        Level::Neuron | Level::Cluster => {
+            let cs = if level == Level::Cluster {
+                Some(need()?)
+            } else {
+                None
+            };
+            for n in &circuit.nodes {
+                if n.layer < 0 || (n.input_profile.is_empty() && n.output_profile.is_empty()) {
+                    continue;
+                }
+                let unit = Unit::of_node(n.layer, n.neuron, n.activation);
+                let item = match cs {
+                    Some(cs) => match cs.cluster_of(&unit) {
+                        Some(c) => c.to_string(),
+                        None => continue,
+                    },
+                    None => unit.to_string(),
+                };
+                *out.entry(item).or_default().entry(n.prompt_id).or_default() +=
+                    n.attribution as f64;
+            }
+        }
+        Level::Edge => {
+            let cs = need()?;
+            let act = node_key(circuit);
+            let name = |p: u64, l: i32, pos: u32, neuron: u32| -> Option<String> {
+                if l < 0 {
+                    return Some("tokens".into());
+                }
+                let &(a, is_neuron) = act.get(&(p, l, pos, neuron))?;
+                if !is_neuron {
+                    return Some("outputs".into());
+                }
+                cs.cluster_of(&Unit::of_node(l, neuron, a))
+                    .map(str::to_string)
+            };
+            for e in &circuit.edges {
+                let (Some(s), Some(t)) = (
+                    name(
+                        e.prompt_id,
+                        e.source_layer,
+                        e.source_position,
+                        e.source_neuron,
+                    ),
+                    name(
+                        e.prompt_id,
+                        e.target_layer,
+                        e.target_position,
+                        e.target_neuron,
+                    ),
+                ) else {
+                    continue;
+                };
+                if s == t {
+                    continue;
+                }
+                *out.entry(format!("{s}->{t}"))
+                    .or_default()
+                    .entry(e.prompt_id)
+                    .or_default() += e.attribution as f64;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Correlates every item of `level` with the metric.
+pub fn correlate(
+    circuit: &Circuit,
+    clusters: Option<&ClusterState>,
+    metric: &Metric,
+    level: Level,
+    min_prompts: usize,
+) -> Result<Vec<CorrelationRow>> {
+    let items = item_values(circuit, clusters, level)?;
+    let mut rows = Vec::new();
+    for (item, per_prompt) in items {
+        let ids: BTreeSet<u64> = per_prompt
+            .keys()
+            .copied()
+            .filter(|id| metric.values.contains_key(id))
+            .collect();
+        if ids.len() < min_prompts.max(3) {
+            continue;
+        }
+        let x: Vec<f64> = ids.iter().map(|id| per_prompt[id]).collect();
+        let y: Vec<f64> = ids.iter().map(|id| metric.values[id]).collect();
+        let (Some(r), Some(rho)) = (stats::pearson(&x, &y), stats::spearman(&x, &y)) else {
+            continue;
+        };
+        rows.push(CorrelationRow {
+            level,
+            item,
+            n: x.len(),
+            pearson_r: r,
+            pearson_p: stats::p_value(r, x.len()),
+            spearman_rho: rho,
+            spearman_p: stats::p_value(rho, x.len()),
+            mean_attribution: x.iter().sum::<f64>() / x.len() as f64,
+        });
+    }
+    rows.sort_by(|a, b| {
+        b.pearson_r
+            .abs()
+            .total_cmp(&a.pearson_r.abs())
+            .then_with(|| a.item.cmp(&b.item))
+    });
+    Ok(rows)
+}
+
+/// The table as CSV.
+pub fn to_csv(rows: &[CorrelationRow]) -> String {
+    let mut s =
+        String::from("level,item,n,pearson_r,pearson_p,spearman_rho,spearman_p,mean_attribution\n");
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{},{}\n",
+            serde_json::to_value(r.level)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            r.item,
+            r.n,
+            r.pearson_r,
+            r.pearson_p,
+            r.spearman_rho,
+            r.spearman_p,
+            r.mean_attribution
+        ));
+    }
+    s
+}

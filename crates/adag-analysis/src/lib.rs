@@ -1,0 +1,39 @@
+//! Circuit analysis: from "a thousand neurons per prompt" to "a dozen named mechanisms".
+//!
+//! Pipeline role: reads a neuron circuit (`adag trace`, [`adag_circuit`]) and
+//! 1. **clusters** its units (layer, neuron, polarity) by what they read and what they write
+//!    ([`profiles`] → [`similarity`] → [`spectral`] → [`cluster`]), writing a
+//!    [`ClusterState`] file that `adag` and the viewer read;
+//! 2. **correlates** per-prompt attribution of clusters, units and cluster edges with a
+//!    per-prompt metric ([`correlate`]);
+//! 3. **steers** clusters (scales their traced neurons in one forward pass) and reports
+//!    cluster→cluster and cluster→output effects ([`steer`]);
+//! 4. **plots** one prompt's tokens → clusters → outputs graph as DOT and SVG ([`plot`]).
+//!
+//! Definitions follow Transluce's ADAG (`shared/reference/adag.md` §4–5, §8–9); where the
+//! reference has known bugs, the module docs say what adag does instead.
+//!
+//! ```
+//! use adag_analysis::spectral::kmeans;
+//! // Two obvious groups on a line.
+//! let km = kmeans(&[0.0, 0.1, 0.2, 5.0, 5.1, 5.2], 1, 2, 4, 42);
+//! assert_eq!(km.labels[0], km.labels[2]);
+//! assert_ne!(km.labels[0], km.labels[3]);
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod cluster;
+pub mod correlate;
+pub mod error;
+pub mod plot;
+pub mod profiles;
+pub mod similarity;
+pub mod spectral;
+pub mod stats;
+pub mod steer;
+
+pub use cluster::{cluster, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics};
+pub use error::{Error, Result};
+pub use profiles::{Profiles, Unit};
+pub use similarity::{similarity, Combine, Similarity, SimilarityOptions};

@@ -1,0 +1,530 @@
+//! Steering: scale a cluster's traced neurons and measure what changes (reference §8).
+//!
+//! For each prompt, one forward pass multiplies exactly the cluster's traced
+//! (position, neuron) entries of `mlp.hook_post` (the input of `down_proj`, where ADAG's
+//! neurons live) by `scale`, through [`adag_model::ForwardHooks`]: every layer sees the edits
+//! of the layers before it, as in the reference's single pyvene pass. [`Scope::AllPositions`]
+//! scales the cluster's neurons at every position instead (the sensitivity scripts' default),
+//! and a target may be a single neuron rather than a cluster.
+//!
+//! Reported per prompt (and averaged by [`summarise`]):
+//! - **cluster → cluster**: for each cluster, the mean over its traced nodes on the prompt of
+//!   steered ÷ original activation;
+//! - **cluster → output**: steered ÷ original logit of each traced target (the reference's
+//!   "Say ⟨tok⟩" rows) and the logit difference;
+//! - `KL(p_orig ‖ p_steered)` at the traced position; the top tokens before and after.
+//!
+//! The reference hard-coded the logit layer as 32 (Llama-8B); here nothing depends on the
+//! model's depth.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use adag_circuit::Circuit;
+use adag_core::{HookName, Site};
+use adag_model::{Batch, CacheFilter, ForwardHooks, Transformer};
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterState;
+use crate::error::{Context, Error, Result};
+use crate::profiles::Unit;
+
+/// Which positions of the target's neurons are scaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Only the (position, neuron) entries traced on the prompt.
+    #[default]
+    Traced,
+    /// The target's neurons at every position (also generated ones).
+    AllPositions,
+}
+
+/// What is steered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The units of a cluster (by id).
+    Cluster(String),
+    /// One neuron (both polarities).
+    Neuron {
+        /// Layer.
+        layer: i32,
+        /// Neuron index.
+        neuron: u32,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Cluster(c) => write!(f, "{c}"),
+            Target::Neuron { layer, neuron } => write!(f, "L{layer}N{neuron}"),
+        }
+    }
+}
+
+/// `ForwardHooks` that multiply chosen entries of `mlp.hook_post` by a factor.
+///
+/// Entries: per layer, (position or every position, neuron). Batch of one, so positions are
+/// unpadded positions.
+#[derive(Debug, Clone, Default)]
+pub struct ScaleNeurons {
+    /// layer → [(position (None: all), neuron)].
+    pub entries: BTreeMap<usize, Vec<(Option<usize>, usize)>>,
+    /// The factor (0 ablates, 2 amplifies).
+    pub scale: f32,
+}
+
+impl ForwardHooks for ScaleNeurons {
+    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
+        let HookName::Block(l, Site::MlpPost) = hook else {
+            return Ok(value);
+        };
+        let Some(entries) = self.entries.get(&l) else {
+            return Ok(value);
+        };
+        let ctx = |e| adag_model::Error::Candle {
+            context: format!("scaling neurons of layer {l}"),
+            source: e,
+        };
+        let (b, w, d) = value.dims3().map_err(ctx)?;
+        let mut mult = vec![1f32; w * d];
+        for &(pos, n) in entries {
+            if n >= d {
+                continue;
+            }
+            match pos {
+                Some(p) if p < w => mult[p * d + n] = self.scale,
+                Some(_) => {}
+                None => (0..w).for_each(|p| mult[p * d + n] = self.scale),
+            }
+        }
+        let m = Tensor::from_vec(mult, (1, w, d), value.device())
+            .and_then(|t| t.to_dtype(value.dtype()))
+            .and_then(|t| t.broadcast_as((b, w, d)))
+            .map_err(ctx)?;
+        value.mul(&m).map_err(ctx)
+    }
+}
+
+/// A token and its probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopToken {
+    /// Token id.
+    pub id: u32,
+    /// Probability.
+    pub prob: f32,
+}
+
+/// Steering result of one prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptSteering {
+    /// Prompt id.
+    pub prompt_id: u64,
+    /// Entries scaled (traced scope: the target's traced nodes on the prompt).
+    pub n_scaled: usize,
+    /// Cluster id → mean steered/original activation over its traced nodes.
+    pub cluster_ratios: BTreeMap<String, f64>,
+    /// Traced target ids.
+    pub targets: Vec<u32>,
+    /// Original logits of the targets.
+    pub target_logits: Vec<f32>,
+    /// Steered logits of the targets.
+    pub steered_logits: Vec<f32>,
+    /// KL(p_orig ‖ p_steered) at the traced position.
+    pub kl: f64,
+    /// Top tokens before.
+    pub top_before: Vec<TopToken>,
+    /// Top tokens after.
+    pub top_after: Vec<TopToken>,
+    /// Greedy continuation under steering (empty unless asked).
+    pub generated: Vec<u32>,
+}
+
+/// The steering engine: a model, a circuit and its clusters.
+pub struct Steerer<'a> {
+    model: &'a Transformer,
+    circuit: &'a Circuit,
+    clusters: &'a ClusterState,
+    /// prompt id → its neuron nodes (layer, position, neuron, activation, unit).
+    nodes: BTreeMap<u64, Vec<(usize, usize, usize, f32, Unit)>>,
+}
+
+fn top(probs: &[f32], k: usize) -> Vec<TopToken> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.into_iter()
+        .take(k)
+        .map(|i| TopToken {
+            id: i as u32,
+            prob: probs[i],
+        })
+        .collect()
+}
+
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f64> = logits.iter().map(|&x| ((x - m) as f64).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| (v / s) as f32).collect()
+}
+
+impl<'a> Steerer<'a> {
+    /// Prepares steering of `circuit` with `model`.
+    pub fn new(model: &'a Transformer, circuit: &'a Circuit, clusters: &'a ClusterState) -> Self {
+        let mut nodes: BTreeMap<u64, Vec<_>> = BTreeMap::new();
+        for n in &circuit.nodes {
+            if n.layer < 0 || (n.input_profile.is_empty() && n.output_profile.is_empty()) {
+                continue;
+            }
+            nodes.entry(n.prompt_id).or_default().push((
+                n.layer as usize,
+                n.position as usize,
+                n.neuron as usize,
+                n.activation,
+                Unit::of_node(n.layer, n.neuron, n.activation),
+            ));
+        }
+        Steerer {
+            model,
+            circuit,
+            clusters,
+            nodes,
+        }
+    }
+
+    fn in_target(&self, target: &Target, u: &Unit) -> bool {
+        match target {
+            Target::Cluster(c) => self.clusters.cluster_of(u) == Some(c.as_str()),
+            Target::Neuron { layer, neuron } => u.layer == *layer && u.neuron == *neuron,
+        }
+    }
+
+    /// Checks that a target exists.
+    pub fn check(&self, target: &Target) -> Result<()> {
+        if let Target::Cluster(c) = target {
+            if !self.clusters.clusters.iter().any(|x| &x.id == c) {
+                return Err(Error::Input(format!(
+                    "no cluster {c:?}: the cluster state has {}",
+                    self.clusters
+                        .clusters
+                        .iter()
+                        .map(|c| c.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The hooks that steer `target` on a prompt.
+    pub fn hooks(&self, prompt_id: u64, target: &Target, scale: f32, scope: Scope) -> ScaleNeurons {
+        let mut entries: BTreeMap<usize, BTreeSet<(Option<usize>, usize)>> = BTreeMap::new();
+        for &(l, p, n, _, u) in self.nodes.get(&prompt_id).into_iter().flatten() {
+            if self.in_target(target, &u) {
+                let pos = match scope {
+                    Scope::Traced => Some(p),
+                    Scope::AllPositions => None,
+                };
+                entries.entry(l).or_default().insert((pos, n));
+            }
+        }
+        if let (Scope::AllPositions, Target::Neuron { layer, neuron }) = (scope, target) {
+            if *layer >= 0 {
+                entries
+                    .entry(*layer as usize)
+                    .or_default()
+                    .insert((None, *neuron as usize));
+            }
+        }
+        ScaleNeurons {
+            entries: entries
+                .into_iter()
+                .map(|(l, s)| (l, s.into_iter().collect()))
+                .collect(),
+            scale,
+        }
+    }
+
+    fn run(
+        &self,
+        tokens: &[u32],
+        hooks: &mut dyn ForwardHooks,
+    ) -> Result<(Vec<f32>, BTreeMap<usize, Vec<f32>>)> {
+        let n_layers = self.model.cfg.n_layers;
+        let filter = CacheFilter::sites([Site::MlpPost]);
+        let batch = Batch::single(tokens).ctx(|| "building the batch".into())?;
+        let out = self
+            .model
+            .forward_with(&batch, &filter, hooks)
+            .ctx(|| "steered forward pass".into())?;
+        let logits = out
+            .item_logits(0)
+            .and_then(|t| {
+                t.get(tokens.len() - 1)
+                    .and_then(|t| t.to_dtype(DType::F32))
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(|e| adag_model::Error::Candle {
+                        context: "reading logits".into(),
+                        source: e,
+                    })
+            })
+            .ctx(|| "reading logits".into())?;
+        let mut acts = BTreeMap::new();
+        for l in 0..n_layers {
+            let t = out
+                .cache
+                .item(HookName::Block(l, Site::MlpPost), 0)
+                .ctx(|| format!("reading layer {l} activations"))?;
+            let v = t
+                .to_dtype(DType::F32)
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .ctx(|| format!("reading layer {l} activations"))?;
+            acts.insert(l, v);
+        }
+        Ok((logits, acts))
+    }
+
+    /// Steers one prompt; `generate` > 0 adds a greedy continuation under steering.
+    pub fn steer_prompt(
+        &self,
+        prompt_id: u64,
+        target: &Target,
+        scale: f32,
+        scope: Scope,
+        generate: usize,
+    ) -> Result<PromptSteering> {
+        let prompt = self
+            .circuit
+            .prompts
+            .iter()
+            .find(|p| p.prompt_id == prompt_id)
+            .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))?;
+        let tokens = &prompt.token_ids;
+        if tokens.is_empty() {
+            return Err(Error::Input(format!("prompt {prompt_id} has no tokens")));
+        }
+        let mut hooks = self.hooks(prompt_id, target, scale, scope);
+        let n_scaled = hooks.entries.values().map(Vec::len).sum();
+        let (lo, ao) = self.run(tokens, &mut adag_model::NoHooks)?;
+        let (ls, as_) = self.run(tokens, &mut hooks)?;
+        let d_mlp = self.model.cfg.d_mlp;
+        let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+        for &(l, p, n, _, u) in self.nodes.get(&prompt_id).into_iter().flatten() {
+            let Some(c) = self.clusters.cluster_of(&u) else {
+                continue;
+            };
+            let (Some(o), Some(s)) = (
+                ao.get(&l).and_then(|v| v.get(p * d_mlp + n)),
+                as_.get(&l).and_then(|v| v.get(p * d_mlp + n)),
+            ) else {
+                continue;
+            };
+            if *o != 0.0 {
+                let e = sums.entry(c.to_string()).or_default();
+                e.0 += (*s / *o) as f64;
+                e.1 += 1;
+            }
+        }
+        let (po, ps) = (softmax(&lo), softmax(&ls));
+        let kl = po
+            .iter()
+            .zip(&ps)
+            .filter(|(p, _)| **p > 0.0)
+            .map(|(p, q)| *p as f64 * ((*p as f64).ln() - (q.max(1e-30) as f64).ln()))
+            .sum::<f64>()
+            .max(0.0);
+        let targets = prompt.target_ids.clone();
+        let pick = |v: &[f32]| -> Vec<f32> {
+            targets
+                .iter()
+                .map(|&t| v.get(t as usize).copied().unwrap_or(f32::NAN))
+                .collect()
+        };
+        let mut generated = Vec::new();
+        if generate > 0 {
+            let mut seq = tokens.clone();
+            for _ in 0..generate {
+                let mut h = self.hooks(prompt_id, target, scale, scope);
+                let (l, _) = self.run(&seq, &mut h)?;
+                let next = top(&l, 1).first().map(|t| t.id).unwrap_or(0);
+                seq.push(next);
+                generated.push(next);
+            }
+        }
+        Ok(PromptSteering {
+            prompt_id,
+            n_scaled,
+            cluster_ratios: sums
+                .into_iter()
+                .map(|(c, (s, n))| (c, s / n as f64))
+                .collect(),
+            target_logits: pick(&lo),
+            steered_logits: pick(&ls),
+            targets,
+            kl,
+            top_before: top(&po, 5),
+            top_after: top(&ps, 5),
+            generated,
+        })
+    }
+
+    /// Prompts on which the target has traced nodes (all prompts for all-positions scope).
+    pub fn prompts_of(&self, target: &Target, scope: Scope) -> Vec<u64> {
+        self.circuit
+            .prompts
+            .iter()
+            .map(|p| p.prompt_id)
+            .filter(|id| {
+                scope == Scope::AllPositions
+                    || self
+                        .nodes
+                        .get(id)
+                        .is_some_and(|ns| ns.iter().any(|x| self.in_target(target, &x.4)))
+            })
+            .collect()
+    }
+}
+
+/// Averages over prompts of one (target, scale).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SteeringSummary {
+    /// Cluster id or neuron.
+    pub target: String,
+    /// The factor.
+    pub scale: f32,
+    /// Prompts steered.
+    pub n_prompts: usize,
+    /// Mean KL(p_orig ‖ p_steered).
+    pub mean_kl: f64,
+    /// Mean steered ÷ original logit of the first (top) target.
+    pub mean_top_target_ratio: f64,
+    /// Mean steered − original logit of the first target.
+    pub mean_top_target_delta: f64,
+    /// Share of prompts whose top-1 token changed.
+    pub top1_changed: f64,
+    /// Mean cluster → cluster activation ratio, per cluster.
+    pub cluster_ratios: BTreeMap<String, f64>,
+}
+
+/// Aggregates per-prompt results.
+pub fn summarise(target: &str, scale: f32, rows: &[PromptSteering]) -> SteeringSummary {
+    let n = rows.len().max(1) as f64;
+    let mut ratios: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for r in rows {
+        for (c, v) in &r.cluster_ratios {
+            let e = ratios.entry(c.clone()).or_default();
+            e.0 += v;
+            e.1 += 1;
+        }
+    }
+    let first = |r: &PromptSteering| -> (f64, f64) {
+        match (r.target_logits.first(), r.steered_logits.first()) {
+            (Some(&o), Some(&s)) => ((s / o) as f64, (s - o) as f64),
+            _ => (f64::NAN, f64::NAN),
+        }
+    };
+    SteeringSummary {
+        target: target.to_string(),
+        scale,
+        n_prompts: rows.len(),
+        mean_kl: rows.iter().map(|r| r.kl).sum::<f64>() / n,
+        mean_top_target_ratio: rows.iter().map(|r| first(r).0).sum::<f64>() / n,
+        mean_top_target_delta: rows.iter().map(|r| first(r).1).sum::<f64>() / n,
+        top1_changed: rows
+            .iter()
+            .filter(|r| r.top_before.first().map(|t| t.id) != r.top_after.first().map(|t| t.id))
+            .count() as f64
+            / n,
+        cluster_ratios: ratios
+            .into_iter()
+            .map(|(c, (s, k))| (c, s / k as f64))
+            .collect(),
+    }
+}
+
+/// The sweep table as CSV (one row per target and scale).
+pub fn summary_csv(rows: &[SteeringSummary]) -> String {
+    let mut s = String::from(
+        "target,scale,n_prompts,mean_kl,mean_top_target_ratio,mean_top_target_delta,top1_changed\n",
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{},{},{},{}\n",
+            r.target,
+            r.scale,
+            r.n_prompts,
+            r.mean_kl,
+            r.mean_top_target_ratio,
+            r.mean_top_target_delta,
+            r.top1_changed
+        ));
+    }
+    s
+}
+
+/// Writes the sweep table as Parquet (same columns as [`summary_csv`]).
+pub fn write_summary_parquet(path: &std::path::Path, rows: &[SteeringSummary]) -> Result<()> {
+    use arrow_array::{
+        ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
+    };
+    use std::sync::Arc;
+    let perr = |e: String| Error::Parquet {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let cols: Vec<(&str, ArrayRef)> = vec![
+        (
+            "target",
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.target.clone()),
+            )),
+        ),
+        (
+            "scale",
+            Arc::new(Float32Array::from_iter_values(rows.iter().map(|r| r.scale))),
+        ),
+        (
+            "n_prompts",
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.n_prompts as u64),
+            )),
+        ),
+        (
+            "mean_kl",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.mean_kl),
+            )),
+        ),
+        (
+            "mean_top_target_ratio",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.mean_top_target_ratio),
+            )),
+        ),
+        (
+            "mean_top_target_delta",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.mean_top_target_delta),
+            )),
+        ),
+        (
+            "top1_changed",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.top1_changed),
+            )),
+        ),
+    ];
+    let batch = RecordBatch::try_from_iter(cols).map_err(|e| perr(e.to_string()))?;
+    let mut buf = Vec::new();
+    {
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None)
+            .map_err(|e| perr(e.to_string()))?;
+        w.write(&batch).map_err(|e| perr(e.to_string()))?;
+        w.close().map_err(|e| perr(e.to_string()))?;
+    }
+    adag_circuit::store::write_atomic(path, &buf)?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Synthetic circuits with planted structure, shared by the integration tests.
+#![allow(dead_code)]
+
+use adag_circuit::{Circuit, NodeRow, PromptRow};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A neuron node row.
+#[allow(clippy::too_many_arguments)]
+pub fn neuron(
+    prompt_id: u64,
+    layer: i32,
+    position: u32,
+    neuron: u32,
+    activation: f32,
+    attribution: f32,
+    input: Vec<f32>,
+    output: Vec<f32>,
+) -> NodeRow {
+    NodeRow {
+        prompt_id,
+        label: None,
+        layer,
+        position,
+        neuron,
+        activation,
+        attribution,
+        polarity: if activation > 0.0 { 1 } else { -1 },
+        input_profile: input,
+        output_profile: output,
+    }
+}
+
+/// A prompt row with `len` tokens and `k` targets.
+pub fn prompt(prompt_id: u64, len: usize, k: usize) -> PromptRow {
+    PromptRow {
+        prompt_id,
+        label: None,
+        prompt: format!("prompt {prompt_id}"),
+        seed: None,
+        token_ids: (0..len as u32).collect(),
+        token_strings: (0..len).map(|i| format!("t{i}")).collect(),
+        answers: vec![],
+        target_ids: (100..100 + k as u32).collect(),
+        target_strings: (0..k).map(|i| format!("a{i}")).collect(),
+        target_probs: vec![0.1; k],
+        target_logits: vec![1.0; k],
+        goal: k as f32,
+        traced_position: len as u32 - 1,
+    }
+}
+
+/// `groups` planted groups of `per_group` neurons: group g reads position g % len and writes
+/// target g % k (units of a group occur together on ~70% of prompts, with noise).
+/// Returns the circuit and the planted group of each (layer, neuron).
+pub fn planted(
+    groups: usize,
+    per_group: usize,
+    n_prompts: usize,
+    seed: u64,
+) -> (Circuit, Vec<((i32, u32), usize)>) {
+    let (len, k) = (6usize, 3usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut c = Circuit::default();
+    let mut truth = Vec::new();
+    for g in 0..groups {
+        for m in 0..per_group {
+            truth.push(((g as i32 % 3, (g * per_group + m) as u32), g));
+        }
+    }
+    for p in 0..n_prompts as u64 {
+        c.prompts.push(prompt(p, len, k));
+        for &((layer, n), g) in &truth {
+            if rng.random::<f32>() > 0.7 {
+                continue;
+            }
+            let mut input: Vec<f32> = (0..len).map(|_| 0.05 * rng.random::<f32>()).collect();
+            input[g % len] += 1.0;
+            let mut output: Vec<f32> = (0..k).map(|_| 0.05 * rng.random::<f32>()).collect();
+            // Groups beyond len*k would collide; tests keep groups ≤ 6.
+            output[(g / 2 + g) % k] += 0.5;
+            let pos = (g % len) as u32;
+            c.nodes.push(neuron(
+                p,
+                layer,
+                pos,
+                n,
+                1.0 + rng.random::<f32>(),
+                0.01 + 0.02 * rng.random::<f32>(),
+                input,
+                output,
+            ));
+        }
+    }
+    (c, truth)
+}
+
+/// Purity: share of units whose cluster's majority planted group is their own.
+pub fn purity(truth: &[(usize, usize)]) -> f64 {
+    use std::collections::BTreeMap;
+    let mut counts: BTreeMap<usize, BTreeMap<usize, usize>> = BTreeMap::new();
+    for &(cluster, group) in truth {
+        *counts.entry(cluster).or_default().entry(group).or_default() += 1;
+    }
+    let majority: usize = counts
+        .values()
+        .map(|m| m.values().max().copied().unwrap_or(0))
+        .sum();
+    majority as f64 / truth.len() as f64
+}
