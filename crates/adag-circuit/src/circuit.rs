@@ -467,21 +467,97 @@ fn prompts_batch(path: &Path, rows: &[PromptRow]) -> Result<RecordBatch> {
     )
 }
 
+/// Writer settings of every circuit file: Snappy, adag as the creator.
+fn writer_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("adag {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
 /// Encodes a record batch as a Parquet file in memory (Snappy).
 fn parquet_bytes(path: &Path, batch: &RecordBatch) -> Result<Vec<u8>> {
     let pe = |e: parquet::errors::ParquetError| Error::Parquet {
         path: path.into(),
         message: e.to_string(),
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by(format!("adag {}", env!("CARGO_PKG_VERSION")))
-        .build();
     let mut out = Vec::new();
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props)).map_err(pe)?;
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(writer_props())).map_err(pe)?;
     w.write(batch).map_err(pe)?;
     w.close().map_err(pe)?;
     Ok(out)
+}
+
+/// Concatenates Parquet files of one table into `out`, batch by batch (memory bounded by a
+/// row group, whatever the total size), atomically; `empty` is the file to write when there
+/// are no inputs. Returns the number of rows.
+pub fn concat_parquet(inputs: &[std::path::PathBuf], out: &Path, empty: &[u8]) -> Result<usize> {
+    if inputs.is_empty() {
+        crate::store::write_atomic(out, empty)?;
+        return Ok(0);
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    let result = (|| -> Result<usize> {
+        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut writer: Option<ArrowWriter<std::fs::File>> = None;
+        let mut rows = 0;
+        let mut f = Some(f);
+        for input in inputs {
+            let pe = |message: String| Error::Parquet {
+                path: input.clone(),
+                message,
+            };
+            let file = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .map_err(|e| pe(e.to_string()))?
+                .build()
+                .map_err(|e| pe(e.to_string()))?;
+            for b in reader {
+                let b = b.map_err(|e| pe(e.to_string()))?;
+                if writer.is_none() {
+                    let file = f.take().ok_or_else(|| pe("writer already taken".into()))?;
+                    writer = Some(
+                        ArrowWriter::try_new(file, b.schema(), Some(writer_props()))
+                            .map_err(|e| pe(e.to_string()))?,
+                    );
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(&b)
+                        .map_err(|e| pe(format!("appending to {}: {e}", out.display())))?;
+                }
+                rows += b.num_rows();
+            }
+        }
+        match writer {
+            Some(w) => {
+                let file = w.into_inner().map_err(|e| Error::Parquet {
+                    path: out.into(),
+                    message: e.to_string(),
+                })?;
+                file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            }
+            None => {
+                // Inputs with no row batches at all: the empty table.
+                drop(f);
+                std::fs::write(&tmp, empty).map_err(|e| Error::io(&tmp, e))?;
+            }
+        }
+        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
+        Ok(rows)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The Parquet bytes of `nodes.parquet` for these rows (`path` only names errors).

@@ -187,8 +187,12 @@ pub fn run(
         progress(report);
     }
     let t2 = Instant::now();
-    let circuit = dir.read_parts()?;
-    let ids: Vec<u64> = circuit.prompts.iter().map(|p| p.prompt_id).collect();
+    let parts = dir.finished_parts()?;
+    let sources = dir.part_sources(&parts);
+    let mut ids: Vec<u64> = Vec::new();
+    for p in &sources[2] {
+        ids.extend(crate::circuit::read_prompts(p)?.iter().map(|r| r.prompt_id));
+    }
     let expected: Vec<u64> = prompts.iter().map(|p| p.prompt_id).collect();
     if ids != expected {
         return Err(Error::circuit(
@@ -196,9 +200,9 @@ pub fn run(
             format!("the finished parts hold prompts {ids:?}, expected {expected:?}; remove the directory and rerun"),
         ));
     }
-    let total = start.elapsed().as_secs_f64() + spec.load_s;
+    let total = start.elapsed().as_secs_f64() + spec.load_s + spec.prepare_s;
     let traced_now = prompts.len() - resumed;
-    let manifest = Manifest {
+    let make = |[n_nodes, n_edges, n_prompts]: [usize; 3]| Manifest {
         format: "adag-circuit".into(),
         format_version: crate::store::FORMAT_VERSION,
         adag_version: env!("CARGO_PKG_VERSION").into(),
@@ -211,9 +215,9 @@ pub fn run(
         shard: Some(spec.shard),
         merged_shards: Vec::new(),
         prompt_range: range,
-        n_prompts: circuit.prompts.len(),
-        n_nodes: circuit.nodes.len(),
-        n_edges: circuit.edges.len(),
+        n_prompts,
+        n_nodes,
+        n_edges,
         timings: Timings {
             load: spec.load_s,
             prepare: spec.prepare_s,
@@ -232,6 +236,5 @@ pub fn run(
             .map(|d| d.as_secs())
             .unwrap_or(0),
     };
-    dir.write_final(&circuit, &manifest)?;
-    Ok(manifest)
+    dir.finish_from(&sources, make)
 }

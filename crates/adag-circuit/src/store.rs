@@ -18,7 +18,8 @@
 //! `.prompts.parquet` exists (it is written after the part's nodes and edges). A restarted run
 //! with the same identity skips finished prompt ranges and traces the rest (the batch size may
 //! differ); the final tables are the parts in prompt order, so a resumed run writes the same
-//! rows as an uninterrupted one.
+//! rows as an uninterrupted one. Final tables and merges are streamed part by part, so memory
+//! stays bounded by one batch however large the dataset.
 //!
 //! `manifest.json` holds: `format` (`"adag-circuit"`), `format_version` (1), `adag_version`,
 //! `model`, `model_id`, `identity` (the settings and inputs that determine the rows: config,
@@ -317,25 +318,44 @@ impl CircuitDir {
         }
         Ok(c)
     }
+}
 
-    /// Writes the final tables and then the manifest (the completion mark), then removes the
-    /// parts.
-    pub fn write_final(&self, c: &Circuit, manifest: &Manifest) -> Result<()> {
-        let p = self.path.join("nodes.parquet");
-        write_atomic(&p, &circuit::nodes_parquet(&p, &c.nodes)?)?;
-        let p = self.path.join("edges.parquet");
-        write_atomic(&p, &circuit::edges_parquet(&p, &c.edges)?)?;
-        let p = self.path.join("prompts.parquet");
-        write_atomic(&p, &circuit::prompts_parquet(&p, &c.prompts)?)?;
+impl CircuitDir {
+    /// The part files of `parts`, per table (nodes, edges, prompts), in the given order.
+    pub fn part_sources(&self, parts: &[Range<u64>]) -> [Vec<PathBuf>; 3] {
+        ["nodes", "edges", "prompts"].map(|t| parts.iter().map(|r| self.part_path(r, t)).collect())
+    }
+
+    /// Writes the final tables by streaming `sources` (per table: nodes, edges, prompts; files
+    /// in prompt order) so memory stays bounded by one row group however big the circuit,
+    /// then the manifest that `manifest` makes from the row counts (nodes, edges, prompts),
+    /// then removes the parts.
+    pub fn finish_from(
+        &self,
+        sources: &[Vec<PathBuf>; 3],
+        manifest: impl FnOnce([usize; 3]) -> Manifest,
+    ) -> Result<Manifest> {
+        let names = ["nodes.parquet", "edges.parquet", "prompts.parquet"];
+        let mut counts = [0usize; 3];
+        for (i, name) in names.iter().enumerate() {
+            let out = self.path.join(name);
+            let empty = match i {
+                0 => circuit::nodes_parquet(&out, &[])?,
+                1 => circuit::edges_parquet(&out, &[])?,
+                _ => circuit::prompts_parquet(&out, &[])?,
+            };
+            counts[i] = circuit::concat_parquet(&sources[i], &out, &empty)?;
+        }
+        let manifest = manifest(counts);
         let m = self.manifest_path();
         let json =
-            serde_json::to_vec_pretty(manifest).map_err(|e| Error::circuit(&m, e.to_string()))?;
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::circuit(&m, e.to_string()))?;
         write_atomic(&m, &json)?;
         let parts = self.parts_dir();
         if parts.exists() {
             std::fs::remove_dir_all(&parts).map_err(|e| Error::io(&parts, e))?;
         }
-        Ok(())
+        Ok(manifest)
     }
 }
 
@@ -364,8 +384,8 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// Reads a complete circuit directory: its tables and manifest.
-pub fn read_circuit(dir: &Path) -> Result<(Circuit, Manifest)> {
+/// Reads the manifest of a complete circuit directory, checking its format.
+pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let d = CircuitDir::new(dir);
     let manifest = d.manifest()?.ok_or_else(|| {
         let hint = match d.finished_parts() {
@@ -389,6 +409,13 @@ pub fn read_circuit(dir: &Path) -> Result<(Circuit, Manifest)> {
             ),
         ));
     }
+    Ok(manifest)
+}
+
+/// Reads a complete circuit directory: its tables and manifest (all in memory; for big
+/// circuits read the Parquet files with a dataframe library instead).
+pub fn read_circuit(dir: &Path) -> Result<(Circuit, Manifest)> {
+    let manifest = read_manifest(dir)?;
     let c = Circuit {
         nodes: circuit::read_nodes(&dir.join("nodes.parquet"))?,
         edges: circuit::read_edges(&dir.join("edges.parquet"))?,
@@ -408,12 +435,11 @@ pub fn merge(shard_dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<
     }
     let mut shards = Vec::new();
     for d in shard_dirs {
-        let (c, m) = read_circuit(d)?;
-        shards.push((d.clone(), c, m));
+        shards.push((d.clone(), read_manifest(d)?));
     }
-    let first = shards[0].2.clone();
+    let first = shards[0].1.clone();
     let mut seen: Vec<Shard> = Vec::new();
-    for (d, _, m) in &shards {
+    for (d, m) in &shards {
         if m.fingerprint != first.fingerprint {
             return Err(Error::circuit(
                 d,
@@ -459,12 +485,10 @@ pub fn merge(shard_dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<
             ),
         ));
     }
-    shards.sort_by_key(|(_, _, m)| m.prompt_range.0);
+    shards.sort_by_key(|(_, m)| m.prompt_range.0);
     seen.sort_by_key(|s| s.index);
-    let mut circuit = Circuit::default();
     let mut timings = Timings::default();
-    for (_, c, m) in shards.iter() {
-        circuit.extend(c.clone());
+    for (_, m) in shards.iter() {
         timings.load += m.timings.load;
         timings.prepare += m.timings.prepare;
         timings.trace += m.timings.trace;
@@ -472,25 +496,6 @@ pub fn merge(shard_dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<
         timings.total += m.timings.total;
         timings.resumed_prompts += m.timings.resumed_prompts;
     }
-    timings.prompts_per_s = if timings.total > 0.0 {
-        circuit.prompts.len() as f64 / timings.total
-    } else {
-        0.0
-    };
-    let manifest = Manifest {
-        shard: None,
-        merged_shards: seen,
-        prompt_range: (
-            shards.iter().map(|s| s.2.prompt_range.0).min().unwrap_or(0),
-            shards.iter().map(|s| s.2.prompt_range.1).max().unwrap_or(0),
-        ),
-        n_prompts: circuit.prompts.len(),
-        n_nodes: circuit.nodes.len(),
-        n_edges: circuit.edges.len(),
-        timings,
-        traced_at_unix: shards.iter().map(|s| s.2.traced_at_unix).max().unwrap_or(0),
-        ..first
-    };
     let d = CircuitDir::new(out);
     if d.manifest_path().exists() || out.join("run.json").exists() {
         return Err(Error::circuit(
@@ -498,8 +503,35 @@ pub fn merge(shard_dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<
             "already holds a circuit; choose another output directory",
         ));
     }
-    d.write_final(&circuit, &manifest)?;
-    Ok(manifest)
+    let sources = ["nodes.parquet", "edges.parquet", "prompts.parquet"].map(|f| {
+        shards
+            .iter()
+            .map(|(dir, _)| dir.join(f))
+            .collect::<Vec<_>>()
+    });
+    let range = (
+        shards.iter().map(|s| s.1.prompt_range.0).min().unwrap_or(0),
+        shards.iter().map(|s| s.1.prompt_range.1).max().unwrap_or(0),
+    );
+    let traced_at_unix = shards.iter().map(|s| s.1.traced_at_unix).max().unwrap_or(0);
+    d.finish_from(&sources, |[n_nodes, n_edges, n_prompts]| {
+        timings.prompts_per_s = if timings.trace > 0.0 {
+            n_prompts as f64 / timings.trace
+        } else {
+            0.0
+        };
+        Manifest {
+            shard: None,
+            merged_shards: seen,
+            prompt_range: range,
+            n_prompts,
+            n_nodes,
+            n_edges,
+            timings,
+            traced_at_unix,
+            ..first
+        }
+    })
 }
 
 fn first_count(m: &Manifest) -> usize {

@@ -363,3 +363,34 @@ fn fixture_formats_agree() {
     assert_eq!(d("capitals.csv"), jsonl);
     assert_eq!(d("capitals.yaml"), jsonl);
 }
+
+#[test]
+fn more_shards_than_prompts() {
+    // 7 prompts over 8 shards: the last shard is empty and still a valid circuit.
+    let tok = tokenizer();
+    let (d, all) = prompts(&tok);
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    run_fake(&spec(&one, &d, Shard::ALL, 2, 5), &all, &tok).unwrap();
+    let shards: Vec<PathBuf> = (0..8)
+        .map(|i| {
+            let s = Shard { index: i, count: 8 };
+            let out = dir.path().join(format!("s{i}"));
+            run_fake(
+                &spec(&out, &d, s, 2, 5),
+                &shard_prompts(&all, d.len(), s),
+                &tok,
+            )
+            .unwrap();
+            out
+        })
+        .collect();
+    let (empty, m) = read_circuit(&shards[7]).unwrap();
+    assert_eq!((empty, m.n_prompts), (Circuit::default(), 0));
+    let merged = dir.path().join("merged");
+    merge(&shards, &merged, false).unwrap();
+    assert_eq!(
+        read_circuit(&merged).unwrap().0,
+        read_circuit(&one).unwrap().0
+    );
+}
