@@ -30,6 +30,7 @@
 //! | `device` | `cpu` | `cpu`, `cuda` |
 //! | `shard` | from SLURM | `I/N`: trace the I-th of N contiguous parts (0-based) |
 //! | `verbose` | false | accepted for compatibility with the reference's configs; ignored |
+//! | `gpus_per_model` | 1 | the reference's model splitting; only 1 is accepted (use shards) |
 //!
 //! Relative paths in a config file are relative to the file's directory (so a config moves with
 //! its dataset); relative paths given as flags are relative to the working directory.
@@ -214,6 +215,17 @@ impl RunConfig {
         let mut normalised = serde_json::Map::new();
         for (k, val) in map {
             let key = k.replace('-', "_");
+            if key == "gpus_per_model" && val.as_u64() != Some(1) {
+                return Err(bad(
+                    &k,
+                    "adag runs each model copy on one device; spread a dataset over several \
+                     GPUs with shards (--shard I/N, one job per GPU; see docs/slurm.md)"
+                        .into(),
+                ));
+            }
+            if key == "gpus_per_model" {
+                continue;
+            }
             let mut one = serde_json::Map::new();
             one.insert(key.clone(), val.clone());
             serde_json::from_value::<RunConfig>(serde_json::Value::Object(one)).map_err(|e| {
@@ -456,6 +468,14 @@ mod tests {
             ),
             "{e}"
         );
+        let e = RunConfig::from_yaml("gpus_per_model: 2\n", "run.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`gpus_per_model`: adag runs each model copy on one device"),
+            "{e}"
+        );
+        assert!(RunConfig::from_yaml("gpus-per-model: 1\n", "run.yaml").is_ok());
         let e = RunConfig::from_yaml("k: three\n", "run.yaml")
             .unwrap_err()
             .to_string();
