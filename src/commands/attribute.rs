@@ -60,6 +60,13 @@ pub struct Args {
     /// How many top features to print.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
+    /// Open the graph in the browser viewer afterwards (writes the frontend JSON to
+    /// --graph-dir, by default `graphs/`, under --slug, by default made from the prompt).
+    #[arg(long)]
+    pub serve: bool,
+    /// Viewer port (with --serve).
+    #[arg(long, default_value_t = 8041)]
+    pub port: u16,
     /// Dtype of weights and activations.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
@@ -120,7 +127,14 @@ pub fn resolve_paths(
 }
 
 /// Runs `adag attribute`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    if args.serve {
+        args.graph_dir
+            .get_or_insert_with(|| PathBuf::from("graphs"));
+        if args.slug.is_none() {
+            args.slug = Some(slug_from(&args.prompt));
+        }
+    }
     if args.slug.is_some() != args.graph_dir.is_some() {
         bail!(
             "--slug and --graph-dir go together (the frontend JSON is {{graph-dir}}/{{slug}}.json)"
@@ -197,9 +211,40 @@ pub fn run(args: Args) -> Result<()> {
     }
     print_summary(&graph, &pruned, args.top);
     if args.out.is_none() && args.slug.is_none() {
-        eprintln!("(nothing saved: add --out graph.safetensors, or --slug NAME --graph-dir DIR for the viewer)");
+        eprintln!("(nothing saved: add --out graph.safetensors, --slug NAME --graph-dir DIR, or --serve for the viewer)");
+    }
+    if let (true, Some(slug), Some(dir)) = (args.serve, &args.slug, &args.graph_dir) {
+        adag_serve::serve_blocking(
+            adag_serve::ServeConfig::new(dir.clone())
+                .slug(slug.clone())
+                .port(args.port),
+        )?;
     }
     Ok(())
+}
+
+/// A file-name-safe slug from a prompt: lower-case words joined by `-`, at most 48 characters.
+pub fn slug_from(prompt: &str) -> String {
+    let words: Vec<String> = prompt
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect();
+    let mut slug = String::new();
+    for w in words {
+        if slug.len() + w.len() + 1 > 48 {
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&w);
+    }
+    if slug.is_empty() {
+        "graph".into()
+    } else {
+        slug
+    }
 }
 
 /// The phase timing report on stderr, as circuit-tracer prints it.

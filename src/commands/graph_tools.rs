@@ -42,7 +42,7 @@ pub struct ExportArgs {
     edge_threshold: f32,
 }
 
-fn load(path: &PathBuf) -> Result<Graph> {
+fn load(path: &std::path::Path) -> Result<Graph> {
     Graph::load(path).with_context(|| format!("reading graph {}", path.display()))
 }
 

@@ -73,11 +73,13 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
-    let ivs: Vec<Intervention> = args
-        .interventions
-        .iter()
-        .map(|s| s.parse())
-        .collect::<std::result::Result<_, _>>()?;
+    let mut ivs: Vec<Intervention> = Vec::with_capacity(args.interventions.len());
+    for s in &args.interventions {
+        ivs.push(
+            s.parse::<Intervention>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
     let tokens = prepare_tokens(&m.tokenizer, &args.prompt)?;
     let mode = match args.mode {
         ModeArg::OpenLoop => Mode::OpenLoop {

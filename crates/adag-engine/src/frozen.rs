@@ -165,6 +165,16 @@ struct FrozenLayer {
     ln1_post: Option<Norm>,
     ln2: Norm,
     ln2_post: Option<Norm>,
+    /// Backward operators with the frozen norms folded in, so the backward through attention
+    /// is three matrix products and no elementwise pass over the gradient:
+    /// `W_O` with Gemma-2's post-attention norm weight folded into its rows, `[d, n_heads·d_head]`.
+    w_o_bwd: Tensor,
+    /// `W_V ⊙ w_ln1` (columns scaled), `[n_kv_heads·d_head, d]`.
+    w_v_bwd: Tensor,
+    /// Pattern grouped by key/value head, `[kv, key, rep, query]`, times `1/scale_ln1[key]` and
+    /// (Gemma-2) `1/scale_ln1_post[query]`: one matmul per group sums the query heads sharing a
+    /// key/value head.
+    pattern_grouped: Tensor,
 }
 
 /// The frozen (linear) model of one prompt.
@@ -196,6 +206,49 @@ fn norm(
             .and_then(|w| w.to_dtype(dt))
             .ctx("frozen norm weight")?,
     })
+}
+
+/// The folded backward operators of layer `l` (see [`FrozenLayer`]).
+fn fold_attention(
+    model: &Transformer,
+    l: usize,
+    pattern_t: &Tensor,
+    ln1: &Norm,
+    ln1_post: Option<&Norm>,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let cfg = &model.cfg;
+    let w = &model.weights.blocks[l].attn;
+    let dt = model.dtype();
+    let (kv, rep) = (cfg.n_kv_heads, cfg.n_rep());
+    let t = pattern_t.dim(1).ctx("pattern")?;
+    let w_o = match ln1_post {
+        Some(post) => {
+            w.o.weight
+                .broadcast_mul(&post.weight.unsqueeze(1).ctx("weight")?)
+                .ctx("folding ln1_post")?
+        }
+        None => w.o.weight.clone(),
+    };
+    let w_v =
+        w.v.weight
+            .broadcast_mul(&ln1.weight.unsqueeze(0).ctx("weight")?)
+            .ctx("folding ln1")?;
+    // [H, k, q] → [kv, rep, k, q] → [kv, k, rep, q], keys scaled by 1/s1, queries by 1/s1_post.
+    let mut p = pattern_t
+        .reshape((kv, rep, t, t))
+        .and_then(|p| p.permute((0, 2, 1, 3)))
+        .and_then(|p| p.contiguous())
+        .ctx("grouping pattern")?;
+    p = p
+        .broadcast_mul(&ln1.inv_scale.reshape((1, t, 1, 1)).ctx("scale")?)
+        .ctx("folding 1/s1")?;
+    if let Some(post) = ln1_post {
+        p = p
+            .broadcast_mul(&post.inv_scale.reshape((1, 1, 1, t)).ctx("scale")?)
+            .ctx("folding 1/s1_post")?;
+    }
+    let to = |x: Tensor| x.to_dtype(dt).and_then(|x| x.contiguous()).ctx("dtype");
+    Ok((to(w_o)?, to(w_v)?, to(p)?))
 }
 
 impl<'m> FrozenModel<'m> {
@@ -236,12 +289,19 @@ impl<'m> FrozenModel<'m> {
                     .map(|n| norm(cache, item, h(site), n, dt))
                     .transpose()
             };
+            let ln1 = norm(cache, item, h(Site::Ln1Scale), &w.ln1, dt)?;
+            let ln1_post = post(Site::Ln1PostScale, &w.ln1_post)?;
+            let (w_o_bwd, w_v_bwd, pattern_grouped) =
+                fold_attention(model, l, &pattern_t, &ln1, ln1_post.as_ref())?;
             layers.push(FrozenLayer {
-                ln1: norm(cache, item, h(Site::Ln1Scale), &w.ln1, dt)?,
+                ln1,
                 pattern_t,
-                ln1_post: post(Site::Ln1PostScale, &w.ln1_post)?,
+                ln1_post,
                 ln2: norm(cache, item, h(Site::Ln2Scale), &w.ln2, dt)?,
                 ln2_post: post(Site::Ln2PostScale, &w.ln2_post)?,
+                w_o_bwd,
+                w_v_bwd,
+                pattern_grouped,
             });
         }
         let ln_final = norm(
@@ -460,53 +520,47 @@ impl<'m> FrozenModel<'m> {
     }
 
     /// Backward through block `l`'s attention: from the gradient at `resid_mid` to `resid_pre`.
+    /// Three matrix products with the frozen norms folded into the operators (see
+    /// [`FrozenLayer`]).
     fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let fl = &self.layers[l];
-        let w = &self.model.weights.blocks[l].attn;
         let (n, _, d) = g_mid.dims3().ctx("gradient shape")?;
         let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
-        let g_raw = match &fl.ln1_post {
-            Some(post) => post.apply(g_mid, t).ctx("ln1_post backward")?,
-            None => g_mid.clone(),
-        };
-        // attn_raw = z W_Oᵀ  ⇒  g_z = g W_O
-        let g_z = g_raw
+        // attn_out = post(z W_Oᵀ)  ⇒  g_z = g W_O' ; arranged [kv, rep·t, n·dh].
+        let g_z = g_mid
             .reshape((n * t, d))
-            .and_then(|g| g.matmul(&w.o.weight))
-            .ctx("o_proj backward")?;
-        // [n, t, H, dh] → [H, t, n·dh]: one matmul per head with the transposed pattern.
-        let g_z = g_z
-            .reshape((n, t, h, dh))
+            .and_then(|g| g.matmul(&fl.w_o_bwd))
+            .and_then(|g| g.reshape((n, t, h, dh)))
             .and_then(|g| g.permute((2, 1, 0, 3)))
             .and_then(|g| g.contiguous())
-            .and_then(|g| g.reshape((h, t, n * dh)))
-            .ctx("splitting heads")?;
-        let pt = fl
-            .pattern_t
+            .and_then(|g| g.reshape((kv, rep * t, n * dh)))
+            .ctx("o_proj backward")?;
+        // Keys × (query heads of the group, queries): sums over the group's heads in the product.
+        let p = fl
+            .pattern_grouped
             .narrow(1, 0, t)
-            .and_then(|p| p.narrow(2, 0, t))
+            .and_then(|p| p.narrow(3, 0, t))
+            .and_then(|p| p.contiguous())
+            .and_then(|p| p.reshape((kv, t, rep * t)))
             .ctx("pattern cone")?;
-        let g_v = pt.matmul(&g_z).ctx("pattern backward")?; // [H, t_k, n·dh]
-                                                            // Sum the query heads that share a key/value head, back to [n, t, kv·dh].
-        let g_v = g_v
-            .reshape((kv, rep, t, n, dh))
-            .and_then(|g| g.sum(1))
+        let g_v = p
+            .matmul(&g_z)
+            .and_then(|g| g.reshape((kv, t, n, dh)))
             .and_then(|g| g.permute((2, 1, 0, 3)))
             .and_then(|g| g.contiguous())
             .and_then(|g| g.reshape((n * t, kv * dh)))
-            .ctx("merging heads")?;
-        // v = x W_Vᵀ  ⇒  g_x = g_v W_V
+            .ctx("pattern backward")?;
+        // v = (r ⊙ w / s) W_Vᵀ  ⇒  g_r = g_v W_V' (the 1/s is already in the pattern).
         let g_x = g_v
-            .matmul(&w.v.weight)
+            .matmul(&fl.w_v_bwd)
             .and_then(|g| g.reshape((n, t, d)))
             .ctx("v_proj backward")?;
-        let rows = (n * t) as f64;
         self.count(
-            2.0 * rows * (d * h * dh + kv * dh * d) as f64 + 2.0 * (h * t * t * n * dh) as f64,
+            2.0 * (n * t) as f64 * (d * h * dh + kv * dh * d) as f64
+                + 2.0 * (h * t * t * n * dh) as f64,
         );
-        let g_resid = fl.ln1.apply(&g_x, t).ctx("ln1 backward")?;
-        (g_mid + g_resid).ctx("residual")
+        (g_mid + g_x).ctx("residual")
     }
 
     /// The batched vector–Jacobian product of the frozen model for `seeds`.
