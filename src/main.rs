@@ -40,6 +40,14 @@ enum Command {
     Trace(commands::trace::Args),
     /// Merge circuit shards (from `adag trace --shard I/N`) into one circuit.
     Merge(commands::merge::Args),
+    /// Cluster a circuit's neurons by what they read and write (multi-view spectral).
+    Cluster(commands::cluster::Args),
+    /// Scale a cluster's traced neurons and report cluster and output effects.
+    Steer(commands::steer::Args),
+    /// Correlate cluster, neuron and edge attribution with a per-prompt metric.
+    Correlate(commands::correlate::Args),
+    /// Draw one prompt's tokens → clusters → outputs graph (DOT, SVG, PNG with Graphviz).
+    Plot(commands::plot::Args),
     /// Train the bundled demo model or its transcoders (CPU).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
@@ -62,6 +70,10 @@ fn main() {
         Command::Serve(a) => commands::serve::run(a),
         Command::Trace(a) => commands::trace::run(a),
         Command::Merge(a) => commands::merge::run(a),
+        Command::Cluster(a) => commands::cluster::run(a),
+        Command::Steer(a) => commands::steer::run(a),
+        Command::Correlate(a) => commands::correlate::run(a),
+        Command::Plot(a) => commands::plot::run(a),
         Command::Train(t) => commands::train::run(t),
     };
     if let Err(e) = result {

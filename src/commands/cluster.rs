@@ -1,0 +1,87 @@
+//! `adag cluster`: multi-view spectral clustering of a circuit's units.
+
+use std::path::PathBuf;
+
+use adag_analysis::{cluster, ClusterOptions, ClusterState, Combine, Profiles, SimilarityOptions};
+use anyhow::{Context, Result};
+
+/// Arguments of `adag cluster`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A circuit directory (from `adag trace` or `adag merge`).
+    pub circuit: PathBuf,
+    /// Number of clusters.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    /// How input- and output-view similarities combine: harmonic or mean.
+    #[arg(long, default_value = "harmonic")]
+    pub combine: Combine,
+    /// Weight each prompt's cosine by sqrt(|A_i||A_j|).
+    #[arg(long)]
+    pub weight_by_attribution: bool,
+    /// Seed of the eigensolver start vector and k-means++.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// k-means restarts.
+    #[arg(long, default_value_t = 10)]
+    pub n_init: usize,
+    /// Cluster-state file to write (default: CIRCUIT/clusters.json).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `adag cluster`.
+pub fn run(args: Args) -> Result<()> {
+    let (circuit, _) = adag_circuit::read_circuit(&args.circuit)
+        .with_context(|| format!("reading circuit {}", args.circuit.display()))?;
+    let profiles = Profiles::from_circuit(&circuit);
+    let opts = ClusterOptions {
+        k: args.k,
+        similarity: SimilarityOptions {
+            combine: args.combine,
+            weight_by_attribution: args.weight_by_attribution,
+        },
+        seed: args.seed,
+        n_init: args.n_init,
+    };
+    let clustering = cluster(&profiles, &opts)?;
+    let state = clustering.to_state(&args.circuit.display().to_string(), &profiles, &opts);
+    let out = args
+        .out
+        .unwrap_or_else(|| ClusterState::default_path(&args.circuit));
+    state.write(&out)?;
+    let d = &state.diagnostics;
+    println!(
+        "{} units over {} prompts into {} clusters → {}",
+        profiles.units.len(),
+        profiles.prompts.len(),
+        opts.k,
+        out.display()
+    );
+    println!(
+        "eigengap {:.4} (largest gap at k = {}), silhouette {:.3}, intra/inter similarity {:.3}/{:.3}, sign conflicts {:.1}%, {} eigensolver",
+        d.eigengap,
+        d.suggested_k,
+        d.silhouette,
+        d.intra_similarity,
+        d.inter_similarity,
+        100.0 * d.sign_conflict_rate,
+        d.eigensolver
+    );
+    println!(
+        "{:<6} {:>6} {:>8} {:>12}  top units",
+        "id", "units", "prompts", "attribution"
+    );
+    for c in &state.clusters {
+        let top: Vec<&str> = c.units.iter().take(4).map(String::as_str).collect();
+        println!(
+            "{:<6} {:>6} {:>8} {:>12.4}  {}",
+            c.id,
+            c.units.len(),
+            c.n_prompts,
+            c.attribution,
+            top.join(" ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `adag correlate`: attribution of clusters, units and cluster edges against a per-prompt metric.
+
+use std::path::PathBuf;
+
+use adag_analysis::correlate::{correlate, to_csv, Level, Metric};
+use adag_analysis::ClusterState;
+use anyhow::{Context, Result};
+
+/// Arguments of `adag correlate`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A circuit directory.
+    pub circuit: PathBuf,
+    /// Per-prompt metric: CSV/TSV with a prompt_id or label column, or a JSON object.
+    #[arg(long)]
+    pub metric: PathBuf,
+    /// The metric's value column (default: the first column besides the key).
+    #[arg(long)]
+    pub column: Option<String>,
+    /// What to correlate: cluster, neuron or edge (cluster → cluster). Repeatable.
+    #[arg(long, value_delimiter = ',', default_value = "cluster,neuron,edge")]
+    pub level: Vec<LevelArg>,
+    /// Items present on fewer prompts are left out.
+    #[arg(long, default_value_t = 10)]
+    pub min_prompts: usize,
+    /// Cluster-state file (default: CIRCUIT/clusters.json).
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// Write the full table as CSV here.
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+    /// Rows to print.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+}
+
+/// A correlation level.
+#[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum LevelArg {
+    /// Clusters.
+    Cluster,
+    /// Units (layer, neuron, polarity).
+    Neuron,
+    /// Cluster → cluster edges.
+    Edge,
+}
+
+/// Runs `adag correlate`.
+pub fn run(args: Args) -> Result<()> {
+    let (circuit, _) = adag_circuit::read_circuit(&args.circuit)
+        .with_context(|| format!("reading circuit {}", args.circuit.display()))?;
+    let metric = Metric::read(&args.metric, args.column.as_deref(), &circuit)?;
+    let cs_path = args
+        .clusters
+        .clone()
+        .unwrap_or_else(|| ClusterState::default_path(&args.circuit));
+    let clusters = if cs_path.exists() {
+        Some(ClusterState::read(&cs_path)?)
+    } else {
+        None
+    };
+    let mut rows = Vec::new();
+    for l in &args.level {
+        let level = match l {
+            LevelArg::Cluster => Level::Cluster,
+            LevelArg::Neuron => Level::Neuron,
+            LevelArg::Edge => Level::Edge,
+        };
+        if level != Level::Neuron && clusters.is_none() {
+            if args.clusters.is_some() || args.level.len() == 1 {
+                anyhow::bail!(
+                    "{} not found: run `adag cluster {}` first",
+                    cs_path.display(),
+                    args.circuit.display()
+                );
+            }
+            eprintln!("(no {}: skipping {level:?} level)", cs_path.display());
+            continue;
+        }
+        rows.extend(correlate(
+            &circuit,
+            clusters.as_ref(),
+            &metric,
+            level,
+            args.min_prompts,
+        )?);
+    }
+    rows.sort_by(|a, b| b.pearson_r.abs().total_cmp(&a.pearson_r.abs()));
+    if let Some(out) = &args.out {
+        adag_circuit::store::write_atomic(out, to_csv(&rows).as_bytes())?;
+        println!("{} rows → {}", rows.len(), out.display());
+    }
+    println!("{} prompts with a metric", metric.values.len());
+    println!(
+        "{:<8} {:<16} {:>5} {:>8} {:>9} {:>8} {:>9}",
+        "level", "item", "n", "r", "p", "rho", "p"
+    );
+    for r in rows.iter().take(args.top) {
+        println!(
+            "{:<8} {:<16} {:>5} {:>8.3} {:>9.2e} {:>8.3} {:>9.2e}",
+            format!("{:?}", r.level).to_lowercase(),
+            r.item,
+            r.n,
+            r.pearson_r,
+            r.pearson_p,
+            r.spearman_rho,
+            r.spearman_p
+        );
+    }
+    Ok(())
+}
