@@ -143,12 +143,34 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
     })
 }
 
+/// Extra fields merged into the frontend JSON: per node (by `node_id`) and into `metadata`.
+/// adag's viewer reads `input_profile` / `output_profile` on neuron nodes and
+/// `metadata.target_logit_tokens`; other frontends ignore unknown fields.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// `node_id` → fields added to that node.
+    pub nodes: std::collections::BTreeMap<String, serde_json::Map<String, Value>>,
+    /// Fields added to `metadata`.
+    pub metadata: serde_json::Map<String, Value>,
+}
+
 /// The `{slug}.json` document for a pruned graph.
 pub fn graph_json(
     graph: &Graph,
     prune: &PruneResult,
     slug: &str,
     node_threshold: f32,
+) -> Result<Value> {
+    graph_json_with(graph, prune, slug, node_threshold, &Extras::default())
+}
+
+/// [`graph_json`] with extra fields merged in.
+pub fn graph_json_with(
+    graph: &Graph,
+    prune: &PruneResult,
+    slug: &str,
+    node_threshold: f32,
+    extras: &Extras,
 ) -> Result<Value> {
     graph.validate()?;
     let n = graph.n_nodes();
@@ -180,10 +202,22 @@ pub fn graph_json(
                     NodeKind::Token { .. } | NodeKind::Logit { .. }
                 )
         })
-        .map(|i| node_json(graph, prune, i))
+        .map(|i| {
+            let mut node = node_json(graph, prune, i);
+            if let (Some(obj), Some(extra)) =
+                (node.as_object_mut(), extras.nodes.get(&node_id(graph, i)))
+            {
+                obj.extend(extra.clone());
+            }
+            node
+        })
         .collect();
+    let mut metadata = metadata_json(graph, slug, node_threshold);
+    if let Some(obj) = metadata.as_object_mut() {
+        obj.extend(extras.metadata.clone());
+    }
     Ok(json!({
-        "metadata": metadata_json(graph, slug, node_threshold),
+        "metadata": metadata,
         "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
         "nodes": nodes,
         "links": links,
@@ -211,12 +245,24 @@ pub fn write_graph_files(
     dir: &Path,
     node_threshold: f32,
 ) -> Result<()> {
+    write_graph_files_with(graph, prune, slug, dir, node_threshold, &Extras::default())
+}
+
+/// [`write_graph_files`] with extra fields merged in.
+pub fn write_graph_files_with(
+    graph: &Graph,
+    prune: &PruneResult,
+    slug: &str,
+    dir: &Path,
+    node_threshold: f32,
+    extras: &Extras,
+) -> Result<()> {
     if slug.is_empty() || slug.contains(['/', '\\']) || slug.starts_with('.') {
         return Err(Error::Inconsistent(format!(
             "slug `{slug}` must be a plain file name"
         )));
     }
-    let doc = graph_json(graph, prune, slug, node_threshold)?;
+    let doc = graph_json_with(graph, prune, slug, node_threshold, extras)?;
     let text =
         serde_json::to_string_pretty(&doc).map_err(|e| Error::Inconsistent(e.to_string()))?;
     write_atomic(&dir.join(format!("{slug}.json")), text.as_bytes())?;

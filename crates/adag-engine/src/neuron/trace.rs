@@ -744,3 +744,40 @@ pub fn neuron_graph(
     g.validate()?;
     Ok(g)
 }
+
+/// The viewer's extras for a neuron graph made by [`neuron_graph`]: each neuron's input and
+/// output profiles, and the target tokens (`token_str` decodes an id).
+pub fn neuron_graph_extras(
+    circuit: &PromptCircuit,
+    graph: &Graph,
+    token_str: &dyn Fn(u32) -> String,
+) -> adag_graph::frontend::Extras {
+    let mut extras = adag_graph::frontend::Extras::default();
+    for i in 0..graph.n_features() {
+        if let adag_graph::NodeKind::Feature {
+            layer,
+            pos,
+            feature,
+            ..
+        } = graph.node_kind(i)
+        {
+            if let Some(n) = circuit
+                .nodes
+                .iter()
+                .find(|n| (n.layer, n.position, n.index) == (layer as i32, pos, feature))
+            {
+                let mut m = serde_json::Map::new();
+                m.insert("input_profile".into(), serde_json::json!(n.input_profile));
+                m.insert("output_profile".into(), serde_json::json!(n.output_profile));
+                extras
+                    .nodes
+                    .insert(adag_graph::frontend::node_id(graph, i), m);
+            }
+        }
+    }
+    let targets: Vec<String> = circuit.targets.iter().map(|&t| token_str(t)).collect();
+    extras
+        .metadata
+        .insert("target_logit_tokens".into(), serde_json::json!(targets));
+    extras
+}
