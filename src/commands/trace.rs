@@ -14,8 +14,8 @@ use adag_circuit::prepare::{
 use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
 use adag_circuit::{Dataset, Shard, TracedEdge, TracedNode, TracedPrompt};
 use adag_engine::neuron::{
-    neuron_graph, trace_prompts, NeuronOptions, PromptCircuit, PromptInput, RelpRule,
-    LLAMA_31_8B_INSTRUCT_BLACKLIST,
+    neuron_graph, neuron_graph_extras, trace_prompts, NeuronOptions, PromptCircuit, PromptInput,
+    RelpRule, LLAMA_31_8B_INSTRUCT_BLACKLIST,
 };
 use adag_graph::{frontend, prune, GraphMeta};
 use adag_model::LoadedModel;
@@ -120,6 +120,13 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Open the per-prompt graphs in the browser viewer afterwards (implies --graph-dir,
+    /// by default `graphs/`).
+    #[arg(long)]
+    pub serve: bool,
+    /// Viewer port (with --serve).
+    #[arg(long, default_value_t = 8041)]
+    pub port: u16,
 }
 
 impl Args {
@@ -237,8 +244,11 @@ fn to_traced(c: &PromptCircuit) -> TracedPrompt {
 }
 
 /// Runs `adag trace`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
     let t_start = Instant::now();
+    if args.serve && args.graph_dir.is_none() {
+        args.graph_dir = Some(PathBuf::from("graphs"));
+    }
     if args.slug.is_some() && args.graph_dir.is_none() {
         bail!("--slug names the graphs written to --graph-dir; give --graph-dir too");
     }
@@ -377,11 +387,21 @@ pub fn run(args: Args) -> Result<()> {
                     ..Default::default()
                 };
                 let name = format!("{slug}-{}", p.prompt_id);
-                let g = neuron_graph(c, n_layers, meta)
+                let mut g = neuron_graph(c, n_layers, meta)
                     .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
+                let decode = |t: u32| {
+                    tok.token_strings(&[t])
+                        .ok()
+                        .and_then(|v| v.into_iter().next())
+                        .unwrap_or_default()
+                };
+                for t in &mut g.logit_targets {
+                    t.token = decode(t.vocab_idx);
+                }
+                let extras = neuron_graph_extras(c, &g, &decode);
                 let pruned =
                     prune(&g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
-                frontend::write_graph_files(&g, &pruned, &name, dir, 0.8)
+                frontend::write_graph_files_with(&g, &pruned, &name, dir, 0.8, &extras)
                     .map_err(|e| format!("writing graph {name}: {e:#}"))?;
             }
         }
@@ -436,6 +456,13 @@ pub fn run(args: Args) -> Result<()> {
     );
     if let Some((dir, slug)) = &graph_export {
         println!("graphs: {}/{slug}-{{prompt_id}}.json", dir.display());
+        if args.serve {
+            adag_serve::serve_blocking(
+                adag_serve::ServeConfig::new(dir.clone())
+                    .slug(format!("{slug}-0"))
+                    .port(args.port),
+            )?;
+        }
     }
     Ok(())
 }
