@@ -159,30 +159,93 @@ fn attribute_prune_export_and_intervene_on_fixture_transcoders() {
         "--graph-dir",
         graphs.to_str().unwrap(),
     ]);
-    assert!(text.contains("targets:") && text.contains("top features by influence"), "{text}");
+    assert!(
+        text.contains("targets:") && text.contains("top features by influence"),
+        "{text}"
+    );
     // The model defaulted to config.yaml's model_name (the llama fixture), whose BOS leads.
     assert!(text.contains("0:<|begin_of_text|>"), "{text}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(graphs.join("dallas.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("dallas.json")).unwrap())
+            .unwrap();
     assert_eq!(json["metadata"]["slug"], "dallas");
     assert!(!json["links"].as_array().unwrap().is_empty());
-    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(graphs.join("graph-metadata.json")).unwrap()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("graph-metadata.json")).unwrap())
+            .unwrap();
     assert_eq!(index["graphs"].as_array().unwrap().len(), 1);
 
-    let pruned = ok(&["prune", "--graph", out.to_str().unwrap(), "--node-threshold", "0.5"]);
+    let pruned = ok(&[
+        "prune",
+        "--graph",
+        out.to_str().unwrap(),
+        "--node-threshold",
+        "0.5",
+    ]);
     assert!(pruned.contains("pruned to"), "{pruned}");
-    ok(&["export", "--graph", out.to_str().unwrap(), "--slug", "again", "--graph-dir", graphs.to_str().unwrap()]);
-    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(graphs.join("graph-metadata.json")).unwrap()).unwrap();
-    assert_eq!(index["graphs"].as_array().unwrap().len(), 2, "upsert adds a new slug");
+    ok(&[
+        "export",
+        "--graph",
+        out.to_str().unwrap(),
+        "--slug",
+        "again",
+        "--graph-dir",
+        graphs.to_str().unwrap(),
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("graph-metadata.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        index["graphs"].as_array().unwrap().len(),
+        2,
+        "upsert adds a new slug"
+    );
 
-    let iv = ok(&["intervene", "-t", "fixtures/transcoders/llama-plt", "-p", "36+59=", "--set", "1:5:3*0", "--set", "0:4+:7=5", "--generate", "3"]);
+    let iv = ok(&[
+        "intervene",
+        "-t",
+        "fixtures/transcoders/llama-plt",
+        "-p",
+        "36+59=",
+        "--set",
+        "1:5:3*0",
+        "--set",
+        "0:4+:7=5",
+        "--generate",
+        "3",
+    ]);
     assert!(iv.contains("clean") && iv.contains("intervened"), "{iv}");
 
-    let e = fails(&["attribute", "-t", "fixtures/transcoders/llama-plt", "-p", "x", "--slug", "s"]);
+    let e = fails(&[
+        "attribute",
+        "-t",
+        "fixtures/transcoders/llama-plt",
+        "-p",
+        "x",
+        "--slug",
+        "s",
+    ]);
     assert!(e.contains("--graph-dir"), "{e}");
     let e = fails(&["attribute", "-t", "fixtures/models/llama", "-p", "x"]);
     assert!(e.contains("config.yaml"), "{e}");
-    let e = fails(&["attribute", "-t", "fixtures/transcoders/gemma2-clt", "-m", "fixtures/models/llama", "-p", "x"]);
+    let e = fails(&[
+        "attribute",
+        "-t",
+        "fixtures/transcoders/gemma2-clt",
+        "-m",
+        "fixtures/models/llama",
+        "-p",
+        "x",
+    ]);
     assert!(e.contains("layers"), "{e}");
-    let e = fails(&["intervene", "-t", "fixtures/transcoders/llama-plt", "-p", "x", "--set", "1:2"]);
+    let e = fails(&[
+        "intervene",
+        "-t",
+        "fixtures/transcoders/llama-plt",
+        "-p",
+        "x",
+        "--set",
+        "1:2",
+    ]);
     assert!(e.contains("LAYER:POS:FEATURE"), "{e}");
 }
