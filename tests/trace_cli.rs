@@ -245,3 +245,63 @@ fn llama31_instruct_is_detected_from_the_directory() {
     // The model's list is off; an explicit list still applies.
     assert_eq!(m.config["engine"]["blacklist"], serde_json::json!([[1, 5]]));
 }
+
+#[test]
+fn trace_exports_neuron_graphs_like_transcoder_graphs() {
+    let dir = tempfile::tempdir().unwrap();
+    let graphs = dir.path().join("graphs");
+    ok(
+        &[
+            "trace",
+            "--config",
+            "fixtures/datasets/run.yaml",
+            "--out",
+            s(&dir.path().join("c")),
+            "--graph-dir",
+            s(&graphs),
+            "--slug",
+            "cap",
+            "--quiet",
+        ],
+        &[],
+    );
+    // The frontend JSON: neurons as features, with their profiles and the decoded targets.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("cap-0.json")).unwrap()).unwrap();
+    let neurons: Vec<&serde_json::Value> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["feature_type"] == "mlp neuron")
+        .collect();
+    assert!(!neurons.is_empty());
+    for n in &neurons {
+        let p: f64 = n["input_profile"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .sum();
+        assert!((p - 1.0).abs() < 1e-3, "input profile sums to {p}");
+        assert!(!n["output_profile"].as_array().unwrap().is_empty());
+    }
+    assert!(doc["metadata"]["target_logit_tokens"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
+    // The graph file: the same tools as transcoder graphs work on it.
+    let file = graphs.join("cap-0.safetensors");
+    let pruned = ok(&["prune", "--graph", s(&file)], &[]);
+    assert!(pruned.contains("pruned to"), "{pruned}");
+    ok(
+        &[
+            "export",
+            "--graph",
+            s(&file),
+            "--slug",
+            "again",
+            "--graph-dir",
+            s(&graphs),
+        ],
+        &[],
+    );
+}

@@ -111,7 +111,8 @@ pub struct Args {
     /// Seeds per backward pass inside the engine (memory vs speed; no effect on results).
     #[arg(long, default_value_t = 128)]
     pub backward_batch: usize,
-    /// Also write each prompt's neuron graph as circuit-tracer frontend JSON here.
+    /// Also write each prompt's neuron graph here: `{slug}-{prompt_id}.safetensors` (the graph
+    /// file, as `adag attribute --out`) and `.json` (circuit-tracer frontend JSON).
     #[arg(long)]
     pub graph_dir: Option<PathBuf>,
     /// Slug prefix of those graphs: `{slug}-{prompt_id}` (default: `trace`).
@@ -399,6 +400,8 @@ pub fn run(mut args: Args) -> Result<()> {
                     t.token = decode(t.vocab_idx);
                 }
                 let extras = neuron_graph_extras(c, &g, &decode);
+                g.save(&dir.join(format!("{name}.safetensors")))
+                    .map_err(|e| format!("writing graph file {name}: {e:#}"))?;
                 let pruned =
                     prune(&g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
                 frontend::write_graph_files_with(&g, &pruned, &name, dir, 0.8, &extras)
