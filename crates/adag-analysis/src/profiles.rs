@@ -132,12 +132,15 @@ fn add_into(acc: &mut Vec<f32>, x: &[f32]) {
     acc.iter_mut().zip(x).for_each(|(a, b)| *a += b);
 }
 
+/// Per prompt and unit, while collecting: summed input view, summed output view, summed
+/// attribution, and the positions the unit fired at.
+type UnitAccumulator = (Vec<f32>, Vec<f32>, f32, Vec<u32>);
+
 impl Profiles {
     /// Collects units and views from a circuit's node table.
     pub fn from_circuit(circuit: &Circuit) -> Self {
         // Neuron nodes carry both profiles; embedding (layer −1) and logit nodes carry none.
-        let mut per: BTreeMap<u64, BTreeMap<Unit, (Vec<f32>, Vec<f32>, f32, Vec<u32>)>> =
-            BTreeMap::new();
+        let mut per: BTreeMap<u64, BTreeMap<Unit, UnitAccumulator>> = BTreeMap::new();
         for n in &circuit.nodes {
             if n.layer < 0 || (n.input_profile.is_empty() && n.output_profile.is_empty()) {
                 continue;

@@ -141,13 +141,19 @@ pub struct PromptSteering {
     pub generated: Vec<u32>,
 }
 
+/// A traced neuron node: (layer, position, neuron, activation, unit).
+type TracedNeuron = (usize, usize, usize, f32, Unit);
+
+/// Final-position logits and, per layer, the neuron activations of one run.
+type RunOutput = (Vec<f32>, BTreeMap<usize, Vec<f32>>);
+
 /// The steering engine: a model, a circuit and its clusters.
 pub struct Steerer<'a> {
     model: &'a Transformer,
     circuit: &'a Circuit,
     clusters: &'a ClusterState,
     /// prompt id → its neuron nodes (layer, position, neuron, activation, unit).
-    nodes: BTreeMap<u64, Vec<(usize, usize, usize, f32, Unit)>>,
+    nodes: BTreeMap<u64, Vec<TracedNeuron>>,
 }
 
 fn top(probs: &[f32], k: usize) -> Vec<TopToken> {
@@ -247,11 +253,7 @@ impl<'a> Steerer<'a> {
         }
     }
 
-    fn run(
-        &self,
-        tokens: &[u32],
-        hooks: &mut dyn ForwardHooks,
-    ) -> Result<(Vec<f32>, BTreeMap<usize, Vec<f32>>)> {
+    fn run(&self, tokens: &[u32], hooks: &mut dyn ForwardHooks) -> Result<RunOutput> {
         let n_layers = self.model.cfg.n_layers;
         let filter = CacheFilter::sites([Site::MlpPost]);
         let batch = Batch::single(tokens).ctx(|| "building the batch".into())?;

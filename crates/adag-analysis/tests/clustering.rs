@@ -24,8 +24,10 @@ fn cos(a: &[f32], b: &[f32]) -> f32 {
 /// Three units on two prompts, with a unit at two positions; S computed by hand from §5.
 #[test]
 fn similarity_matches_direct_computation() {
-    let mut c = adag_circuit::Circuit::default();
-    c.prompts = vec![prompt(0, 3, 2), prompt(1, 3, 2)];
+    let mut c = adag_circuit::Circuit {
+        prompts: vec![prompt(0, 3, 2), prompt(1, 3, 2)],
+        ..Default::default()
+    };
     // Prompt 0: A (layer 0, n 1, +) at positions 0 and 2; B (layer 1, n 5, +); C (layer 1, n 5, −).
     c.nodes.push(neuron(
         0,

@@ -52,13 +52,11 @@ pub fn prompt(prompt_id: u64, len: usize, k: usize) -> PromptRow {
 
 /// `groups` planted groups of `per_group` neurons: group g reads position g % len and writes
 /// target g % k (units of a group occur together on ~70% of prompts, with noise).
+/// The planted group of each (layer, neuron).
+pub type Planted = Vec<((i32, u32), usize)>;
+
 /// Returns the circuit and the planted group of each (layer, neuron).
-pub fn planted(
-    groups: usize,
-    per_group: usize,
-    n_prompts: usize,
-    seed: u64,
-) -> (Circuit, Vec<((i32, u32), usize)>) {
+pub fn planted(groups: usize, per_group: usize, n_prompts: usize, seed: u64) -> (Circuit, Planted) {
     let (len, k) = (6usize, 3usize);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut c = Circuit::default();
