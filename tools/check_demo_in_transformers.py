@@ -24,7 +24,7 @@ def main() -> int:
     model_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "models" / "demo"
     ref = json.loads((model_dir / "reference_logits.json").read_text())
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
     ok = True
     worst = 0.0

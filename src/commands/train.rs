@@ -38,6 +38,9 @@ pub struct DemoArgs {
     /// Evaluate and checkpoint every N steps.
     #[arg(long)]
     eval_every: Option<usize>,
+    /// Stop after N steps of the schedule (the bundle: 1500 of 2500).
+    #[arg(long)]
+    stop_after: Option<usize>,
 }
 
 /// `adag train transcoders`.
@@ -91,6 +94,7 @@ fn demo(a: DemoArgs) -> Result<()> {
     if let Some(e) = a.eval_every {
         cfg.eval_every = e;
     }
+    cfg.stop_after = a.stop_after;
     let pb = bar(cfg.steps as u64, "training");
     let start = Instant::now();
     let trained = train_demo(&cfg, Some(&a.out), &mut |e| match e {

@@ -10,8 +10,10 @@
 //!   lookup, the circuit studied in "On the Biology of a Large Language Model" (2025).
 //! - **two-digit addition** ("36+59=95."): about 5% of the 8100 pairs never appear.
 //! - **subject–verb agreement across a distractor** ("The keys to the cabinet are"): six
-//!   subject nouns never head a sentence with a distractor; they occur only in simple
-//!   sentences ("The keys are old."), which is where their number is learnt.
+//!   held-out subject nouns never appear with a distractor of the *opposite* number (the
+//!   attraction case that is evaluated); they occur in simple sentences ("The horses are
+//!   old.") and with same-number distractors ("The horses near the farms are old."), so their
+//!   number is learnt but never the rule's hard case.
 //! - **filler**: simple narrative sentences, so the model is a language model rather than a
 //!   lookup table.
 
@@ -139,7 +141,7 @@ pub const NOUNS: &[(&str, &str)] = &[
     ("student", "students"),
     ("window", "windows"),
     ("flower", "flowers"),
-    // held out of the distractor sentences:
+    // held out of opposite-number distractor sentences:
     ("horse", "horses"),
     ("cup", "cups"),
     ("ship", "ships"),
@@ -148,7 +150,7 @@ pub const NOUNS: &[(&str, &str)] = &[
     ("farmer", "farmers"),
 ];
 
-/// Number of [`NOUNS`] (from the end) held out of the distractor sentences.
+/// Number of [`NOUNS`] (from the end) held out of opposite-number distractor sentences.
 pub const HELD_OUT_NOUNS: usize = 6;
 
 /// Distractor nouns `(singular, plural)` (objects of the preposition).
@@ -219,6 +221,9 @@ pub enum Task {
     Addition,
     /// Subject–verb agreement across an opposite-number distractor, held-out subject nouns.
     Agreement,
+    /// Agreement across an opposite-number distractor for the trained subject nouns
+    /// (prompts sampled from the training distribution: a sanity check, not held out).
+    AgreementTrained,
     /// City → state (trained facts; a sanity check, not held out).
     CityState,
     /// State → capital (trained facts; a sanity check, not held out).
@@ -232,6 +237,7 @@ impl Task {
             Task::TwoHop => "two-hop (held-out cities)",
             Task::Addition => "addition (held-out pairs)",
             Task::Agreement => "agreement (held-out nouns)",
+            Task::AgreementTrained => "agreement (trained nouns)",
             Task::CityState => "city->state (trained)",
             Task::StateCapital => "state->capital (trained)",
         }
@@ -302,10 +308,17 @@ pub fn sample_sentence(rng: &mut Rng) -> String {
             }
         }
     } else if u < 0.80 {
-        let n = rng.below(NOUNS.len() - HELD_OUT_NOUNS);
+        // Held-out nouns take part only with a distractor of their own number, so their
+        // number is learnt where it has to be carried, never in the attraction case.
+        let n = rng.below(NOUNS.len());
         let plural = rng.below(2) == 1;
         let d = rng.pick(DISTRACTORS);
-        let dist = if rng.below(2) == 1 { d.1 } else { d.0 };
+        let dist_plural = if n >= NOUNS.len() - HELD_OUT_NOUNS {
+            plural
+        } else {
+            rng.below(2) == 1
+        };
+        let dist = if dist_plural { d.1 } else { d.0 };
         let subj = if plural { NOUNS[n].1 } else { NOUNS[n].0 };
         let verb = if plural { "are" } else { "is" };
         format!(
@@ -411,6 +424,20 @@ pub fn eval_items() -> Vec<EvalItem> {
             }
         }
     }
+    for (i, (sg, pl)) in NOUNS[..NOUNS.len() - HELD_OUT_NOUNS].iter().enumerate() {
+        let prep = PREPS[i % PREPS.len()];
+        let d = DISTRACTORS[i % DISTRACTORS.len()];
+        items.push(EvalItem {
+            task: Task::AgreementTrained,
+            prompt: format!("The {sg} {prep} the {}", d.1),
+            answer: " is".into(),
+        });
+        items.push(EvalItem {
+            task: Task::AgreementTrained,
+            prompt: format!("The {pl} {prep} the {}", d.0),
+            answer: " are".into(),
+        });
+    }
     items
 }
 
@@ -428,11 +455,29 @@ mod tests {
         let evals = eval_items();
         for it in evals.iter().filter(|i| i.task.held_out()) {
             assert!(
-                !xs.iter().any(|s| s.starts_with(&it.prompt)),
+                !xs.iter()
+                    .any(|s| s.starts_with(&format!("{}{}", it.prompt, it.answer))),
                 "held-out prompt {:?} appears in training",
                 it.prompt
             );
         }
+        // Held-out nouns never meet an opposite-number distractor, but do meet same-number ones.
+        let mut same = 0;
+        for (sg, pl) in &NOUNS[NOUNS.len() - HELD_OUT_NOUNS..] {
+            for prep in PREPS {
+                for (dsg, dpl) in DISTRACTORS {
+                    for bad in [
+                        format!("The {sg} {prep} the {dpl} "),
+                        format!("The {pl} {prep} the {dsg} "),
+                    ] {
+                        assert!(!xs.iter().any(|s| s.starts_with(&bad)), "{bad}");
+                    }
+                    let good = format!("The {pl} {prep} the {dpl} ");
+                    same += xs.iter().filter(|s| s.starts_with(&good)).count();
+                }
+            }
+        }
+        assert!(same > 0);
         // The held-out cities' one-hop facts are trained.
         assert!(xs.iter().any(|s| s.starts_with("Dallas is")));
         assert!(xs.iter().any(|s| s == "The capital of Texas is Austin."));

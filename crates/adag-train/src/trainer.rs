@@ -59,6 +59,10 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     /// Evaluate (and checkpoint) every this many steps; 0 = only at the end.
     pub eval_every: usize,
+    /// Stop after this many steps of the `steps`-long schedule (the learning rate is then not
+    /// fully decayed); `None` runs the whole schedule.
+    #[serde(default)]
+    pub stop_after: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -81,6 +85,7 @@ impl Default for TrainConfig {
             beta2: 0.98,
             grad_clip: 1.0,
             eval_every: 500,
+            stop_after: None,
         }
     }
 }
@@ -275,7 +280,7 @@ pub fn train_demo(
             loss: l,
             lr,
         });
-        let last = step + 1 == cfg.steps;
+        let last = step + 1 == cfg.steps || cfg.stop_after == Some(step + 1);
         if last || (cfg.eval_every > 0 && (step + 1) % cfg.eval_every == 0) {
             let model = params.transformer()?.with_autograd(false);
             report = evaluate(&model, &tok, &evals)?;
@@ -286,6 +291,9 @@ pub fn train_demo(
             if let Some(dir) = out {
                 save(&params, &report, dir)?;
             }
+        }
+        if last {
+            break;
         }
     }
     Ok(Trained {

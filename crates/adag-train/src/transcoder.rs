@@ -246,15 +246,15 @@ impl Default for TranscoderConfig {
     fn default() -> Self {
         TranscoderConfig {
             seed: 99,
-            d_tc: 1024,
-            rows: 3000,
+            d_tc: 768,
+            rows: 2000,
             seq_len: 40,
-            steps: 2500,
-            batch: 512,
+            steps: 1500,
+            batch: 256,
             lr: 2e-3,
             l1: 0.01,
             max_fve_drop: 0.01,
-            refit_steps: 500,
+            refit_steps: 300,
         }
     }
 }

@@ -1,0 +1,106 @@
+//! The committed bundle (models/demo): the model answers held-out prompts of every task, and
+//! the transcoders reconstruct MLP outputs at the quality recorded in their metrics.json.
+
+use adag_model::{LoadOptions, Transformer};
+use adag_train::bundle::{default_model_dir, default_transcoders_dir};
+use adag_train::corpus::{eval_items, Task};
+use adag_train::eval::evaluate;
+use adag_train::transcoder::{collect_activations, metrics, TranscoderSet};
+use candle_core::Device;
+
+fn load() -> (Transformer, tokenizers::Tokenizer) {
+    let dir = default_model_dir().expect("the bundle is committed under models/demo");
+    let model = Transformer::load(&dir, &LoadOptions::default()).unwrap();
+    let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    (model, tok)
+}
+
+#[test]
+fn bundled_model_answers_held_out_prompts_of_each_task() {
+    let (model, tok) = load();
+    let items = eval_items();
+    for task in [Task::TwoHop, Task::Addition, Task::Agreement] {
+        // A fixed handful: every 7th held-out prompt of the task.
+        let handful: Vec<_> = items
+            .iter()
+            .filter(|i| i.task == task)
+            .step_by(7)
+            .take(8)
+            .cloned()
+            .collect();
+        let r = evaluate(&model, &tok, &handful).unwrap();
+        let s = &r[task.name()];
+        assert!(
+            s.first_token == s.n,
+            "{}: {}/{} top-1 correct; wrong: {:?}",
+            task.name(),
+            s.first_token,
+            s.n,
+            s.failures
+        );
+    }
+}
+
+#[test]
+fn bundled_model_reproduces_its_recorded_accuracies() {
+    let (model, tok) = load();
+    let dir = default_model_dir().unwrap();
+    let recorded: adag_train::eval::EvalReport =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("eval.json")).unwrap()).unwrap();
+    let now = evaluate(&model, &tok, &eval_items()).unwrap();
+    for (task, r) in &recorded {
+        let s = &now[task];
+        assert_eq!(
+            (s.n, s.correct, s.first_token),
+            (r.n, r.correct, r.first_token),
+            "{task}"
+        );
+    }
+}
+
+#[test]
+fn readme_prompt_top_logit_is_the_right_capital() {
+    let (model, tok) = load();
+    let ids = tok
+        .encode("The capital of the state containing Dallas is", true)
+        .unwrap()
+        .get_ids()
+        .to_vec();
+    let logits = model.logits(&ids).unwrap();
+    let last = logits.get(ids.len() - 1).unwrap();
+    let top = last.argmax(0).unwrap().to_scalar::<u32>().unwrap();
+    assert_eq!(tok.id_to_token(top).as_deref(), Some("ĠAustin"));
+}
+
+#[test]
+fn bundled_transcoders_reconstruct_at_reported_quality() {
+    let (model, tok) = load();
+    let dir = default_transcoders_dir().unwrap();
+    let set = TranscoderSet::load(&dir, &Device::Cpu).unwrap();
+    assert_eq!(set.layers.len(), model.cfg.n_layers);
+    assert_eq!(set.input_hook, "mlp.hook_in");
+    assert_eq!(set.output_hook, "mlp.hook_out");
+    let reported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    // A fixed sample from a stream the transcoders were not trained on.
+    let data = collect_activations(&model, &tok, 120, 40, 4242).unwrap();
+    for (l, (train, eval)) in data.iter().enumerate() {
+        let sample = adag_train::transcoder::LayerData {
+            x: candle_core::Tensor::cat(&[&train.x, &eval.x], 0).unwrap(),
+            y: candle_core::Tensor::cat(&[&train.y, &eval.y], 0).unwrap(),
+        };
+        let m = metrics(&set.layers[l], &sample).unwrap();
+        let r = &reported["layers"][l];
+        let (fve, l0) = (r["fve"].as_f64().unwrap(), r["l0"].as_f64().unwrap());
+        assert!(
+            (m.fve - fve).abs() < 0.03,
+            "layer {l}: variance explained {} here vs {fve} reported",
+            m.fve
+        );
+        assert!(
+            (m.l0 - l0).abs() < 0.2 * l0 + 1.0,
+            "layer {l}: L0 {} here vs {l0} reported",
+            m.l0
+        );
+    }
+}
