@@ -305,3 +305,74 @@ fn trace_exports_neuron_graphs_like_transcoder_graphs() {
         &[],
     );
 }
+
+#[test]
+fn clusters_become_named_supernodes_on_each_prompts_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let (circuit, graphs) = (dir.path().join("c"), dir.path().join("graphs"));
+    ok(
+        &[
+            "trace",
+            "--config",
+            "fixtures/datasets/run.yaml",
+            "--out",
+            s(&circuit),
+            "--graph-dir",
+            s(&graphs),
+            "--quiet",
+        ],
+        &[],
+    );
+    let text = ok(
+        &[
+            "cluster",
+            s(&circuit),
+            "--k",
+            "3",
+            "--graph-dir",
+            s(&graphs),
+        ],
+        &[],
+    );
+    assert!(text.contains("supernodes to 7 graph(s)"), "{text}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(circuit.join("clusters.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = state["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("trace-0.json")).unwrap())
+            .unwrap();
+    let neurons: std::collections::HashSet<&str> = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["feature_type"] == "mlp neuron")
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    let groups = doc["qParams"]["supernodes"].as_array().unwrap();
+    assert!(!groups.is_empty());
+    let mut seen = std::collections::HashSet::new();
+    for g in groups {
+        let g = g.as_array().unwrap();
+        assert!(
+            names.contains(&g[0].as_str().unwrap()),
+            "{:?} is not a cluster",
+            g[0]
+        );
+        for id in &g[1..] {
+            let id = id.as_str().unwrap();
+            assert!(
+                neurons.contains(id),
+                "{id} is not a neuron node of this graph"
+            );
+            assert!(seen.insert(id), "{id} is in two supernodes");
+        }
+    }
+    // Every neuron node of the prompt belongs to some cluster (all units were clustered).
+    assert_eq!(seen.len(), neurons.len());
+}

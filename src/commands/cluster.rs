@@ -28,6 +28,13 @@ pub struct Args {
     /// Cluster-state file to write (default: CIRCUIT/clusters.json).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
+    /// Also show the clusters as named supernodes on the per-prompt graphs that
+    /// `adag trace --graph-dir DIR --slug S` wrote here.
+    #[arg(long)]
+    pub graph_dir: Option<PathBuf>,
+    /// Slug prefix of those graphs.
+    #[arg(long, default_value = "trace")]
+    pub slug: String,
 }
 
 /// Runs `adag cluster`.
@@ -50,6 +57,14 @@ pub fn run(args: Args) -> Result<()> {
         .out
         .unwrap_or_else(|| ClusterState::default_path(&args.circuit));
     state.write(&out)?;
+    if let Some(dir) = &args.graph_dir {
+        let n = adag_analysis::write_cluster_supernodes(&state, dir, &args.slug)
+            .with_context(|| format!("adding clusters to the graphs in {}", dir.display()))?;
+        println!(
+            "clusters added as supernodes to {n} graph(s) in {}",
+            dir.display()
+        );
+    }
     let d = &state.diagnostics;
     println!(
         "{} units over {} prompts into {} clusters → {}",

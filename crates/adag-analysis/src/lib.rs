@@ -32,8 +32,10 @@ pub mod similarity;
 pub mod spectral;
 pub mod stats;
 pub mod steer;
+pub mod supernodes;
 
 pub use cluster::{cluster, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics};
 pub use error::{Error, Result};
 pub use profiles::{Profiles, Unit};
 pub use similarity::{similarity, Combine, Similarity, SimilarityOptions};
+pub use supernodes::write_cluster_supernodes;
