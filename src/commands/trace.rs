@@ -12,10 +12,10 @@ use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
 use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
-use adag_circuit::{Dataset, Shard, TracedEdge, TracedNode, TracedPrompt};
+use adag_circuit::{Dataset, Shard, TracedPrompt};
 use adag_engine::neuron::{
-    neuron_graph, neuron_graph_extras, trace_prompts, NeuronOptions, PromptCircuit, PromptInput,
-    RelpRule, LLAMA_31_8B_INSTRUCT_BLACKLIST,
+    neuron_graph, neuron_graph_extras, trace_prompts, NeuronOptions, PromptInput, RelpRule,
+    LLAMA_31_8B_INSTRUCT_BLACKLIST,
 };
 use adag_graph::{frontend, prune, GraphMeta};
 use adag_model::LoadedModel;
@@ -212,38 +212,6 @@ pub fn neuron_options(
     }
 }
 
-fn to_traced(c: &PromptCircuit) -> TracedPrompt {
-    TracedPrompt {
-        targets: c.targets.clone(),
-        target_probs: c.target_probs.clone(),
-        target_logits: c.target_logits.clone(),
-        goal: c.goal,
-        nodes: c
-            .nodes
-            .iter()
-            .map(|n| TracedNode {
-                layer: n.layer,
-                position: n.position,
-                neuron: n.index,
-                activation: n.activation,
-                attribution: n.attribution,
-                input_profile: n.input_profile.clone(),
-                output_profile: n.output_profile.clone(),
-            })
-            .collect(),
-        edges: c
-            .edges
-            .iter()
-            .map(|e| TracedEdge {
-                source: e.source,
-                target: e.target,
-                weight: e.weight,
-                attribution: e.attribution,
-            })
-            .collect(),
-    }
-}
-
 /// Runs `adag trace`.
 pub fn run(mut args: Args) -> Result<()> {
     let t_start = Instant::now();
@@ -408,7 +376,7 @@ pub fn run(mut args: Args) -> Result<()> {
                     .map_err(|e| format!("writing graph {name}: {e:#}"))?;
             }
         }
-        Ok(circuits.iter().map(to_traced).collect())
+        Ok(circuits.iter().map(TracedPrompt::from).collect())
     };
 
     let bar = if args.quiet {

@@ -126,6 +126,41 @@ pub struct TracedPrompt {
     pub edges: Vec<TracedEdge>,
 }
 
+impl From<&adag_engine::neuron::PromptCircuit> for TracedPrompt {
+    /// The record of one traced prompt, as the engine returns it.
+    fn from(c: &adag_engine::neuron::PromptCircuit) -> Self {
+        TracedPrompt {
+            targets: c.targets.clone(),
+            target_probs: c.target_probs.clone(),
+            target_logits: c.target_logits.clone(),
+            goal: c.goal,
+            nodes: c
+                .nodes
+                .iter()
+                .map(|n| TracedNode {
+                    layer: n.layer,
+                    position: n.position,
+                    neuron: n.index,
+                    activation: n.activation,
+                    attribution: n.attribution,
+                    input_profile: n.input_profile.clone(),
+                    output_profile: n.output_profile.clone(),
+                })
+                .collect(),
+            edges: c
+                .edges
+                .iter()
+                .map(|e| TracedEdge {
+                    source: e.source,
+                    target: e.target,
+                    weight: e.weight,
+                    attribution: e.attribution,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A row of `nodes.parquet` (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]

@@ -3,48 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use adag_circuit::circuit::{TracedEdge, TracedNode, TracedPrompt};
+use adag_circuit::circuit::TracedPrompt;
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{prepare, PreparedPrompt, PromptOptions};
 use adag_circuit::store::{fingerprint_json, DatasetInfo};
 use adag_circuit::{merge, read_circuit, Circuit, Dataset, Shard};
-use adag_engine::neuron::{trace_prompts, NeuronOptions, PromptCircuit, PromptInput};
+use adag_engine::neuron::{trace_prompts, NeuronOptions, PromptInput};
 use adag_model::{LoadOptions, LoadedModel};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn to_traced(c: &PromptCircuit) -> TracedPrompt {
-    TracedPrompt {
-        targets: c.targets.clone(),
-        target_probs: c.target_probs.clone(),
-        target_logits: c.target_logits.clone(),
-        goal: c.goal,
-        nodes: c
-            .nodes
-            .iter()
-            .map(|n| TracedNode {
-                layer: n.layer,
-                position: n.position,
-                neuron: n.index,
-                activation: n.activation,
-                attribution: n.attribution,
-                input_profile: n.input_profile.clone(),
-                output_profile: n.output_profile.clone(),
-            })
-            .collect(),
-        edges: c
-            .edges
-            .iter()
-            .map(|e| TracedEdge {
-                source: e.source,
-                target: e.target,
-                weight: e.weight,
-                attribution: e.attribution,
-            })
-            .collect(),
-    }
 }
 
 struct Setup {
@@ -127,7 +95,7 @@ fn run(
             })
             .collect();
         let c = trace_prompts(&s.m.model, &inputs, &s.opts).map_err(|e| e.to_string())?;
-        Ok(c.iter().map(to_traced).collect())
+        Ok(c.iter().map(TracedPrompt::from).collect())
     };
     let prompts = &s.prompts[shard.range(s.dataset.len())];
     pipeline::run(
