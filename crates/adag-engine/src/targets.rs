@@ -69,7 +69,8 @@ pub struct SelectedTargets {
     pub directions: Tensor,
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
+/// Softmax of a logit vector (max-subtracted for stability).
+pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
     let sum: f32 = exp.iter().sum();

@@ -404,12 +404,7 @@ impl ForwardHooks for AutogradRelp {
             HookName::Block(l, Site::MlpPost) => {
                 let z = &self.gate[&l];
                 let u = &self.up[&l];
-                let act = match self.activation {
-                    adag_model::config::Activation::Silu => z.silu(),
-                    adag_model::config::Activation::GeluTanh => z.gelu(),
-                    adag_model::config::Activation::GeluErf => z.gelu_erf(),
-                }
-                .unwrap();
+                let act = self.activation.apply(z).unwrap();
                 let c = (act / (z + 1e-10).unwrap()).unwrap().detach();
                 let g = (c * z).unwrap();
                 let relp = (((&g * u.detach()).unwrap() + (g.detach() * u).unwrap()).unwrap()

@@ -61,6 +61,17 @@ pub enum Activation {
     GeluErf,
 }
 
+impl Activation {
+    /// Applies the nonlinearity elementwise.
+    pub fn apply(self, x: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
+        match self {
+            Activation::Silu => x.silu(),
+            Activation::GeluTanh => x.gelu(),
+            Activation::GeluErf => x.gelu_erf(),
+        }
+    }
+}
+
 /// How rotary frequencies are rescaled for long context.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum RopeScaling {

@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::arch::{self, BlockWeights, TransformerWeights};
 use crate::cache::{ActivationCache, CacheFilter};
-use crate::config::{Activation, ModelConfig};
+use crate::config::ModelConfig;
 use crate::error::{Context, Error, Result};
 use crate::layers::{apply_rope, Rope};
 use crate::weights::WeightFiles;
@@ -393,11 +393,7 @@ impl Transformer {
             hook(Site::MlpPreLinear),
             w.mlp.up.forward(&x2).context("up_proj")?,
         )?;
-        let act = match self.cfg.activation {
-            Activation::Silu => gate.silu(),
-            Activation::GeluTanh => gate.gelu(),
-            Activation::GeluErf => gate.gelu_erf(),
-        };
+        let act = self.cfg.activation.apply(&gate);
         let post = site(
             hook(Site::MlpPost),
             act.and_then(|a| a * &up).context("MLP activation")?,

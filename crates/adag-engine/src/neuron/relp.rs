@@ -68,12 +68,7 @@ impl<'m> RelpMlp<'m> {
                 .item(HookName::Block(l, Site::MlpPreLinear), item)?
                 .to_dtype(DType::F32)
                 .ctx("up")?;
-            let g = match act {
-                adag_model::config::Activation::Silu => z.silu(),
-                adag_model::config::Activation::GeluTanh => z.gelu(),
-                adag_model::config::Activation::GeluErf => z.gelu_erf(),
-            }
-            .ctx("gate activation")?;
+            let g = act.apply(&z).ctx("gate activation")?;
             let c = g.div(&(&z + 1e-10).ctx("gate")?).ctx("gate coefficient")?;
             let half = if rule == RelpRule::HalfRule { 0.5 } else { 1.0 };
             let dz = match rule {

@@ -345,7 +345,7 @@ fn trace_one(
         .get(n_pos - 1)
         .and_then(|l| l.to_vec1::<f32>())
         .ctx("logits")?;
-    let probs = softmax(&returned);
+    let probs = crate::targets::softmax(&returned);
     let targets: Vec<u32> = match &prompt.targets {
         Some(t) if !t.is_empty() => {
             if let Some(&bad) = t.iter().find(|&&i| i as usize >= cfg.d_vocab) {
@@ -658,13 +658,6 @@ fn mean_abs(v: impl Iterator<Item = f32>) -> f32 {
     } else {
         s / n as f32
     }
-}
-
-fn softmax(x: &[f32]) -> Vec<f32> {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
-    let s: f32 = e.iter().sum();
-    e.iter().map(|v| v / s).collect()
 }
 
 /// A single-prompt neuron circuit as an attribution [`Graph`] (neurons as features, no errors),
