@@ -1,12 +1,19 @@
 //! Attribution against a per-prompt metric (reference §8, `2_correlate_asr.py` and
 //! `3_describe_and_correlate.py`).
 //!
-//! For every item (a cluster, a unit, or a cluster→cluster edge) the per-prompt value is its
-//! summed attribution on that prompt: Σ node attribution of the cluster's (unit's) nodes, or
-//! Σ edge attribution of the edges from one cluster's nodes to another's (embeddings count as
-//! the pseudo-cluster `tokens`, logits as `outputs`). Only prompts where the item is present
-//! count (the reference's convention), and items present on fewer than `min_prompts` prompts
-//! are left out. Rows are sorted by |Pearson r|, strongest first.
+//! For every item (a cluster, a unit, a cluster→cluster edge or a unit→unit edge) the
+//! per-prompt value is its summed attribution on that prompt: Σ node attribution of the
+//! cluster's (unit's) nodes, or Σ edge attribution of the edges from one cluster's (unit's)
+//! nodes to another's. At cluster level embeddings count as the pseudo-cluster `tokens` and
+//! logits as `outputs`; at unit level they keep their token: `tok{id}` and `out{id}`, so an
+//! edge reads `tok412->L0N17+` or `L3N5-->out99`. Positions are summed, as for units. Only
+//! prompts where the item is present count (the reference's convention), and items present on
+//! fewer than `min_prompts` prompts are left out. Rows are sorted by |Pearson r|, strongest
+//! first.
+//!
+//! A metric that covers fewer than `min_prompts` (at least 3) of the circuit's prompts is an
+//! error rather than an empty table: no item could be reported, and an empty table reads as
+//! "nothing correlates".
 //!
 //! # Metric file
 //!
@@ -124,14 +131,16 @@ pub enum Level {
     Neuron,
     /// Cluster → cluster edges.
     Edge,
+    /// Unit → unit edges (embeddings and logits by token id), summed over positions.
+    NeuronEdge,
 }
 
 /// One row of the correlation table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorrelationRow {
-    /// `cluster`, `neuron` or `edge`.
+    /// `cluster`, `neuron`, `edge` or `neuron_edge`.
     pub level: Level,
-    /// Cluster id, unit (`L3N117+`) or `C1->C4`.
+    /// Cluster id, unit (`L3N117+`), `C1->C4` or `L0N5+->L2N9-`.
     pub item: String,
     /// Prompts where the item is present and the metric is known.
     pub n: usize,
@@ -199,19 +208,32 @@ pub fn item_values(
                     n.attribution as f64;
             }
         }
-        Level::Edge => {
-            let cs = need()?;
+        Level::Edge | Level::NeuronEdge => {
+            let cs = if level == Level::Edge {
+                Some(need()?)
+            } else {
+                None
+            };
             let act = node_key(circuit);
             let name = |p: u64, l: i32, pos: u32, neuron: u32| -> Option<String> {
                 if l < 0 {
-                    return Some("tokens".into());
+                    return Some(match cs {
+                        Some(_) => "tokens".into(),
+                        None => format!("tok{neuron}"),
+                    });
                 }
                 let &(a, is_neuron) = act.get(&(p, l, pos, neuron))?;
                 if !is_neuron {
-                    return Some("outputs".into());
+                    return Some(match cs {
+                        Some(_) => "outputs".into(),
+                        None => format!("out{neuron}"),
+                    });
                 }
-                cs.cluster_of(&Unit::of_node(l, neuron, a))
-                    .map(str::to_string)
+                let unit = Unit::of_node(l, neuron, a);
+                match cs {
+                    Some(cs) => cs.cluster_of(&unit).map(str::to_string),
+                    None => Some(unit.to_string()),
+                }
             };
             for e in &circuit.edges {
                 let (Some(s), Some(t)) = (
@@ -230,7 +252,8 @@ pub fn item_values(
                 ) else {
                     continue;
                 };
-                if s == t {
+                // Inside one cluster an edge is the cluster's own business, not a link.
+                if s == t && level == Level::Edge {
                     continue;
                 }
                 *out.entry(format!("{s}->{t}"))
@@ -251,6 +274,19 @@ pub fn correlate(
     level: Level,
     min_prompts: usize,
 ) -> Result<Vec<CorrelationRow>> {
+    let covered = circuit
+        .prompts
+        .iter()
+        .filter(|p| metric.values.contains_key(&p.prompt_id))
+        .count();
+    let needed = min_prompts.max(3);
+    if covered < needed {
+        return Err(Error::Input(format!(
+            "the metric covers {covered} of the circuit's {} prompts; correlation needs at \
+             least {needed} (lower --min-prompts, or give a metric for more prompts)",
+            circuit.prompts.len()
+        )));
+    }
     let items = item_values(circuit, clusters, level)?;
     let mut rows = Vec::new();
     for (item, per_prompt) in items {
@@ -259,7 +295,7 @@ pub fn correlate(
             .copied()
             .filter(|id| metric.values.contains_key(id))
             .collect();
-        if ids.len() < min_prompts.max(3) {
+        if ids.len() < needed {
             continue;
         }
         let x: Vec<f64> = ids.iter().map(|id| per_prompt[id]).collect();

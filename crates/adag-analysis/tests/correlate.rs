@@ -123,3 +123,118 @@ fn metric_errors_name_the_line() {
         .to_string();
     assert!(e.contains("no column"), "{e}");
 }
+
+fn edge(p: u64, src: (i32, u32, u32), dst: (i32, u32, u32), attribution: f32) -> EdgeRow {
+    EdgeRow {
+        prompt_id: p,
+        label: None,
+        source_layer: src.0,
+        source_position: src.1,
+        source_neuron: src.2,
+        target_layer: dst.0,
+        target_position: dst.1,
+        target_neuron: dst.2,
+        weight: attribution,
+        attribution,
+    }
+}
+
+/// Unit → unit edges, summed over positions, against the metric y = [2,1,4,3,5]:
+/// - L0N1+ → L1N3+ is split over two position pairs whose attributions add up to
+///   x = [1,2,3,4,5] on each prompt: r = 0.8 (as in the cluster case);
+/// - tok7 → L0N1+ (the embedding of token 7) carries 6 − x: r = −0.8;
+/// - L1N3+ → out100 (the logit of token 100) is present on two prompts only: left out.
+///
+/// Both kept rows have |r| = 0.8, so the order falls back to the item name.
+#[test]
+fn unit_edge_correlation_matches_hand_computation() {
+    let mut c = Circuit::default();
+    let x = [1.0f32, 2.0, 3.0, 4.0, 5.0];
+    for p in 0..5u64 {
+        let mut pr = prompt(p, 3, 1);
+        pr.label = Some(format!("p{p}"));
+        c.prompts.push(pr);
+        for pos in 0..2 {
+            c.nodes.push(neuron(
+                p,
+                0,
+                pos,
+                1,
+                1.0,
+                0.1,
+                vec![1.0, 0.0, 0.0],
+                vec![1.0],
+            ));
+        }
+        for pos in 1..3 {
+            c.nodes.push(neuron(
+                p,
+                1,
+                pos,
+                3,
+                2.0,
+                0.1,
+                vec![0.0, 1.0, 0.0],
+                vec![1.0],
+            ));
+        }
+        // Embedding and logit nodes: no profiles.
+        c.nodes.push(neuron(p, -1, 0, 7, 1.0, 0.2, vec![], vec![]));
+        c.nodes.push(neuron(p, 2, 2, 100, 9.0, 1.0, vec![], vec![]));
+        let xv = x[p as usize];
+        c.edges.push(edge(p, (0, 0, 1), (1, 1, 3), xv - 0.25));
+        c.edges.push(edge(p, (0, 1, 1), (1, 2, 3), 0.25));
+        c.edges.push(edge(p, (-1, 0, 7), (0, 0, 1), 6.0 - xv));
+        if p < 2 {
+            c.edges.push(edge(p, (1, 2, 3), (2, 2, 100), 0.5));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metric.csv");
+    std::fs::write(&path, "prompt_id,asr\n0,2\n1,1\n2,4\n3,3\n4,5\n").unwrap();
+    let metric = Metric::read(&path, None, &c).unwrap();
+    // No cluster state is needed at this level.
+    let rows = correlate(&c, None, &metric, Level::NeuronEdge, 3).unwrap();
+    let items: Vec<&str> = rows.iter().map(|r| r.item.as_str()).collect();
+    assert_eq!(items, ["L0N1+->L1N3+", "tok7->L0N1+"], "{rows:?}");
+    assert!((rows[0].pearson_r - 0.8).abs() < 1e-6, "{rows:?}");
+    assert!((rows[0].mean_attribution - 3.0).abs() < 1e-6);
+    assert!((rows[1].pearson_r + 0.8).abs() < 1e-6, "{rows:?}");
+    assert!((rows[1].spearman_rho + 0.8).abs() < 1e-12);
+    assert!(rows
+        .iter()
+        .all(|r| r.level == Level::NeuronEdge && r.n == 5));
+    // With a lower minimum the two-prompt logit edge appears, but a minimum is never below 3.
+    let rows = correlate(&c, None, &metric, Level::NeuronEdge, 2).unwrap();
+    assert!(rows.iter().all(|r| r.item != "L1N3+->out100"));
+}
+
+/// A metric covering fewer prompts than the minimum is an error naming both counts.
+#[test]
+fn too_few_prompts_is_an_error() {
+    let mut c = Circuit::default();
+    for p in 0..6u64 {
+        c.prompts.push(prompt(p, 3, 1));
+        c.nodes.push(neuron(
+            p,
+            0,
+            0,
+            1,
+            1.0,
+            p as f32,
+            vec![1.0, 0.0, 0.0],
+            vec![1.0],
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metric.json");
+    std::fs::write(&path, r#"{"0": 1.0, "1": 2.0, "2": 0.5, "3": 4.0}"#).unwrap();
+    let metric = Metric::read(&path, None, &c).unwrap();
+    let e = correlate(&c, None, &metric, Level::Neuron, 5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("covers 4 of the circuit's 6 prompts"), "{e}");
+    assert!(e.contains("at least 5"), "{e}");
+    let rows = correlate(&c, None, &metric, Level::Neuron, 4).unwrap();
+    assert_eq!(rows.len(), 1);
+}
