@@ -13,6 +13,23 @@
 //! - **cluster → output**: steered ÷ original logit of each traced target (the reference's
 //!   "Say ⟨tok⟩" rows) and the logit difference;
 //! - `KL(p_orig ‖ p_steered)` at the traced position; the top tokens before and after.
+//! - the steered logits of the traced targets **with the final norm's denominator held at its
+//!   unsteered value** (one more forward pass).
+//!
+//! # Why the second logit
+//!
+//! On a model that is already confident, amplifying the units that promote the answer
+//! usually does *not* raise the answer's raw logit. The final RMSNorm divides the residual by
+//! its root mean square, and when the residual at the traced position is dominated by the
+//! answer's direction, a larger push along it mostly grows that denominator. Measured on the
+//! bundled demo model (two-hop capitals, p(answer) ≈ 1): the answer-promoting cluster moves the
+//! answer's raw logit by −6.9 at 0× and by −0.1 at 2×; one last-layer neuron whose only path to
+//! the logits is the final norm moves it by +0.04 at 2× live and by +1.22 with the norm's
+//! denominator held fixed, which is then exactly linear in the scale (−1.22 at 0×). Ablation
+//! removes information that later layers need, which no renormalisation restores, so it
+//! shows in the raw logit. Attribution graphs freeze the same denominator, so the fixed-norm
+//! logit is the quantity the circuit's attributions predict; the raw logit is what the model
+//! outputs. Both are reported, and neither replaces the other.
 //!
 //! The reference hard-coded the logit layer as 32 (Llama-8B); here nothing depends on the
 //! model's depth.
@@ -107,6 +124,31 @@ impl ForwardHooks for ScaleNeurons {
     }
 }
 
+/// Holds the final norm's denominator (`ln_final.hook_scale`) at a recorded value.
+///
+/// With `scale: None` it records the value the run produces; with `Some` it replaces it.
+/// Every other site goes through `inner` (the steering edits).
+struct FixFinalNorm<'h> {
+    inner: &'h mut dyn ForwardHooks,
+    scale: Option<Tensor>,
+}
+
+impl ForwardHooks for FixFinalNorm<'_> {
+    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
+        let value = self.inner.edit(hook, value)?;
+        if hook != HookName::LnFinalScale {
+            return Ok(value);
+        }
+        match &self.scale {
+            Some(fixed) => Ok(fixed.clone()),
+            None => {
+                self.scale = Some(value.clone());
+                Ok(value)
+            }
+        }
+    }
+}
+
 /// A token and its probability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopToken {
@@ -131,6 +173,9 @@ pub struct PromptSteering {
     pub target_logits: Vec<f32>,
     /// Steered logits of the targets.
     pub steered_logits: Vec<f32>,
+    /// Steered logits of the targets with the final norm's denominator held at its unsteered
+    /// value (see the module docs for why).
+    pub steered_logits_fixed_norm: Vec<f32>,
     /// KL(p_orig ‖ p_steered) at the traced position.
     pub kl: f64,
     /// Top tokens before.
@@ -310,8 +355,20 @@ impl<'a> Steerer<'a> {
         }
         let mut hooks = self.hooks(prompt_id, target, scale, scope);
         let n_scaled = hooks.entries.values().map(Vec::len).sum();
-        let (lo, ao) = self.run(tokens, &mut adag_model::NoHooks)?;
+        let mut record = FixFinalNorm {
+            inner: &mut adag_model::NoHooks,
+            scale: None,
+        };
+        let (lo, ao) = self.run(tokens, &mut record)?;
+        let final_scale = record.scale;
         let (ls, as_) = self.run(tokens, &mut hooks)?;
+        let (lf, _) = self.run(
+            tokens,
+            &mut FixFinalNorm {
+                inner: &mut hooks,
+                scale: final_scale,
+            },
+        )?;
         let d_mlp = self.model.cfg.d_mlp;
         let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for &(l, p, n, _, u) in self.nodes.get(&prompt_id).into_iter().flatten() {
@@ -365,6 +422,7 @@ impl<'a> Steerer<'a> {
                 .collect(),
             target_logits: pick(&lo),
             steered_logits: pick(&ls),
+            steered_logits_fixed_norm: pick(&lf),
             targets,
             kl,
             top_before: top(&po, 5),
@@ -405,6 +463,8 @@ pub struct SteeringSummary {
     pub mean_top_target_ratio: f64,
     /// Mean steered − original logit of the first target.
     pub mean_top_target_delta: f64,
+    /// The same with the final norm's denominator held at its unsteered value.
+    pub mean_top_target_delta_fixed_norm: f64,
     /// Share of prompts whose top-1 token changed.
     pub top1_changed: f64,
     /// Mean cluster → cluster activation ratio, per cluster.
@@ -422,10 +482,14 @@ pub fn summarise(target: &str, scale: f32, rows: &[PromptSteering]) -> SteeringS
             e.1 += 1;
         }
     }
-    let first = |r: &PromptSteering| -> (f64, f64) {
-        match (r.target_logits.first(), r.steered_logits.first()) {
-            (Some(&o), Some(&s)) => ((s / o) as f64, (s - o) as f64),
-            _ => (f64::NAN, f64::NAN),
+    let first = |r: &PromptSteering| -> (f64, f64, f64) {
+        match (
+            r.target_logits.first(),
+            r.steered_logits.first(),
+            r.steered_logits_fixed_norm.first(),
+        ) {
+            (Some(&o), Some(&s), Some(&f)) => ((s / o) as f64, (s - o) as f64, (f - o) as f64),
+            _ => (f64::NAN, f64::NAN, f64::NAN),
         }
     };
     SteeringSummary {
@@ -435,6 +499,7 @@ pub fn summarise(target: &str, scale: f32, rows: &[PromptSteering]) -> SteeringS
         mean_kl: rows.iter().map(|r| r.kl).sum::<f64>() / n,
         mean_top_target_ratio: rows.iter().map(|r| first(r).0).sum::<f64>() / n,
         mean_top_target_delta: rows.iter().map(|r| first(r).1).sum::<f64>() / n,
+        mean_top_target_delta_fixed_norm: rows.iter().map(|r| first(r).2).sum::<f64>() / n,
         top1_changed: rows
             .iter()
             .filter(|r| r.top_before.first().map(|t| t.id) != r.top_after.first().map(|t| t.id))
@@ -450,17 +515,19 @@ pub fn summarise(target: &str, scale: f32, rows: &[PromptSteering]) -> SteeringS
 /// The sweep table as CSV (one row per target and scale).
 pub fn summary_csv(rows: &[SteeringSummary]) -> String {
     let mut s = String::from(
-        "target,scale,n_prompts,mean_kl,mean_top_target_ratio,mean_top_target_delta,top1_changed\n",
+        "target,scale,n_prompts,mean_kl,mean_top_target_ratio,mean_top_target_delta,\
+         mean_top_target_delta_fixed_norm,top1_changed\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{}\n",
             r.target,
             r.scale,
             r.n_prompts,
             r.mean_kl,
             r.mean_top_target_ratio,
             r.mean_top_target_delta,
+            r.mean_top_target_delta_fixed_norm,
             r.top1_changed
         ));
     }
@@ -510,6 +577,12 @@ pub fn write_summary_parquet(path: &std::path::Path, rows: &[SteeringSummary]) -
             "mean_top_target_delta",
             Arc::new(Float64Array::from_iter_values(
                 rows.iter().map(|r| r.mean_top_target_delta),
+            )),
+        ),
+        (
+            "mean_top_target_delta_fixed_norm",
+            Arc::new(Float64Array::from_iter_values(
+                rows.iter().map(|r| r.mean_top_target_delta_fixed_norm),
             )),
         ),
         (

@@ -2,38 +2,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use adag_analysis::cluster::{ClusterOptions, ClusterState, Diagnostics};
 use adag_analysis::correlate::{correlate, Level, Metric};
 use adag_circuit::{Circuit, EdgeRow};
-use common::{neuron, prompt};
-
-fn state(map: &[(&str, &str)]) -> ClusterState {
-    ClusterState {
-        format: "adag-cluster-state".into(),
-        version: 1,
-        circuit: "test".into(),
-        options: ClusterOptions::default(),
-        cluster_map: map
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        clusters: vec![],
-        diagnostics: Diagnostics {
-            eigenvalues: vec![],
-            eigengap: 0.0,
-            suggested_k: 1,
-            silhouette: 0.0,
-            intra_similarity: 0.0,
-            inter_similarity: 0.0,
-            intra_inter_ratio: None,
-            sign_conflict_rate: 0.0,
-            eigensolver: "dense".into(),
-            seconds: BTreeMap::new(),
-        },
-    }
-}
+use common::{neuron, prompt, state};
 
 /// x = [1,2,3,4,5] (C0's summed attribution), y = [2,1,4,3,5]: r = 0.8 exactly, t² = 16/3 on
 /// 3 degrees of freedom, whose two-sided p is 1 − (2/π)(atan(4/3) + 12/25).

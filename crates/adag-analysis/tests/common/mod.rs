@@ -106,3 +106,55 @@ pub fn purity(truth: &[(usize, usize)]) -> f64 {
         .sum();
     majority as f64 / truth.len() as f64
 }
+
+/// A cluster state with this `"layer,neuron,polarity"` → cluster map (no diagnostics), for
+/// tests that need cluster lookups but not a clustering run.
+pub fn state(map: &[(&str, &str)]) -> adag_analysis::ClusterState {
+    use adag_analysis::cluster::{ClusterInfo, ClusterOptions, Diagnostics};
+    let mut ids: Vec<&str> = map.iter().map(|(_, c)| *c).collect();
+    ids.sort();
+    ids.dedup();
+    let units = |id: &str| -> Vec<String> {
+        map.iter()
+            .filter(|(_, c)| *c == id)
+            .map(|(u, _)| u.to_string())
+            .collect()
+    };
+    adag_analysis::ClusterState {
+        format: "adag-cluster-state".into(),
+        version: 1,
+        circuit: "test".into(),
+        options: ClusterOptions::default(),
+        cluster_map: map
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        clusters: ids
+            .into_iter()
+            .map(|id| ClusterInfo {
+                id: id.to_string(),
+                name: id.to_string(),
+                units: units(id),
+                attribution: 0.0,
+                abs_attribution: 0.0,
+                n_prompts: 0,
+                input_description: None,
+                output_description: None,
+                description: None,
+                label: None,
+            })
+            .collect(),
+        diagnostics: Diagnostics {
+            eigenvalues: vec![],
+            eigengap: 0.0,
+            suggested_k: 1,
+            silhouette: 0.0,
+            intra_similarity: 0.0,
+            inter_similarity: 0.0,
+            intra_inter_ratio: None,
+            sign_conflict_rate: 0.0,
+            eigensolver: "dense".into(),
+            seconds: std::collections::BTreeMap::new(),
+        },
+    }
+}
