@@ -9,6 +9,42 @@
 //!
 //! The trait is synchronous on purpose: callers get concurrency from a thread pool of bounded
 //! size (the concurrency limit), and an in-process model is CPU/GPU-bound anyway.
+//!
+//! # Brief overview
+//!
+//! - [`Llm`] ([`client`]): what every caller uses. On-disk cache ([`cache`]), retries with
+//!   backoff, a concurrency limit ([`Llm::chat_many`]) and a [`UsageReport`].
+//! - [`BackendConfig`] ([`config`]): which backend, from a serde config or a compact CLI string
+//!   (`openai:http://127.0.0.1:8000/v1`, `anthropic`, `local[:DIR]`).
+//! - [`openai::OpenAiBackend`], [`anthropic::AnthropicBackend`]: the HTTP protocols.
+//! - [`local::LocalModel`] and [`local::LocalBackend`]: an adag-loaded model, with the
+//!   next-token distributions simulation needs ([`local::LocalModel::next_token_logprobs`]).
+//! - [`server`]: `adag serve-llm`, the local model as an OpenAI-compatible endpoint.
+//!
+//! ```no_run
+//! use adag_llm::{BackendConfig, ChatRequest, Llm, LlmOptions, Message};
+//! # fn main() -> adag_llm::Result<()> {
+//! let config: BackendConfig = "openai:http://127.0.0.1:8042/v1".parse()?;
+//! let llm = Llm::from_config(&config, LlmOptions::default().cache_dir("llm-cache"))?;
+//! let reply = llm.chat(&ChatRequest::new(vec![Message::user("Say hi.")]))?;
+//! println!("{}\n{}", reply.text, llm.report());
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod anthropic;
+pub mod cache;
+pub mod client;
+pub mod config;
+mod http;
+pub mod local;
+pub mod openai;
+mod secret;
+pub mod server;
+mod wire;
+
+pub use client::{Llm, LlmOptions, Prices, UsageReport};
+pub use config::BackendConfig;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +177,15 @@ pub struct ChatReply {
     /// Served from the on-disk cache (no tokens paid).
     #[serde(default)]
     pub cached: bool,
+}
+
+impl ChatReply {
+    /// Whether the model declined to answer: `finish_reason` is `"refusal"` (OpenAI's
+    /// `message.refusal`, Anthropic's `stop_reason: "refusal"`). `text` then holds the refusal
+    /// message where the endpoint sent one.
+    pub fn is_refusal(&self) -> bool {
+        self.finish_reason.as_deref() == Some("refusal")
+    }
 }
 
 /// Why a call failed. [`LlmError::is_retryable`] tells the retry loop what to try again.
