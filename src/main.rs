@@ -50,6 +50,8 @@ enum Command {
     Bench(commands::bench::BenchCommand),
     /// Open graphs in the browser: an interactive viewer on http://127.0.0.1:8041/.
     Serve(commands::serve::Args),
+    /// Serve a model as an OpenAI-compatible LLM endpoint on http://127.0.0.1:8042/v1.
+    ServeLlm(commands::serve_llm::Args),
     /// Trace neuron circuits for a dataset of prompts into Parquet tables (ADAG).
     Trace(commands::trace::Args),
     /// Merge circuit shards (from `adag trace --shard I/N`) into one circuit.
@@ -87,6 +89,7 @@ fn main() {
         Command::Merge(a) => commands::merge::run(a),
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Steer(a) => commands::steer::run(a),
+        Command::ServeLlm(a) => commands::serve_llm::run(a),
         Command::Correlate(a) => commands::correlate::run(a),
         Command::Plot(a) => commands::plot::run(a),
         Command::Train(t) => commands::train::run(t),

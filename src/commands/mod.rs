@@ -11,5 +11,6 @@ pub mod plot;
 pub mod run;
 pub mod serve;
 pub mod steer;
+pub mod serve_llm;
 pub mod trace;
 pub mod train;

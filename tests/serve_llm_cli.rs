@@ -1,0 +1,94 @@
+//! `adag serve-llm` as a user runs it: bad input fails cleanly, and the default (the bundled
+//! demo model) answers OpenAI requests.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn missing_model_dir_is_a_clean_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
+        .args(["serve-llm", "--model", "no/such/model-dir", "--port", "0"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("no/such/model-dir") && err.contains("does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_host_is_a_usage_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
+        .args(["serve-llm", "--host", "not-an-ip"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--host"), "{err}");
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serves_the_demo_model_on_a_free_port() {
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_adag"))
+            .args(["serve-llm", "--port", "0", "--name", "demo-served"])
+            .current_dir(root())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .trim_end_matches([',', ';'])
+        .to_string();
+    let models: serde_json::Value = serde_json::from_str(
+        &reqwest::blocking::get(format!("{base}/models"))
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(models["data"][0]["id"], "demo-served");
+    let reply: serde_json::Value = serde_json::from_str(
+        &reqwest::blocking::Client::new()
+            .post(format!("{base}/chat/completions"))
+            .body(
+                serde_json::json!({"model": "demo-served", "max_tokens": 3, "temperature": 0,
+                    "logprobs": true, "top_logprobs": 2,
+                    "messages": [{"role": "user", "content": "The capital of Texas is"}]})
+                .to_string(),
+            )
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reply["model"], "demo-served", "{reply}");
+    let n = reply["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!((1..=3).contains(&n), "{reply}");
+}
