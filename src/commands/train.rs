@@ -38,7 +38,7 @@ pub struct DemoArgs {
     /// Evaluate and checkpoint every N steps.
     #[arg(long)]
     eval_every: Option<usize>,
-    /// Stop after N steps of the schedule (the bundle: 1500 of 2500).
+    /// Stop after N steps of the schedule (the learning rate is then not fully decayed).
     #[arg(long)]
     stop_after: Option<usize>,
 }

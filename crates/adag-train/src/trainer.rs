@@ -75,7 +75,7 @@ impl Default for TrainConfig {
             d_mlp: 512,
             vocab_size: 1200,
             tokenizer_sentences: 20000,
-            steps: 2500,
+            steps: 5000,
             batch_size: 40,
             seq_len: 40,
             lr: 3e-3,
