@@ -1,4 +1,5 @@
-//! `adag correlate`: attribution of clusters, units and cluster edges against a per-prompt metric.
+//! `adag correlate`: attribution of clusters, units, cluster edges and unit edges against a
+//! per-prompt metric.
 
 use std::path::PathBuf;
 
@@ -17,8 +18,13 @@ pub struct Args {
     /// The metric's value column (default: the first column besides the key).
     #[arg(long)]
     pub column: Option<String>,
-    /// What to correlate: cluster, neuron or edge (cluster → cluster). Repeatable.
-    #[arg(long, value_delimiter = ',', default_value = "cluster,neuron,edge")]
+    /// What to correlate: cluster, neuron, edge (cluster → cluster) or neuron-edge
+    /// (unit → unit). Repeatable.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cluster,neuron,edge,neuron-edge"
+    )]
     pub level: Vec<LevelArg>,
     /// Items present on fewer prompts are left out.
     #[arg(long, default_value_t = 10)]
@@ -43,6 +49,18 @@ pub enum LevelArg {
     Neuron,
     /// Cluster → cluster edges.
     Edge,
+    /// Unit → unit edges (embeddings and logits by token id).
+    NeuronEdge,
+}
+
+/// The level as the table and CSV write it.
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Cluster => "cluster",
+        Level::Neuron => "neuron",
+        Level::Edge => "edge",
+        Level::NeuronEdge => "neuron_edge",
+    }
 }
 
 /// Runs `adag correlate`.
@@ -65,9 +83,15 @@ pub fn run(args: Args) -> Result<()> {
             LevelArg::Cluster => Level::Cluster,
             LevelArg::Neuron => Level::Neuron,
             LevelArg::Edge => Level::Edge,
+            LevelArg::NeuronEdge => Level::NeuronEdge,
         };
-        if level != Level::Neuron && clusters.is_none() {
-            if args.clusters.is_some() || args.level.len() == 1 {
+        let needs_clusters = matches!(level, Level::Cluster | Level::Edge);
+        if needs_clusters && clusters.is_none() {
+            let all_need = args
+                .level
+                .iter()
+                .all(|l| matches!(l, LevelArg::Cluster | LevelArg::Edge));
+            if args.clusters.is_some() || all_need {
                 anyhow::bail!(
                     "{} not found: run `adag cluster {}` first",
                     cs_path.display(),
@@ -92,13 +116,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{} prompts with a metric", metric.values.len());
     println!(
-        "{:<8} {:<16} {:>5} {:>8} {:>9} {:>8} {:>9}",
+        "{:<11} {:<24} {:>5} {:>8} {:>9} {:>8} {:>9}",
         "level", "item", "n", "r", "p", "rho", "p"
     );
     for r in rows.iter().take(args.top) {
         println!(
-            "{:<8} {:<16} {:>5} {:>8.3} {:>9.2e} {:>8.3} {:>9.2e}",
-            format!("{:?}", r.level).to_lowercase(),
+            "{:<11} {:<24} {:>5} {:>8.3} {:>9.2e} {:>8.3} {:>9.2e}",
+            level_name(r.level),
             r.item,
             r.n,
             r.pearson_r,

@@ -142,19 +142,30 @@ pub fn run(args: Args) -> Result<()> {
             }));
         }
     }
+    // "fixed norm": the final norm's denominator held at its unsteered value (see
+    // adag_analysis::steer for why a confident model's raw logit barely rises under
+    // amplification).
     println!(
-        "{:<10} {:>6} {:>8} {:>10} {:>12} {:>12} {:>8}",
-        "target", "scale", "prompts", "mean KL", "top ratio", "top Δlogit", "top1 Δ"
+        "{:<10} {:>6} {:>8} {:>10} {:>12} {:>12} {:>12} {:>8}",
+        "target",
+        "scale",
+        "prompts",
+        "mean KL",
+        "top ratio",
+        "top Δlogit",
+        "(fixed norm)",
+        "top1 Δ"
     );
     for s in &summaries {
         println!(
-            "{:<10} {:>6} {:>8} {:>10.4} {:>12.3} {:>12.3} {:>7.0}%",
+            "{:<10} {:>6} {:>8} {:>10.4} {:>12.3} {:>12.3} {:>12.3} {:>7.0}%",
             s.target,
             s.scale,
             s.n_prompts,
             s.mean_kl,
             s.mean_top_target_ratio,
             s.mean_top_target_delta,
+            s.mean_top_target_delta_fixed_norm,
             100.0 * s.top1_changed
         );
     }
