@@ -60,8 +60,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Float32Builder, Int32Builder, Int64Builder, Int8Builder, ListBuilder, StringBuilder,
-    UInt32Builder,
+    ArrayBuilder, Float32Builder, Int32Builder, Int64Builder, Int8Builder, ListBuilder,
+    StringBuilder, UInt32Builder,
 };
 use arrow_array::{
     Array, ArrayRef, Float32Array, Int32Array, Int64Array, Int8Array, ListArray, RecordBatch,
@@ -288,45 +288,37 @@ impl Circuit {
 
 // ------------------------------------------------------------------------ writing
 
-fn list_f32(rows: impl Iterator<Item = Vec<f32>>) -> ArrayRef {
-    let mut b = ListBuilder::new(Float32Builder::new()).with_field(Field::new(
-        "item",
-        DataType::Float32,
-        false,
-    ));
+/// A list column: one list per row, items built by `push` into the `values` builder.
+fn list<B: ArrayBuilder, T>(
+    values: B,
+    item: DataType,
+    rows: impl Iterator<Item = Vec<T>>,
+    push: impl Fn(&mut B, Vec<T>),
+) -> ArrayRef {
+    let mut b = ListBuilder::new(values).with_field(Field::new("item", item, false));
     for r in rows {
-        b.values().append_slice(&r);
+        push(b.values(), r);
         b.append(true);
     }
     Arc::new(b.finish())
+}
+
+fn list_f32(rows: impl Iterator<Item = Vec<f32>>) -> ArrayRef {
+    list(Float32Builder::new(), DataType::Float32, rows, |b, r| {
+        b.append_slice(&r)
+    })
 }
 
 fn list_u32(rows: impl Iterator<Item = Vec<u32>>) -> ArrayRef {
-    let mut b = ListBuilder::new(UInt32Builder::new()).with_field(Field::new(
-        "item",
-        DataType::UInt32,
-        false,
-    ));
-    for r in rows {
-        b.values().append_slice(&r);
-        b.append(true);
-    }
-    Arc::new(b.finish())
+    list(UInt32Builder::new(), DataType::UInt32, rows, |b, r| {
+        b.append_slice(&r)
+    })
 }
 
 fn list_str(rows: impl Iterator<Item = Vec<String>>) -> ArrayRef {
-    let mut b = ListBuilder::new(StringBuilder::new()).with_field(Field::new(
-        "item",
-        DataType::Utf8,
-        false,
-    ));
-    for r in rows {
-        for s in r {
-            b.values().append_value(s);
-        }
-        b.append(true);
-    }
-    Arc::new(b.finish())
+    list(StringBuilder::new(), DataType::Utf8, rows, |b, r| {
+        r.into_iter().for_each(|s| b.append_value(s))
+    })
 }
 
 fn strings<'a>(rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
