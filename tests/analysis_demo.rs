@@ -23,13 +23,24 @@ fn adag(args: &[&str]) {
 }
 
 /// Traces the two-hop capitals prompts ("The capital of the state containing Dallas is",
-/// answer " Austin"), clusters them, and checks
-/// 1. purity: units are labelled *city readers* when, on average over the prompts where they
-///    occur, at least half of their input share comes from the city token's positions; the
-///    clustering must separate city readers from the rest better than the majority-class
-///    base rate;
-/// 2. steering: ablating (0×) the cluster with the largest positive summed attribution lowers
-///    the answer's logit on average (amplifying (2×) is printed, not yet asserted).
+/// answer " Austin"; the answer is the only target), clusters them (k = 8), and checks what the
+/// task structure predicts:
+/// 1. **reading**: a unit's *city share* is the share of its input profile that comes from the
+///    city token's positions, averaged over the prompts where it occurs. The clusters must
+///    explain more of its variance (η²) than every one of 200 shuffles of the cluster
+///    assignment with the same cluster sizes (p < 0.005), and the answer-promoting cluster
+///    (below) must read the city less than the other units: it writes the capital from what
+///    earlier units read. Purity against a thresholded "city reader" label is printed with
+///    its base rate and shuffle baseline, not asserted: most units are not readers, so purity
+///    sits near the base rate whatever the clustering.
+/// 2. **steering** the answer-promoting cluster, defined as the cluster with the largest
+///    summed attribution to the answer over all prompts: ablating it (0×) lowers the answer's
+///    raw logit on average and on at least 3/4 of the prompts; amplifying it (2×) raises the
+///    answer's logit with the final norm's denominator held at its unsteered value (the
+///    quantity attribution linearises) on average and on at least 3/4 of the prompts. The raw
+///    logit at 2× is printed: on this confident model (p(answer) ≈ 1) the final RMSNorm
+///    absorbs the push (see `adag_analysis::steer`), which the last assertion checks: the raw
+///    rise is smaller than the fixed-norm rise.
 #[test]
 fn capitals_clusters_separate_city_readers_and_steer_the_answer() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
@@ -62,22 +73,20 @@ fn capitals_clusters_separate_city_readers_and_steer_the_answer() {
     let (circ, _) = adag_circuit::read_circuit(&circuit).unwrap();
     let state = ClusterState::read(&ClusterState::default_path(&circuit)).unwrap();
     let profiles = Profiles::from_circuit(&circ);
-    // City positions: tokens of the prompt that are part of the city name (label).
+    // City positions: the tokens between " containing" and the final " is" (a city may be
+    // several tokens; matching token text against the name would also catch " the" in
+    // "Athens").
     let city_pos: BTreeMap<u64, Vec<usize>> = circ
         .prompts
         .iter()
         .map(|p| {
-            let city = p.label.clone().unwrap_or_default();
-            let pos = p
+            let after = p
                 .token_strings
                 .iter()
-                .enumerate()
-                .filter(|(_, t)| {
-                    let t = t.trim();
-                    !t.is_empty() && city.contains(t) && t.len() >= 2
-                })
-                .map(|(i, _)| i)
-                .collect();
+                .position(|t| t.trim() == "containing")
+                .expect("the two-hop template has \" containing\"");
+            let pos: Vec<usize> = (after + 1..p.traced_position as usize).collect();
+            assert!(!pos.is_empty(), "no city token in {:?}", p.token_strings);
             (p.prompt_id, pos)
         })
         .collect();
@@ -100,31 +109,59 @@ fn capitals_clusters_separate_city_readers_and_steer_the_answer() {
             share[i].1 += 1;
         }
     }
-    let reader: Vec<bool> = share
+    let city_share: Vec<f64> = share
         .iter()
-        .map(|(s, n)| *n > 0 && s / *n as f64 >= 0.5)
+        .map(|(s, n)| if *n > 0 { s / *n as f64 } else { 0.0 })
         .collect();
-    let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-    for (u, &r) in profiles.units.iter().zip(&reader) {
-        let c = state.cluster_of(u).unwrap();
-        let e = counts.entry(c).or_default();
-        if r {
-            e.0 += 1
-        } else {
-            e.1 += 1
-        }
+    let cluster: Vec<&str> = profiles
+        .units
+        .iter()
+        .map(|u| state.cluster_of(u).unwrap())
+        .collect();
+    let n = city_share.len() as f64;
+    let eta = adag_analysis::stats::eta_squared(&cluster, &city_share).unwrap();
+    let mut shuffled = cluster.clone();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut null = Vec::new();
+    for _ in 0..200 {
+        shuffle(&mut shuffled, &mut rng);
+        null.push(adag_analysis::stats::eta_squared(&shuffled, &city_share).unwrap());
     }
-    let n = reader.len() as f64;
-    let purity = counts.values().map(|(a, b)| *a.max(b)).sum::<usize>() as f64 / n;
+    let null_max = null.iter().copied().fold(0.0, f64::max);
+    let null_mean = null.iter().sum::<f64>() / null.len() as f64;
+
+    // Purity against the thresholded label, for the record.
+    let reader: Vec<bool> = city_share.iter().map(|&s| s >= 0.5).collect();
+    let purity = |assign: &[&str]| {
+        let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for (c, &r) in assign.iter().zip(&reader) {
+            let e = counts.entry(c).or_default();
+            if r {
+                e.0 += 1
+            } else {
+                e.1 += 1
+            }
+        }
+        counts.values().map(|(a, b)| *a.max(b)).sum::<usize>() as f64 / n
+    };
     let readers = reader.iter().filter(|&&r| r).count() as f64;
     let base = readers.max(n - readers) / n;
+    let mut shuffled_purity = 0.0;
+    for _ in 0..200 {
+        shuffle(&mut shuffled, &mut rng);
+        shuffled_purity += purity(&shuffled) / 200.0;
+    }
     println!(
-        "units {n}, city readers {readers}, purity {purity:.3} vs base rate {base:.3}; per cluster (readers, others): {counts:?}"
+        "units {n}, city readers (share >= 0.5) {readers}; purity {:.3} vs base rate {base:.3} \
+         and shuffled {shuffled_purity:.3}; city share eta^2 {eta:.3} vs shuffled mean \
+         {null_mean:.3}, max {null_max:.3}",
+        purity(&cluster)
     );
     assert!(readers > 0.0, "no unit reads the city token");
     assert!(
-        purity > base,
-        "purity {purity} does not beat the base rate {base}"
+        eta > null_max,
+        "the clusters explain {eta:.3} of the city share's variance, no more than shuffled \
+         assignments (max {null_max:.3})"
     );
 
     let promoter = state
@@ -147,27 +184,76 @@ fn capitals_clusters_separate_city_readers_and_steer_the_answer() {
         "--out",
         prefix.to_str().unwrap(),
     ]);
+    let (mut inside, mut outside) = ((0.0, 0usize), (0.0, 0usize));
+    for (c, v) in cluster.iter().zip(&city_share) {
+        let e = if *c == promoter.as_str() {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        e.0 += v;
+        e.1 += 1;
+    }
+    let (inside, outside) = (inside.0 / inside.1 as f64, outside.0 / outside.1 as f64);
+    println!("{promoter} (answer-promoting) mean city share {inside:.3}, other units {outside:.3}");
+    assert!(
+        inside < outside,
+        "the answer-promoting cluster {promoter} reads the city more ({inside:.3}) than the \
+         other units ({outside:.3})"
+    );
+
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("steer.json")).unwrap()).unwrap();
-    let delta = |i: usize| {
-        json["summary"][i]["mean_top_target_delta"]
-            .as_f64()
-            .unwrap()
+    // Per scale (0×, 2×): mean raw and fixed-norm change of the answer's logit, and the share
+    // of prompts where each went down (0×) or up (2×).
+    let effect = |i: usize| {
+        let rows = json["runs"][i]["prompts"].as_array().unwrap();
+        let d = |r: &serde_json::Value, key: &str| {
+            r[key][0].as_f64().unwrap() - r["target_logits"][0].as_f64().unwrap()
+        };
+        let n = rows.len() as f64;
+        let mean = |key: &str| rows.iter().map(|r| d(r, key)).sum::<f64>() / n;
+        let share = |key: &str, up: bool| {
+            rows.iter().filter(|r| (d(r, key) > 0.0) == up).count() as f64 / n
+        };
+        (
+            mean("steered_logits"),
+            mean("steered_logits_fixed_norm"),
+            share("steered_logits", false),
+            share("steered_logits_fixed_norm", true),
+        )
     };
+    let (ablate, ablate_fixed, lowered, _) = effect(0);
+    let (amplify, amplify_fixed, _, raised) = effect(1);
     println!(
-        "{promoter}: answer logit Δ {:.3} at 0×, {:.3} at 2×",
-        delta(0),
-        delta(1)
+        "{promoter}: answer logit change at 0x {ablate:.3} (fixed norm {ablate_fixed:.3}, lower \
+         on {:.0}% of prompts); at 2x {amplify:.3} (fixed norm {amplify_fixed:.3}, higher on \
+         {:.0}% of prompts)",
+        100.0 * lowered,
+        100.0 * raised
     );
     assert!(
-        delta(0) < 0.0,
-        "ablating {promoter} did not lower the answer logit"
+        ablate < 0.0 && lowered >= 0.75,
+        "ablating {promoter} did not lower the answer logit: mean {ablate}, on {lowered} of prompts"
     );
-    // Issue 7 also asks that amplifying (2×) the answer-promoting cluster raises the answer's
-    // logit. On the current demo model it does not (the top cluster mixes city readers with
-    // other units; see the issue notes), so the figure is reported rather than asserted until
-    // the clusters or the demo model improve.
-    if delta(1) <= 0.0 {
-        eprintln!("note: amplifying {promoter} 2x changed the answer logit by {:.3} (issue 7 expects a rise)", delta(1));
+    assert!(
+        amplify_fixed > 0.0 && raised >= 0.75,
+        "amplifying {promoter} did not raise the fixed-norm answer logit: mean {amplify_fixed}, \
+         on {raised} of prompts"
+    );
+    assert!(
+        amplify < amplify_fixed,
+        "the final norm was expected to absorb part of the 2x push: raw {amplify}, fixed \
+         {amplify_fixed}"
+    );
+}
+
+/// Fisher–Yates with xorshift64: a seeded shuffle without a dependency.
+fn shuffle<T>(v: &mut [T], state: &mut u64) {
+    for i in (1..v.len()).rev() {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        v.swap(i, (*state % (i as u64 + 1)) as usize);
     }
 }
