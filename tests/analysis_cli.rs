@@ -454,6 +454,30 @@ fn bad_input_is_a_clean_error() {
     assert!(e.contains("no cluster \"C99\"") && e.contains("C0"), "{e}");
     let e = fails(&["steer", s(&c), "--neuron", "x:1"]);
     assert!(e.contains("LAYER:NEURON"), "{e}");
+    // The llama fixture has 3 MLP layers of 128 neurons.
+    let e = fails(&["steer", s(&c), "--neuron", "7:1"]);
+    assert!(e.contains("layer 7 is out of range"), "{e}");
+    let e = fails(&["steer", s(&c), "--neuron", "0:128"]);
+    assert!(
+        e.contains("index 128 is out of range") && e.contains("128 neurons"),
+        "{e}"
+    );
+    let (circ, _) = adag_circuit::read_circuit(&c).unwrap();
+    let untraced = (0..128u32)
+        .find(|&i| !circ.nodes.iter().any(|n| n.layer == 0 && n.neuron == i))
+        .unwrap();
+    let spec = format!("0:{untraced}");
+    let e = fails(&["steer", s(&c), "--neuron", &spec]);
+    assert!(e.contains("not traced on any prompt"), "{e}");
+    ok(&[
+        "steer",
+        s(&c),
+        "--neuron",
+        &spec,
+        "--all-positions",
+        "--scale",
+        "0",
+    ]);
     let e = fails(&["plot", s(&c), "--prompt", "99"]);
     assert!(e.contains("no prompt 99"), "{e}");
 

@@ -108,6 +108,13 @@ pub fn run(args: Args) -> Result<()> {
         } else {
             args.prompts.clone()
         };
+        if prompts.is_empty() && !args.sweep {
+            bail!(
+                "{target} is not traced on any prompt of {} (--all-positions scales it on \
+                 every prompt)",
+                args.circuit.display()
+            );
+        }
         for &scale in &args.scale {
             let mut rows = Vec::new();
             for &p in &prompts {

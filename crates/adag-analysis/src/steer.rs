@@ -254,8 +254,24 @@ impl<'a> Steerer<'a> {
         }
     }
 
-    /// Checks that a target exists.
+    /// Checks that a target exists: a cluster of the state, or a neuron of the model (a neuron
+    /// outside it would otherwise be skipped silently and the run would report no effect).
     pub fn check(&self, target: &Target) -> Result<()> {
+        if let Target::Neuron { layer, neuron } = target {
+            let (n_layers, d_mlp) = (self.model.cfg.n_layers, self.model.cfg.d_mlp);
+            if *layer < 0 || *layer as usize >= n_layers {
+                return Err(Error::Input(format!(
+                    "neuron {layer}:{neuron}: layer {layer} is out of range (the model has \
+                     MLP layers 0..{n_layers})"
+                )));
+            }
+            if *neuron as usize >= d_mlp {
+                return Err(Error::Input(format!(
+                    "neuron {layer}:{neuron}: index {neuron} is out of range (the model's MLP \
+                     layers have {d_mlp} neurons)"
+                )));
+            }
+        }
         if let Target::Cluster(c) = target {
             if !self.clusters.clusters.iter().any(|x| &x.id == c) {
                 return Err(Error::Input(format!(
