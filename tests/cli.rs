@@ -249,3 +249,29 @@ fn attribute_prune_export_and_intervene_on_fixture_transcoders() {
     ]);
     assert!(e.contains("LAYER:POS:FEATURE"), "{e}");
 }
+
+#[test]
+fn attribute_on_the_demo_model_with_its_cross_layer_transcoder() {
+    // The bundled CLT read by the engine's native-CLT loader: if the trainer's files and the
+    // engine disagreed on any convention (decoder slots, bias, threshold), the error nodes
+    // would carry most of the MLP outputs and completeness would collapse.
+    let out = ok(&[
+        "attribute",
+        "--transcoders",
+        "models/demo/clt",
+        "--prompt",
+        "The capital of the state containing Dallas is",
+    ]);
+    assert!(out.contains("\" Austin\""), "{out}");
+    let score = |name: &str| -> f64 {
+        let at = out.find(&format!("{name} ")).expect(name) + name.len() + 1;
+        out[at..]
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(score("completeness") > 0.9, "{out}");
+    assert!(score("replacement") > 0.8, "{out}");
+}

@@ -61,6 +61,10 @@ pub struct TranscoderArgs {
     /// L1 coefficient.
     #[arg(long)]
     l1: Option<f64>,
+    /// Train one cross-layer transcoder (decoders into every later layer, circuit-tracer's
+    /// native CLT files) instead of per-layer transcoders; default 512 features per layer.
+    #[arg(long)]
+    clt: bool,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -138,6 +142,9 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
         None => adag_train::bundle::default_model_dir()?,
     };
     let mut cfg = TranscoderConfig::default();
+    if a.clt {
+        cfg.d_tc = 512;
+    }
     if let Some(v) = a.d_tc {
         cfg.d_tc = v;
     }
@@ -157,8 +164,11 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
         cfg.rows
     );
     let data = collect_activations(&model, &tok, cfg.rows, cfg.seq_len, cfg.seed)?;
+    if a.clt {
+        return cross_layer(&data, &cfg, &a.out, start);
+    }
     let mut layers = Vec::new();
-    let mut report: Vec<(usize, TcMetrics)> = Vec::new();
+    let mut report: Vec<TcMetrics> = Vec::new();
     for (l, (train, eval)) in data.iter().enumerate() {
         let pb = bar(cfg.steps as u64, &format!("layer {l}"));
         let (tc, m) = train_layer(train, eval, &cfg, l, &mut |s, mse| {
@@ -171,7 +181,7 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
             m.fve, m.l0, m.tokens
         );
         layers.push(tc);
-        report.push((l, m));
+        report.push(m);
     }
     let set = TranscoderSet {
         layers,
@@ -179,18 +189,61 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
         output_hook: "mlp.hook_out".into(),
     };
     set.save(&a.out, "adag-demo")?;
-    let metrics = serde_json::json!({
-        "config": cfg,
-        "layers": report.iter().map(|(l, m)| serde_json::json!({"layer": l, "fve": m.fve, "l0": m.l0, "tokens": m.tokens})).collect::<Vec<_>>(),
-        "seconds": start.elapsed().as_secs_f64(),
-    });
-    adag_train::io::write_atomic(
-        &a.out.join("metrics.json"),
-        serde_json::to_string_pretty(&metrics)?.as_bytes(),
-    )?;
+    write_metrics(&a.out, &cfg, "transcoder_set", &report, start)?;
     println!(
         "transcoders written to {} in {:.0}s",
         a.out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn write_metrics(
+    out: &std::path::Path,
+    cfg: &TranscoderConfig,
+    kind: &str,
+    report: &[TcMetrics],
+    start: Instant,
+) -> Result<()> {
+    let metrics = serde_json::json!({
+        "kind": kind,
+        "config": cfg,
+        "layers": report.iter().enumerate().map(|(l, m)| serde_json::json!({"layer": l, "fve": m.fve, "l0": m.l0, "tokens": m.tokens})).collect::<Vec<_>>(),
+        "seconds": start.elapsed().as_secs_f64(),
+    });
+    adag_train::io::write_atomic(
+        &out.join("metrics.json"),
+        serde_json::to_string_pretty(&metrics)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn cross_layer(
+    data: &[(
+        adag_train::transcoder::LayerData,
+        adag_train::transcoder::LayerData,
+    )],
+    cfg: &TranscoderConfig,
+    out: &std::path::Path,
+    start: Instant,
+) -> Result<()> {
+    let pb = bar(cfg.steps as u64, "cross-layer transcoder");
+    let (clt, report) = adag_train::clt::train_clt(data, cfg, &mut |s, mse| {
+        pb.set_position(s as u64);
+        pb.set_message(format!("CLT fvu {mse:.3}"));
+    })?;
+    pb.finish_and_clear();
+    for (l, m) in report.iter().enumerate() {
+        println!(
+            "layer {l}: variance of MLP output explained {:.3}; layer-{l} features: L0 {:.1} ({} held-out tokens)",
+            m.fve, m.l0, m.tokens
+        );
+    }
+    clt.save(out, "mlp.hook_in", "mlp.hook_out")?;
+    write_metrics(out, cfg, "cross_layer_transcoder", &report, start)?;
+    println!(
+        "cross-layer transcoder written to {} in {:.0}s",
+        out.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -10,7 +10,7 @@
 //! 3. [`trainer`]: candle autograd through adag-model's own forward pass, AdamW, cosine
 //!    schedule ([`trainer::train_demo`]); [`lm`] writes the HF layout;
 //! 4. [`transcoder`]: JumpReLU transcoders on each layer's MLP (`layer_{i}.safetensors` +
-//!    `config.yaml`);
+//!    `config.yaml`), and [`clt`]: a cross-layer transcoder (decoders into every later layer);
 //! 5. [`bundle`]: where the committed bundle lives (`models/demo`).
 //!
 //! ```no_run
@@ -24,6 +24,7 @@
 
 pub mod bpe;
 pub mod bundle;
+pub mod clt;
 pub mod corpus;
 pub mod data;
 pub mod error;

@@ -1,11 +1,13 @@
 //! The committed bundle (models/demo): the model answers held-out prompts of every task, and
-//! the transcoders reconstruct MLP outputs at the quality recorded in their metrics.json.
+//! the transcoders (per-layer and cross-layer) reconstruct MLP outputs at the quality recorded in
+//! their metrics.json.
 
 use adag_model::{LoadOptions, Transformer};
 use adag_train::bundle::{default_model_dir, default_transcoders_dir};
+use adag_train::clt::{clt_metrics, CrossLayerTranscoder};
 use adag_train::corpus::{eval_items, Task};
 use adag_train::eval::evaluate;
-use adag_train::transcoder::{collect_activations, metrics, TranscoderSet};
+use adag_train::transcoder::{collect_activations, metrics, LayerData, TcMetrics, TranscoderSet};
 use candle_core::Device;
 
 fn load() -> (Transformer, tokenizers::Tokenizer) {
@@ -83,14 +85,47 @@ fn bundled_transcoders_reconstruct_at_reported_quality() {
     assert_eq!(set.output_hook, "mlp.hook_out");
     let reported: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
-    // A fixed sample from a stream the transcoders were not trained on.
-    let data = collect_activations(&model, &tok, 120, 40, 4242).unwrap();
-    for (l, (train, eval)) in data.iter().enumerate() {
-        let sample = adag_train::transcoder::LayerData {
+    let measured: Vec<TcMetrics> = fixed_sample(&model, &tok)
+        .iter()
+        .enumerate()
+        .map(|(l, sample)| metrics(&set.layers[l], sample).unwrap())
+        .collect();
+    assert_matches_report(&measured, &reported);
+}
+
+#[test]
+fn bundled_cross_layer_transcoder_reconstructs_at_reported_quality() {
+    let (model, tok) = load();
+    let dir = default_model_dir().unwrap().join("clt");
+    let clt = CrossLayerTranscoder::load(&dir, &Device::Cpu).unwrap();
+    assert_eq!(clt.layers.len(), model.cfg.n_layers);
+    let yaml = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
+    assert!(
+        yaml.contains("model_kind: cross_layer_transcoder"),
+        "{yaml}"
+    );
+    let reported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
+    let sample = fixed_sample(&model, &tok);
+    let measured = clt_metrics(&clt, &sample.iter().collect::<Vec<_>>()).unwrap();
+    assert_matches_report(&measured, &reported);
+}
+
+/// Every layer's MLP inputs/outputs on a fixed stream the transcoders were not trained on.
+fn fixed_sample(model: &Transformer, tok: &tokenizers::Tokenizer) -> Vec<LayerData> {
+    collect_activations(model, tok, 120, 40, 4242)
+        .unwrap()
+        .into_iter()
+        .map(|(train, eval)| LayerData {
             x: candle_core::Tensor::cat(&[&train.x, &eval.x], 0).unwrap(),
             y: candle_core::Tensor::cat(&[&train.y, &eval.y], 0).unwrap(),
-        };
-        let m = metrics(&set.layers[l], &sample).unwrap();
+        })
+        .collect()
+}
+
+/// Variance explained within 0.03 and L0 within 20% (+1) of what metrics.json reports.
+fn assert_matches_report(measured: &[TcMetrics], reported: &serde_json::Value) {
+    for (l, m) in measured.iter().enumerate() {
         let r = &reported["layers"][l];
         let (fve, l0) = (r["fve"].as_f64().unwrap(), r["l0"].as_f64().unwrap());
         assert!(
