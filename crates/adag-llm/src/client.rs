@@ -367,6 +367,22 @@ impl Llm {
     }
 }
 
+/// An [`Llm`] is itself a backend, so code written against [`LlmBackend`] (the description
+/// pipeline, test fakes) gets the cache, retries and accounting by taking a `&Llm`.
+impl LlmBackend for Llm {
+    fn describe(&self) -> String {
+        self.identity.clone()
+    }
+
+    fn supports_logprobs(&self) -> bool {
+        self.backend.supports_logprobs()
+    }
+
+    fn chat(&self, request: &ChatRequest) -> Result<ChatReply> {
+        Llm::chat(self, request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +500,19 @@ mod tests {
         assert!((2..=3).contains(&peak), "peak concurrency {peak}");
         let rep = llm.report();
         assert_eq!((rep.calls, rep.usage.input_tokens), (12, 120));
+    }
+
+    #[test]
+    fn llm_is_a_backend_with_its_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = std::sync::Arc::new(Flaky::new(0, true));
+        let llm = Llm::new(Box::new(b.clone()), fast().cache_dir(dir.path())).unwrap();
+        let as_backend: &dyn LlmBackend = &llm;
+        let req = ChatRequest::new(vec![Message::user("q")]);
+        assert!(!as_backend.chat(&req).unwrap().cached);
+        assert!(as_backend.chat(&req).unwrap().cached);
+        assert_eq!(b.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(as_backend.describe(), "flaky");
     }
 
     #[test]

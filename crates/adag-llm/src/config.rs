@@ -12,7 +12,8 @@
 //!
 //! `anthropic` takes the same fields, all optional (`https://api.anthropic.com`,
 //! [`crate::anthropic::DEFAULT_MODEL`], `ANTHROPIC_API_KEY`); `local` takes `model_dir`
-//! (default: the bundled demo model).
+//! (default: the bundled demo model), `device` (`cpu`, `cuda`) and `dtype` (`f32`, `bf16`,
+//! `f16`).
 //!
 //! # Compact string
 //!
@@ -25,7 +26,8 @@
 //! | `openai` | `https://api.openai.com/v1` with `$OPENAI_API_KEY` (name a `model=`) |
 //! | `anthropic` | the Anthropic API, default model, `$ANTHROPIC_API_KEY` |
 //! | `anthropic:MODEL,base-url=URL,key-env=VAR` | the same, configured |
-//! | `local` / `local:DIR` | the bundled demo model / the model in `DIR`, in-process |
+//! | `local` / `local:DIR` | the bundled demo model / the model in `DIR`, in-process (CPU, f32) |
+//! | `local:DIR,device=cuda,dtype=bf16` | the same on the first GPU (adag built with `--features cuda`) |
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -70,11 +72,17 @@ pub enum BackendConfig {
         #[serde(default = "default_anthropic_key")]
         api_key_env: String,
     },
-    /// A model directory loaded in-process (CPU, f32).
+    /// A model directory loaded in-process.
     Local {
         /// HuggingFace model directory; `None` = the bundled demo model.
         #[serde(default)]
         model_dir: Option<PathBuf>,
+        /// `cpu` (default) or `cuda` (the first GPU; needs adag built with `--features cuda`).
+        #[serde(default)]
+        device: Option<String>,
+        /// `f32` (default), `bf16` or `f16` (GPU).
+        #[serde(default)]
+        dtype: Option<String>,
     },
 }
 
@@ -112,15 +120,50 @@ impl BackendConfig {
                 api_key_env,
                 timeout,
             )?),
-            BackendConfig::Local { model_dir } => {
-                let model = match model_dir {
-                    Some(d) => LocalModel::load(d, &adag_model::LoadOptions::default())?,
-                    None => LocalModel::load_default()?,
+            BackendConfig::Local {
+                model_dir,
+                device,
+                dtype,
+            } => {
+                let opts = load_options(device.as_deref(), dtype.as_deref())?;
+                let dir = match model_dir {
+                    Some(d) => d.clone(),
+                    None => crate::local::default_model_dir()?,
                 };
+                let model = LocalModel::load(&dir, &opts)?;
                 Box::new(LocalBackend::new(std::sync::Arc::new(model)).with_timeout(timeout))
             }
         })
     }
+}
+
+/// Load options from the `device` and `dtype` names.
+fn load_options(device: Option<&str>, dtype: Option<&str>) -> Result<adag_model::LoadOptions> {
+    use candle_core::{DType, Device};
+    let device = match device.unwrap_or("cpu") {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0).map_err(|e| {
+            LlmError::Config(format!(
+                "device cuda: {e} (adag must be built with `--features cuda` and a GPU present)"
+            ))
+        })?,
+        other => {
+            return Err(LlmError::Config(format!(
+                "device {other:?}: expected cpu or cuda"
+            )))
+        }
+    };
+    let dtype = match dtype.unwrap_or("f32") {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        other => {
+            return Err(LlmError::Config(format!(
+                "dtype {other:?}: expected f32, bf16 or f16"
+            )))
+        }
+    };
+    Ok(adag_model::LoadOptions { dtype, device })
 }
 
 impl FromStr for BackendConfig {
@@ -192,9 +235,11 @@ impl FromStr for BackendConfig {
                 })
             }
             "local" => {
-                take(&[])?;
+                let opts = take(&["device", "dtype"])?;
                 Ok(BackendConfig::Local {
                     model_dir: main.map(PathBuf::from),
+                    device: get(&opts, "device"),
+                    dtype: get(&opts, "dtype"),
                 })
             }
             other => Err(LlmError::Config(format!(
@@ -255,11 +300,20 @@ mod tests {
                 api_key_env: "K".into()
             }
         );
-        assert_eq!(parse("local"), BackendConfig::Local { model_dir: None });
         assert_eq!(
-            parse("local:models/demo"),
+            parse("local"),
             BackendConfig::Local {
-                model_dir: Some("models/demo".into())
+                model_dir: None,
+                device: None,
+                dtype: None
+            }
+        );
+        assert_eq!(
+            parse("local:models/demo,device=cuda,dtype=bf16"),
+            BackendConfig::Local {
+                model_dir: Some("models/demo".into()),
+                device: Some("cuda".into()),
+                dtype: Some("bf16".into())
             }
         );
     }
@@ -275,6 +329,19 @@ mod tests {
             let e = s.parse::<BackendConfig>().unwrap_err().to_string();
             assert!(e.contains(needle), "{s}: {e}");
         }
+    }
+
+    #[test]
+    fn bad_device_or_dtype_is_a_config_error() {
+        assert!(load_options(Some("tpu"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("cpu or cuda"));
+        assert!(load_options(None, Some("f8"))
+            .unwrap_err()
+            .to_string()
+            .contains("f32, bf16 or f16"));
+        assert!(load_options(None, None).is_ok());
     }
 
     #[test]

@@ -224,3 +224,46 @@ fn bad_requests_get_openai_errors() {
         Some(u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap())
     );
 }
+
+#[test]
+fn local_backend_from_config_with_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg: adag_llm::BackendConfig = "local".parse().unwrap();
+    let opts = adag_llm::LlmOptions::default().cache_dir(dir.path());
+    let llm = adag_llm::Llm::from_config(&cfg, opts.clone()).unwrap();
+    assert!(llm.supports_logprobs());
+    // The identity names the weights, so retrained weights do not reuse old replies.
+    assert!(
+        llm.describe().contains(model().fingerprint()),
+        "{}",
+        llm.describe()
+    );
+    let req = request();
+    let a = llm.chat(&req).unwrap();
+    let b = adag_llm::Llm::from_config(&cfg, opts)
+        .unwrap()
+        .chat(&req)
+        .unwrap();
+    assert!(!a.cached && b.cached);
+    assert_eq!((a.text, a.logprobs), (b.text, b.logprobs));
+}
+
+#[test]
+fn logprobs_at_matches_step_by_step_distributions() {
+    let model = model();
+    let ids = model.prompt_ids(&request().messages).unwrap();
+    let positions: Vec<usize> = (0..ids.len()).step_by(3).collect();
+    let all = model.logprobs_at(&ids, &positions).unwrap();
+    for (p, lp) in positions.iter().zip(&all) {
+        let step = model.next_token_logprobs(&ids[..=*p]).unwrap();
+        let diff = lp
+            .iter()
+            .zip(&step)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "position {p}: {diff}");
+        let total: f64 = lp.iter().map(|&l| (l as f64).exp()).sum();
+        assert!((total - 1.0).abs() < 1e-4, "{total}");
+    }
+    assert!(model.logprobs_at(&ids, &[ids.len()]).is_err());
+}
