@@ -278,7 +278,11 @@ impl Llm {
                     r.usage += reply.usage;
                 }
                 if let Some(cache) = &self.cache {
-                    cache.put(&self.identity, request, reply)?;
+                    // The reply is paid for; losing it over a full disk would be worse than
+                    // asking again on the next run.
+                    if let Err(e) = cache.put(&self.identity, request, reply) {
+                        tracing::warn!("{e}; the reply is used but not cached");
+                    }
                 }
             }
             Err(_) => self.lock().failed_calls += 1,
