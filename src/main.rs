@@ -64,6 +64,10 @@ enum Command {
     Correlate(commands::correlate::Args),
     /// Draw one prompt's tokens → clusters → outputs graph (DOT, SVG, PNG with Graphviz).
     Plot(commands::plot::Args),
+    /// Describe clusters with an explainer LLM, scored by a simulator (ADAG descriptions).
+    Describe(commands::describe::DescribeArgs),
+    /// Give clusters 1–3-word labels from their descriptions.
+    Label(commands::describe::LabelArgs),
     /// Train the bundled demo model or its transcoders (CPU).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
@@ -92,6 +96,8 @@ fn main() {
         Command::ServeLlm(a) => commands::serve_llm::run(a),
         Command::Correlate(a) => commands::correlate::run(a),
         Command::Plot(a) => commands::plot::run(a),
+        Command::Describe(a) => commands::describe::run_describe(a),
+        Command::Label(a) => commands::describe::run_label(a),
         Command::Train(t) => commands::train::run(t),
     };
     if let Err(e) = result {

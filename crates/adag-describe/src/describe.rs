@@ -17,7 +17,7 @@ use adag_llm::{ChatRequest, LlmBackend};
 use crate::error::Result;
 use crate::exemplars::{input_pool, output_pool, rng_for, sample_indices, PoolOptions, Sign};
 use crate::highlight::{choose_threshold, format_highlights, pool_quantiles};
-use crate::llm::Meter;
+use crate::llm::{is_request_specific, Meter};
 use crate::parse::{parse_marked, Unusable};
 use crate::prompts;
 use crate::records::{ActivationRecord, ClusterRecords};
@@ -217,6 +217,9 @@ fn request(opts: &DescribeOptions, messages: Vec<adag_llm::Message>, sample: u32
 /// threshold.
 type Collected = (String, u32, Vec<u64>, Vec<String>, Option<f32>);
 
+/// An unusable reply: its sample index and why.
+type Rejected = (u32, Unusable);
+
 /// A request of one sample with what it shows: prompt ids, excerpts, threshold.
 type Built = (ChatRequest, Vec<u64>, Vec<String>, Option<f32>);
 
@@ -227,7 +230,7 @@ fn collect(
     marker: &str,
     context: &str,
     mut build: impl FnMut(u32) -> Option<Built>,
-) -> Result<(Vec<Collected>, Vec<(u32, Unusable)>)> {
+) -> Result<(Vec<Collected>, Vec<Rejected>)> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     let mut next = 0u32;
@@ -242,7 +245,15 @@ fn collect(
             let Some((req, shown, excerpts, thr)) = build(s) else {
                 continue;
             };
-            let reply = meter.chat(explainer, &req, &format!("{context}, sample {s}"))?;
+            let reply = match meter.chat(explainer, &req, &format!("{context}, sample {s}")) {
+                Ok(r) => r,
+                Err(e) if is_request_specific(&e) => {
+                    meter.unusable();
+                    bad.push((s, Unusable::Rejected(e.to_string())));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match parse_marked(&reply.text, marker, reply.finish_reason.as_deref()) {
                 Ok(text) => good.push((text, s, shown, excerpts, thr)),
                 Err(u) => {

@@ -16,8 +16,8 @@ use adag_llm::{ChatRequest, LlmBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::llm::Meter;
-use crate::parse::{parse_label, parse_label_batch, validate_label};
+use crate::llm::{is_request_specific, Meter};
+use crate::parse::{parse_label, parse_label_batch, validate_label, Unusable};
 use crate::prompts::{self, LabelInput};
 use crate::records::ClusterRecords;
 
@@ -173,7 +173,16 @@ pub fn label_clusters(
                 let mut result = None;
                 for attempt in 0..LABEL_ATTEMPTS {
                     let req = request(prompts::label_one(c), attempt, model);
-                    let reply = meter.chat(backend, &req, &format!("labelling {}", c.id))?;
+                    let reply = match meter.chat(backend, &req, &format!("labelling {}", c.id)) {
+                        Ok(r) => r,
+                        Err(e) if is_request_specific(&e) => {
+                            // The same prompt would be rejected again.
+                            meter.unusable();
+                            problems.push(format!("rejected: {e}"));
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    };
                     match parse_label(&reply.text) {
                         Ok(l) => {
                             result = Some(LabelResult {
@@ -199,8 +208,14 @@ pub fn label_clusters(
             let ids: Vec<String> = inputs.iter().map(|c| c.id.clone()).collect();
             let mut req = request(prompts::label_batch(inputs), 0, model);
             req.max_tokens = 32 * inputs.len() as u32 + 64;
-            let reply = meter.chat(backend, &req, "labelling all clusters")?;
-            let parsed = parse_label_batch(&reply.text, &ids);
+            let parsed = match meter.chat(backend, &req, "labelling all clusters") {
+                Ok(reply) => parse_label_batch(&reply.text, &ids),
+                Err(e) if is_request_specific(&e) => ids
+                    .iter()
+                    .map(|id| (id.clone(), Err(Unusable::Rejected(e.to_string()))))
+                    .collect(),
+                Err(e) => return Err(e),
+            };
             for c in inputs {
                 let r = match &parsed[&c.id] {
                     Ok(l) => LabelResult {

@@ -37,6 +37,23 @@ impl Totals {
     }
 }
 
+/// Whether `e` is the endpoint refusing *this* request (HTTP 400, 413 or 422: too long for
+/// the model's context, a parameter it does not take) rather than every request (401, 403,
+/// 404: wrong key, unknown model, wrong URL). The pipeline records the first kind as an
+/// unusable reply and goes on; the second stops the run.
+pub fn is_request_specific(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Llm {
+            source: adag_llm::LlmError::Rejected {
+                status: 400 | 413 | 422,
+                ..
+            },
+            ..
+        }
+    )
+}
+
 /// Counts what passes through it; shared by the explainers, the chat simulator and the
 /// labeller.
 #[derive(Debug, Default)]

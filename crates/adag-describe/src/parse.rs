@@ -18,6 +18,8 @@ pub enum Unusable {
     Refused(String),
     /// The reply did not have the expected form.
     Malformed(String),
+    /// The endpoint rejected this request (e.g. longer than the model's context).
+    Rejected(String),
 }
 
 impl std::fmt::Display for Unusable {
@@ -25,6 +27,7 @@ impl std::fmt::Display for Unusable {
         match self {
             Unusable::Refused(s) => write!(f, "refused: {s}"),
             Unusable::Malformed(s) => write!(f, "malformed: {s}"),
+            Unusable::Rejected(s) => write!(f, "rejected: {s}"),
         }
     }
 }

@@ -390,10 +390,7 @@ impl<'a> ChatSimulator<'a> {
 
 /// The logprob entry whose text covers byte `offset` of the reply, when the logprob tokens
 /// spell out the reply.
-fn token_at<'r>(
-    reply: &'r adag_llm::ChatReply,
-    offset: usize,
-) -> Option<&'r adag_llm::TokenLogprob> {
+fn token_at(reply: &adag_llm::ChatReply, offset: usize) -> Option<&adag_llm::TokenLogprob> {
     let mut start = 0;
     for t in &reply.logprobs {
         let end = start + t.token.len();

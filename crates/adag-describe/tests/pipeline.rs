@@ -564,3 +564,74 @@ fn results_go_into_the_state_file_and_the_descriptions_file() {
     let e = DescriptionsFile::read_or_new(&path, dir.path(), &state_path).unwrap_err();
     assert!(e.to_string().contains("clusters.descriptions.json"), "{e}");
 }
+
+/// Fails every call with the given HTTP status.
+struct Rejecting(u16);
+
+impl LlmBackend for Rejecting {
+    fn describe(&self) -> String {
+        "rejecting".into()
+    }
+    fn supports_logprobs(&self) -> bool {
+        false
+    }
+    fn chat(&self, _: &ChatRequest) -> adag_llm::Result<ChatReply> {
+        Err(adag_llm::LlmError::Rejected {
+            endpoint: "test".into(),
+            status: self.0,
+            message: "no".into(),
+        })
+    }
+}
+
+#[test]
+fn a_request_the_endpoint_rejects_is_unusable_but_a_bad_key_stops_the_run() {
+    let rs = records();
+    let opts = DescribeOptions {
+        max_rounds: 2,
+        ..one_sample()
+    };
+    // 400 (e.g. longer than the model's context): recorded, the run goes on.
+    let d = describe_cluster(
+        &rs[0],
+        &Rejecting(400),
+        &KeywordSimulator,
+        &Meter::new(),
+        &opts,
+    )
+    .unwrap();
+    assert!(d.explanations.is_empty());
+    assert_eq!(d.unusable.len(), 4, "2 rounds × (input pos, output)");
+    assert!(d
+        .unusable
+        .iter()
+        .all(|u| matches!(u.reason, parse::Unusable::Rejected(_))));
+    // 401: every request would fail the same way; the error names the cluster and backend.
+    let e = describe_cluster(
+        &rs[0],
+        &Rejecting(401),
+        &KeywordSimulator,
+        &Meter::new(),
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("cluster C0") && e.contains("rejecting") && e.contains("401"),
+        "{e}"
+    );
+    // Labels: a rejected prompt falls back at once.
+    let inputs = label_inputs(&fixture().1, &rs);
+    let labels = label_clusters(
+        &inputs,
+        &rs,
+        &Rejecting(400),
+        &Meter::new(),
+        LabelMode::PerCluster,
+        &None,
+        |_| {},
+    )
+    .unwrap();
+    assert!(labels.iter().all(|l| l.source == LabelSource::Fallback));
+    assert_eq!(labels[0].problems.len(), 1);
+}

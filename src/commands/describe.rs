@@ -1,0 +1,411 @@
+//! `adag describe` and `adag label`: explainer–simulator descriptions and short labels of a
+//! circuit's clusters (adag-describe), written into the cluster-state file.
+
+use std::path::{Path, PathBuf};
+
+use adag_analysis::ClusterState;
+use adag_describe::{
+    apply_descriptions, apply_labels, build_records, describe_cluster, label_clusters,
+    label_inputs, ChatSimulator, ClusterRecords, DescribeOptions, DescriptionsFile, LabelMode,
+    LocalSimulator, LocalSimulatorOptions, Meter, RecordOptions, ScoreTokens, Simulator, Totals,
+};
+use adag_llm::{BackendConfig, Llm, LlmBackend, LlmOptions, Prices};
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::time::Duration;
+
+/// Where the circuit, its cluster state and the model that traced it are.
+#[derive(Debug, clap::Args)]
+pub struct Inputs {
+    /// A circuit directory (`adag trace`) that has been clustered (`adag cluster`).
+    pub circuit: PathBuf,
+    /// Cluster-state file (default: CIRCUIT/clusters.json); descriptions and labels are
+    /// written into it.
+    #[arg(long)]
+    pub clusters: Option<PathBuf>,
+    /// The traced model's directory, for its tokenizer's pad and BOS tokens (default: the
+    /// circuit manifest's model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Show the BOS token to the explainer and simulator (hidden by default).
+    #[arg(long)]
+    pub show_bos: bool,
+    /// Only these clusters (ids), comma-separated.
+    #[arg(long = "only", value_delimiter = ',')]
+    pub only: Vec<String>,
+}
+
+/// The LLM backend and its cache.
+#[derive(Debug, clap::Args)]
+pub struct BackendArgs {
+    /// The LLM: `openai:URL[,model=NAME,key-env=VAR]` (vLLM, llama.cpp, Ollama, OpenAI,
+    /// `adag serve-llm`), `anthropic[:MODEL]` (key from $ANTHROPIC_API_KEY), `local[:DIR]`
+    /// (a model in-process; default the demo model) or `fake` (offline rule-based test double).
+    #[arg(long)]
+    pub backend: String,
+    /// Model name sent to the endpoint (default: the backend's).
+    #[arg(long)]
+    pub llm_model: Option<String>,
+    /// Cache of requests and replies, so a rerun pays nothing twice (default: llm-cache/
+    /// beside the cluster state).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Call the backend for every request, without the cache.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+    /// Prices for the cost report: INPUT/OUTPUT dollars per million tokens, e.g. 1/5.
+    #[arg(long)]
+    pub prices: Option<Prices>,
+    /// Tries per request (rate limits and server errors are retried with backoff).
+    #[arg(long, default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+/// Arguments of `adag describe`.
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Who scores explanations: `local` (the bundled demo model in-process), `local:DIR`
+    /// (a model directory in-process) or `backend` (the chat backend, blanks filled).
+    #[arg(long, default_value = "local")]
+    pub simulator: String,
+    /// Which tokens of the local simulator mean 0..10: `digits` ("0".."10" where single
+    /// tokens) or `vocab-ids` (ids 0..10, Transluce's finetuned simulator).
+    #[arg(long, default_value = "digits")]
+    pub score_tokens: ScoreTokens,
+    /// Records per forward pass of the local simulator.
+    #[arg(long, default_value_t = 8)]
+    pub sim_batch: usize,
+    /// Explanations per side and sign.
+    #[arg(long, default_value_t = 5)]
+    pub samples: usize,
+    /// Most rounds of asking again for refused or malformed replies.
+    #[arg(long, default_value_t = 10)]
+    pub max_rounds: usize,
+    /// Distinct highlighted spans per explainer prompt.
+    #[arg(long, default_value_t = 1)]
+    pub min_highlights: usize,
+    /// Seed of the exemplar draws.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Only the input side.
+    #[arg(long, conflicts_with = "output_only")]
+    pub input_only: bool,
+    /// Only the output side.
+    #[arg(long)]
+    pub output_only: bool,
+}
+
+/// Arguments of `adag label`.
+#[derive(Debug, clap::Args)]
+pub struct LabelArgs {
+    #[command(flatten)]
+    pub inputs: Inputs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// One call per cluster, or one call for all.
+    #[arg(long, default_value = "per-cluster")]
+    pub mode: LabelMode,
+    /// Also show the labels as supernodes on the graphs `adag trace --graph-dir DIR` wrote.
+    #[arg(long)]
+    pub graph_dir: Option<PathBuf>,
+    /// Slug prefix of those graphs.
+    #[arg(long, default_value = "trace")]
+    pub slug: String,
+}
+
+/// The circuit, its cluster state (and where it lives) and the clusters' records.
+struct Loaded {
+    state_path: PathBuf,
+    state: ClusterState,
+    records: Vec<ClusterRecords>,
+}
+
+fn load(inputs: &Inputs) -> Result<Loaded> {
+    let (circuit, manifest) = adag_circuit::read_circuit(&inputs.circuit)
+        .with_context(|| format!("reading circuit {}", inputs.circuit.display()))?;
+    let state_path = inputs
+        .clusters
+        .clone()
+        .unwrap_or_else(|| ClusterState::default_path(&inputs.circuit));
+    let state = ClusterState::read(&state_path).with_context(|| {
+        format!(
+            "reading the cluster state (run `adag cluster {}` first)",
+            inputs.circuit.display()
+        )
+    })?;
+    let model_dir = inputs
+        .model
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&manifest.model));
+    let tok = adag_model::ModelTokenizer::from_dir(&model_dir).with_context(|| {
+        format!(
+            "reading the traced model's tokenizer in {} (for its pad and BOS tokens; give \
+             --model DIR if the model moved)",
+            model_dir.display()
+        )
+    })?;
+    let ropts = RecordOptions::from_tokenizer(&tok, inputs.show_bos);
+    let mut records = build_records(&circuit, &state, &ropts)?;
+    if !inputs.only.is_empty() {
+        for id in &inputs.only {
+            if state.clusters.iter().all(|c| &c.id != id) {
+                bail!(
+                    "--only {id}: no such cluster in {} (ids are C0..C{})",
+                    state_path.display(),
+                    state.clusters.len().saturating_sub(1)
+                );
+            }
+        }
+        records.retain(|r| inputs.only.contains(&r.cluster));
+    }
+    Ok(Loaded {
+        state_path,
+        state,
+        records,
+    })
+}
+
+/// `adag_llm::Llm` (cache, retries, usage) seen through the backend trait the pipeline is
+/// written against.
+struct Wrapped(Llm);
+
+impl LlmBackend for Wrapped {
+    fn describe(&self) -> String {
+        self.0.describe().to_string()
+    }
+    fn supports_logprobs(&self) -> bool {
+        self.0.supports_logprobs()
+    }
+    fn chat(&self, request: &adag_llm::ChatRequest) -> adag_llm::Result<adag_llm::ChatReply> {
+        self.0.chat(request)
+    }
+}
+
+/// The backend named by `--backend`, wrapped with the cache and retries.
+fn backend(args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
+    let mut opts = LlmOptions::default()
+        .max_attempts(args.max_attempts)
+        .timeout(Duration::from_secs(args.timeout));
+    if !args.no_cache {
+        let dir = args.cache.clone().unwrap_or_else(|| {
+            state_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("llm-cache")
+        });
+        opts = opts.cache_dir(dir);
+    }
+    if let Some(p) = args.prices {
+        opts = opts.prices(p);
+    }
+    let llm = if args.backend == "fake" {
+        Llm::new(Box::new(adag_describe::fake::RuleBackend), opts)?
+    } else {
+        let cfg: BackendConfig = args
+            .backend
+            .parse()
+            .with_context(|| format!("--backend {:?}", args.backend))?;
+        Llm::from_config(&cfg, opts).with_context(|| format!("--backend {:?}", args.backend))?
+    };
+    Ok(Wrapped(llm))
+}
+
+fn bar(n: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(n as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_prefix(what.to_string());
+    pb
+}
+
+fn report(llm: &Wrapped, totals: &Totals) {
+    println!("{}", llm.0.report());
+    println!(
+        "{} unusable replies (refused or malformed), {} simulator blanks left unfilled",
+        totals.unusable_replies, totals.missing_predictions
+    );
+}
+
+fn fmt_score(s: Option<f64>) -> String {
+    s.map(|v| format!("{v:+.3}"))
+        .unwrap_or_else(|| "  n/a".into())
+}
+
+/// Runs `adag describe`.
+pub fn run_describe(args: DescribeArgs) -> Result<()> {
+    let Loaded {
+        state_path,
+        mut state,
+        records,
+    } = load(&args.inputs)?;
+    let explainer = backend(&args.backend, &state_path)?;
+    let meter = Meter::new();
+    let local;
+    let chat;
+    let simulator: &dyn Simulator = match args.simulator.as_str() {
+        "backend" => {
+            chat = ChatSimulator::new(&explainer, &meter, args.backend.llm_model.clone());
+            &chat
+        }
+        s if s == "local" || s.starts_with("local:") => {
+            let dir = match s.strip_prefix("local:") {
+                Some(d) => PathBuf::from(d),
+                None => crate::common::default_model(),
+            };
+            let opts = LocalSimulatorOptions {
+                score_tokens: args.score_tokens,
+                batch_size: args.sim_batch,
+                ..Default::default()
+            };
+            local = LocalSimulator::load(&dir, &opts)?;
+            &local
+        }
+        other => bail!("--simulator {other:?}: expected `local`, `local:DIR` or `backend`"),
+    };
+    let opts = DescribeOptions {
+        samples: args.samples,
+        max_rounds: args.max_rounds,
+        min_highlights: args.min_highlights,
+        seed: args.seed,
+        model: args.backend.llm_model.clone(),
+        input_side: !args.output_only,
+        output_side: !args.input_only,
+        ..Default::default()
+    };
+    let desc_path = DescriptionsFile::default_path(&state_path);
+    let mut file = DescriptionsFile::read_or_new(&desc_path, &args.inputs.circuit, &state_path)?;
+    file.explainer = Some(explainer.describe());
+    file.simulator = Some(simulator.describe());
+    file.options = Some(opts.clone());
+    println!(
+        "describing {} clusters: explainer {}, simulator {}",
+        records.len(),
+        explainer.describe(),
+        simulator.describe()
+    );
+    let pb = bar(records.len(), "describe");
+    let mut done = Vec::new();
+    for cr in &records {
+        pb.set_message(cr.cluster.clone());
+        let d = describe_cluster(cr, &explainer, simulator, &meter, &opts)
+            .with_context(|| format!("describing cluster {}", cr.cluster))?;
+        file.clusters
+            .entry(d.cluster.clone())
+            .or_default()
+            .description = Some(d.clone());
+        done.push(d);
+        // Written after every cluster, so an interrupted run keeps what it paid for.
+        apply_descriptions(&mut state, &done);
+        state.write(&state_path)?;
+        file.totals = meter.totals();
+        file.write(&desc_path)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    println!(
+        "{:<5} {:>7} {:>7}  best input | best output",
+        "id", "input", "output"
+    );
+    for d in &done {
+        println!(
+            "{:<5} {:>7} {:>7}  {} | {}",
+            d.cluster,
+            fmt_score(d.best_input.as_ref().and_then(|e| e.score)),
+            fmt_score(d.best_output.as_ref().and_then(|e| e.score)),
+            d.best_input
+                .as_ref()
+                .map(|e| e.text.as_str())
+                .unwrap_or("-"),
+            d.best_output
+                .as_ref()
+                .map(|e| e.text.as_str())
+                .unwrap_or("-"),
+        );
+    }
+    println!(
+        "descriptions → {} (best per side) and {} (all explanations, scores, exemplars)",
+        state_path.display(),
+        desc_path.display()
+    );
+    report(&explainer, &meter.totals());
+    Ok(())
+}
+
+/// Runs `adag label`.
+pub fn run_label(args: LabelArgs) -> Result<()> {
+    let Loaded {
+        state_path,
+        mut state,
+        records,
+    } = load(&args.inputs)?;
+    let labeller = backend(&args.backend, &state_path)?;
+    let meter = Meter::new();
+    let mut inputs = label_inputs(&state, &records);
+    inputs.retain(|i| records.iter().any(|r| r.cluster == i.id));
+    if inputs
+        .iter()
+        .all(|i| i.input.is_none() && i.output.is_none())
+    {
+        eprintln!(
+            "note: no cluster has descriptions yet (run `adag describe` first); labelling from \
+             the top prompts only"
+        );
+    }
+    let pb = bar(inputs.len(), "label");
+    let labels = label_clusters(
+        &inputs,
+        &records,
+        &labeller,
+        &meter,
+        args.mode,
+        &args.backend.llm_model,
+        |r| {
+            pb.set_message(r.cluster.clone());
+            pb.inc(1);
+        },
+    )?;
+    pb.finish_and_clear();
+    apply_labels(&mut state, &labels);
+    state.write(&state_path)?;
+    let desc_path = DescriptionsFile::default_path(&state_path);
+    let mut file = DescriptionsFile::read_or_new(&desc_path, &args.inputs.circuit, &state_path)?;
+    file.labeller = Some(labeller.describe());
+    for l in &labels {
+        file.clusters.entry(l.cluster.clone()).or_default().label = Some(l.clone());
+    }
+    file.totals = meter.totals();
+    file.write(&desc_path)?;
+    if let Some(dir) = &args.graph_dir {
+        let n = adag_analysis::write_cluster_supernodes(&state, dir, &args.slug).with_context(
+            || {
+                format!(
+                    "adding labelled clusters to the graphs in {}",
+                    dir.display()
+                )
+            },
+        )?;
+        println!(
+            "labels shown as supernodes on {n} graph(s) in {}",
+            dir.display()
+        );
+    }
+    for l in &labels {
+        let src = match l.source {
+            adag_describe::label::LabelSource::Llm => "",
+            adag_describe::label::LabelSource::Fallback => "  (fallback)",
+        };
+        println!("{:<5} {}{src}", l.cluster, l.label);
+    }
+    println!("labels → {}", state_path.display());
+    report(&labeller, &meter.totals());
+    Ok(())
+}

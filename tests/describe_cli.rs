@@ -1,0 +1,306 @@
+//! `adag describe` and `adag label` end to end on a real circuit of the bundled demo model:
+//! trace a few two-hop capitals prompts, cluster them, describe (in-process simulator, and the
+//! chat simulator) with the offline `fake` backend, label, and check what lands in the
+//! cluster-state and descriptions files. Skipped, with the reason printed, when
+//! `models/demo/config.json` is absent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use adag_analysis::ClusterState;
+use adag_describe::DescriptionsFile;
+
+fn adag(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
+        .args(args)
+        .output()
+        .expect("running adag");
+    assert!(
+        out.status.success(),
+        "adag {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn demo() -> Option<PathBuf> {
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+    if m.join("config.json").exists() {
+        Some(m)
+    } else {
+        println!("skipped: the demo model bundle (models/demo/config.json) is absent");
+        None
+    }
+}
+
+/// A traced and clustered circuit of six two-hop prompts.
+fn circuit(dir: &Path, model: &Path) -> PathBuf {
+    let ds = dir.join("capitals.jsonl");
+    let cities = [
+        "Dallas", "Houston", "Chicago", "Miami", "Seattle", "Detroit",
+    ];
+    let lines: Vec<String> = cities
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "prompt": format!("The capital of the state containing {c} is"),
+                "label": c
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&ds, lines.join("\n")).unwrap();
+    let circuit = dir.join("circuit");
+    let c = circuit.to_str().unwrap();
+    adag(&[
+        "trace",
+        "--model",
+        model.to_str().unwrap(),
+        "--dataset",
+        ds.to_str().unwrap(),
+        "--out",
+        c,
+        "--quiet",
+    ]);
+    adag(&["cluster", c, "--k", "4"]);
+    circuit
+}
+
+#[test]
+fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
+    let Some(model) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let circuit = circuit(dir.path(), &model);
+    let c = circuit.to_str().unwrap();
+    let state_path = ClusterState::default_path(&circuit);
+    let desc_path = DescriptionsFile::default_path(&state_path);
+
+    let out = adag(&["describe", c, "--backend", "fake", "--samples", "2"]);
+    assert!(out.contains("in-process"), "{out}");
+    assert!(out.contains("LLM usage (fake"), "no usage report:\n{out}");
+    let state = ClusterState::read(&state_path).unwrap();
+    let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    assert_eq!(file.clusters.len(), state.clusters.len());
+    let mut scored = 0;
+    for cl in &state.clusters {
+        let d = file.clusters[&cl.id].description.as_ref().unwrap();
+        // Every cluster reads its prompts: a positive input side exists and is described.
+        let best = d.best_input.as_ref().expect("an input description");
+        assert_eq!(cl.input_description.as_deref(), Some(best.text.as_str()));
+        assert_eq!(cl.description, d.combined());
+        for e in &d.explanations {
+            // Pads and BOS are never shown; at least one span is highlighted on the input side.
+            for x in &e.excerpts {
+                assert!(!x.contains("<|pad|>") && !x.contains("<|bos|>"), "{x}");
+            }
+            if e.threshold.is_some() {
+                assert!(
+                    e.excerpts.iter().any(|x| x.contains("{{")),
+                    "{:?}",
+                    e.excerpts
+                );
+            }
+            if let Some(s) = e.score {
+                assert!(s.is_finite() && (-1.0..=1.0).contains(&s));
+                scored += 1;
+            }
+        }
+        // Scored records are held out from the ones shown (pools of more than one record).
+        for p in &d.pools {
+            if !p.scored_on_shown {
+                assert!(p.scored.iter().all(|id| !p.explain.contains(id)), "{p:?}");
+            }
+        }
+    }
+    assert!(scored > 0, "no explanation got a defined score");
+
+    // A rerun is answered from the cache beside the state (nothing paid) and, the local
+    // simulator being deterministic, writes the same descriptions; without the cache too.
+    assert!(circuit.join("llm-cache").is_dir());
+    let before = std::fs::read_to_string(&desc_path).unwrap();
+    let out = adag(&["describe", c, "--backend", "fake", "--samples", "2"]);
+    assert!(out.contains(": 0 calls + "), "{out}");
+    assert!(out.contains("0 input + 0 output tokens paid"), "{out}");
+    let after = std::fs::read_to_string(&desc_path).unwrap();
+    let strip = |s: &str| s.split("\"totals\"").next().unwrap().to_string();
+    assert_eq!(strip(&after), strip(&before));
+    adag(&[
+        "describe",
+        c,
+        "--backend",
+        "fake",
+        "--samples",
+        "2",
+        "--no-cache",
+    ]);
+    assert_eq!(
+        strip(&std::fs::read_to_string(&desc_path).unwrap()),
+        strip(&before)
+    );
+
+    // Labels land in the cluster-state file, next to the descriptions.
+    let out = adag(&["label", c, "--backend", "fake"]);
+    let state = ClusterState::read(&state_path).unwrap();
+    for cl in &state.clusters {
+        let l = cl.label.as_deref().expect("a label");
+        let words = l.trim_start_matches("not[").trim_end_matches(']');
+        assert!((1..=3).contains(&words.split_whitespace().count()), "{l}");
+        assert!(out.contains(l), "{out}");
+        assert!(
+            cl.input_description.is_some(),
+            "labelling kept the descriptions"
+        );
+    }
+    let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    assert!(file
+        .clusters
+        .values()
+        .all(|e| e.label.is_some() && e.description.is_some()));
+
+    // Batch mode and the chat simulator over the backend.
+    adag(&["label", c, "--backend", "fake", "--mode", "batch"]);
+    let out = adag(&[
+        "describe",
+        c,
+        "--backend",
+        "fake",
+        "--simulator",
+        "backend",
+        "--samples",
+        "1",
+        "--only",
+        "C0",
+    ]);
+    assert!(out.contains("chat fake"), "{out}");
+}
+
+#[test]
+fn describe_errors_name_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
+        .args([
+            "describe",
+            dir.path().to_str().unwrap(),
+            "--backend",
+            "fake",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("manifest.json") || err.contains("circuit"),
+        "{err}"
+    );
+    let Some(model) = demo() else { return };
+    let circuit = circuit(dir.path(), &model);
+    for (args, want) in [
+        (
+            vec!["--backend", "fake", "--simulator", "magic"],
+            "--simulator",
+        ),
+        (vec!["--backend", "fake", "--only", "C99"], "C99"),
+        (vec!["--backend", "nonsense"], "nonsense"),
+    ] {
+        let mut a = vec!["describe", circuit.to_str().unwrap()];
+        a.extend(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_adag"))
+            .args(&a)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{a:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `adag serve-llm` on the demo model as a real OpenAI-compatible endpoint: the explainer,
+/// the chat simulator and the labeller talk HTTP to it. The demo model's context (256 tokens)
+/// is shorter than the explainer prompts, and it writes no `[DESCRIPTION]` lines anyway, so
+/// every reply is recorded as unusable (rejected or malformed) and the label falls back; the
+/// run must still complete and say so.
+#[test]
+fn describe_and_label_against_adag_serve_llm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let Some(model) = demo() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let circuit = circuit(dir.path(), &model);
+    let c = circuit.to_str().unwrap();
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_adag"))
+            .args([
+                "serve-llm",
+                "--port",
+                "0",
+                "--model",
+                model.to_str().unwrap(),
+            ])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .trim_end_matches([',', ';'])
+        .to_string();
+    let spec = format!("openai:{base}");
+    let args = [
+        "describe",
+        c,
+        "--backend",
+        &spec,
+        "--simulator",
+        "backend",
+        "--samples",
+        "1",
+        "--max-rounds",
+        "2",
+        "--only",
+        "C0",
+    ];
+    let out = adag(&args);
+    assert!(out.contains("LLM usage (openai-compatible"), "{out}");
+    let state_path = ClusterState::default_path(&circuit);
+    let desc_path = DescriptionsFile::default_path(&state_path);
+    let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    let d = file.clusters["C0"].description.as_ref().unwrap();
+    // Every reply is either an explanation or recorded as unusable: 2 rounds per side and sign.
+    let asked = d.explanations.len() + d.unusable.len();
+    let sides = d.pools.len();
+    assert!(
+        sides >= 1 && asked <= 2 * sides && asked >= sides,
+        "{asked} replies, {sides} sides"
+    );
+    let again = adag(&args);
+    assert!(
+        again.contains(": 0 calls + "),
+        "rerun not from cache:\n{again}"
+    );
+
+    let out = adag(&["label", c, "--backend", &spec, "--only", "C0"]);
+    assert!(out.contains("C0"), "{out}");
+    let state = ClusterState::read(&state_path).unwrap();
+    let label = state.clusters[0].label.as_deref().expect("a label for C0");
+    assert!(!label.is_empty());
+    let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    let l = file.clusters["C0"].label.as_ref().unwrap();
+    assert_eq!(l.label, label);
+    assert!(!l.problems.is_empty() || l.source == adag_describe::label::LabelSource::Llm);
+}
