@@ -53,6 +53,7 @@ fn circuit(dir: &Path, model: &Path) -> PathBuf {
     std::fs::write(&ds, lines.join("\n")).unwrap();
     let circuit = dir.join("circuit");
     let c = circuit.to_str().unwrap();
+    let graphs = dir.join("graphs");
     adag(&[
         "trace",
         "--model",
@@ -62,6 +63,8 @@ fn circuit(dir: &Path, model: &Path) -> PathBuf {
         "--out",
         c,
         "--quiet",
+        "--graph-dir",
+        graphs.to_str().unwrap(),
     ]);
     adag(&["cluster", c, "--k", "4"]);
     circuit
@@ -139,8 +142,27 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         strip(&before)
     );
 
-    // Labels land in the cluster-state file, next to the descriptions.
-    let out = adag(&["label", c, "--backend", "fake"]);
+    // Labels land in the cluster-state file, next to the descriptions, and on the viewer's
+    // graphs as supernode names.
+    let graphs = dir.path().join("graphs");
+    let out = adag(&[
+        "label",
+        c,
+        "--backend",
+        "fake",
+        "--graph-dir",
+        graphs.to_str().unwrap(),
+    ]);
+    let graph: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("trace-0.json")).unwrap())
+            .unwrap();
+    let names: Vec<String> = graph["qParams"]["supernodes"]
+        .as_array()
+        .expect("supernodes on the graph")
+        .iter()
+        .map(|g| g[0].as_str().unwrap().to_string())
+        .collect();
+    assert!(!names.is_empty());
     let state = ClusterState::read(&state_path).unwrap();
     for cl in &state.clusters {
         let l = cl.label.as_deref().expect("a label");
@@ -152,6 +174,16 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
             "labelling kept the descriptions"
         );
     }
+    // Every supernode of prompt 0's graph is named by its cluster's label.
+    let labels: Vec<&str> = state
+        .clusters
+        .iter()
+        .filter_map(|c| c.label.as_deref())
+        .collect();
+    assert!(
+        names.iter().all(|n| labels.contains(&n.as_str())),
+        "{names:?} vs {labels:?}"
+    );
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
     assert!(file
         .clusters
