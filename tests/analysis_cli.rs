@@ -359,7 +359,7 @@ fn correlate_sorts_by_strength_and_matches_a_hand_computation() {
 }
 
 #[test]
-fn plot_writes_valid_dot_and_svg() {
+fn plot_writes_valid_dot_svg_and_png() {
     let dir = tempfile::tempdir().unwrap();
     let c = circuit(dir.path(), true);
     let (circ, cs) = read(&c);
@@ -411,15 +411,24 @@ fn plot_writes_valid_dot_and_svg() {
     assert_eq!(svg.matches("<line").count(), edges.len());
     assert_eq!(svg.matches("<text").count(), declared.len() + 1, "title");
 
-    // PNG only through Graphviz; when it is absent adag must not claim one.
-    let png = dir.path().join("p0.png");
+    // PNG: Graphviz's when installed, else adag's own, with the SVG's size.
+    let png = std::fs::read(dir.path().join("p0.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    let dim = |o: usize| u32::from_be_bytes(png[o..o + 4].try_into().unwrap());
     let graphviz = Command::new("dot").arg("-V").output().is_ok();
-    if graphviz {
-        let bytes = std::fs::read(&png).unwrap();
-        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    } else {
-        assert!(!png.exists() && !text.contains(".png"), "{text}");
+    assert!(
+        text.contains(if graphviz { "(Graphviz)" } else { "(adag)" }),
+        "{text}"
+    );
+    if !graphviz {
+        let attr = |name: &str| -> u32 {
+            let at = svg.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            svg[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        assert_eq!((dim(16), dim(20)), (attr("width"), attr("height")));
     }
+    assert!(png.ends_with(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xae, 0x42, 0x60, 0x82]));
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `adag plot`: one prompt's tokens → clusters → outputs graph as DOT, SVG and (with Graphviz) PNG.
+//! `adag plot`: one prompt's tokens → clusters → outputs graph as DOT, SVG and PNG (drawn by
+//! Graphviz when it is installed, whose layout is better, else by adag itself).
 
 use std::path::PathBuf;
 
@@ -20,8 +21,8 @@ pub struct Args {
     /// Cluster-state file (default: CIRCUIT/clusters.json).
     #[arg(long)]
     pub clusters: Option<PathBuf>,
-    /// Output prefix (default: CIRCUIT/plot-PROMPT): writes .dot and .svg, and .png when
-    /// Graphviz's `dot` is on PATH.
+    /// Output prefix (default: CIRCUIT/plot-PROMPT): writes .dot, .svg and .png (the PNG by
+    /// Graphviz's `dot` when it is on PATH, else by adag).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
     /// Write only the DOT file.
@@ -51,17 +52,23 @@ pub fn run(args: Args) -> Result<()> {
         adag_circuit::store::write_atomic(&with("svg"), g.to_svg().as_bytes())?;
         written.push(with("svg").display().to_string());
         let png = with("png");
-        let ok = std::process::Command::new("dot")
+        let graphviz = std::process::Command::new("dot")
             .arg("-Tpng")
             .arg(&dot)
             .arg("-o")
             .arg(&png)
+            .stderr(std::process::Stdio::null())
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        if ok {
-            written.push(png.display().to_string());
+        if !graphviz {
+            adag_circuit::store::write_atomic(&png, &g.to_png())?;
         }
+        written.push(format!(
+            "{} ({})",
+            png.display(),
+            if graphviz { "Graphviz" } else { "adag" }
+        ));
     }
     println!(
         "{} nodes, {} edges → {}",

@@ -8,7 +8,8 @@
 //!    per-prompt metric ([`correlate`]);
 //! 3. **steers** clusters (scales their traced neurons in one forward pass) and reports
 //!    cluster→cluster and cluster→output effects ([`steer`]);
-//! 4. **plots** one prompt's tokens → clusters → outputs graph as DOT and SVG ([`plot`]).
+//! 4. **plots** one prompt's tokens → clusters → outputs graph as DOT, SVG and PNG ([`plot`],
+//!    drawn by [`raster`] without Graphviz).
 //!
 //! Definitions follow Transluce's ADAG (`shared/reference/adag.md` §4–5, §8–9); where the
 //! reference has known bugs, the module docs say what adag does instead.
@@ -26,8 +27,10 @@
 pub mod cluster;
 pub mod correlate;
 pub mod error;
+mod font;
 pub mod plot;
 pub mod profiles;
+pub mod raster;
 pub mod similarity;
 pub mod spectral;
 pub mod stats;

@@ -7,8 +7,9 @@
 //! floats. Layout is bottom-to-top: tokens, clusters by the mean layer of their nodes, outputs;
 //! blue = positive, red = negative, width ∝ |weight|.
 //!
-//! [`ClusterGraph::to_dot`] writes Graphviz DOT; [`ClusterGraph::to_svg`] renders the same
-//! graph without Graphviz, with a simple layered layout.
+//! [`ClusterGraph::to_dot`] writes Graphviz DOT; [`ClusterGraph::to_svg`] and
+//! [`ClusterGraph::to_png`] render the same graph without Graphviz, with a simple layered
+//! layout.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +52,28 @@ pub struct ClusterGraph {
     pub edges: Vec<PlotEdge>,
     /// Title (the prompt).
     pub title: String,
+}
+
+/// Box size of a node in the SVG and PNG.
+const BOX_W: f64 = 116.0;
+const BOX_H: f64 = 30.0;
+
+/// Positions from [`ClusterGraph::layout`]: canvas size and each node's centre.
+struct Layout<'a> {
+    width: f64,
+    height: f64,
+    pos: BTreeMap<&'a str, (f64, f64)>,
+}
+
+/// Fill colour of a node box: tokens grey, outputs yellow, clusters blue.
+fn fill(id: &str) -> [u8; 3] {
+    if id.starts_with("tok") {
+        [0xee, 0xee, 0xee]
+    } else if id.starts_with("out") {
+        [0xff, 0xf2, 0xcc]
+    } else {
+        [0xdd, 0xe8, 0xff]
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -246,12 +269,13 @@ impl ClusterGraph {
         s
     }
 
-    /// A self-contained SVG with a layered layout (rows by rank, bottom to top).
-    pub fn to_svg(&self) -> String {
+    /// Node positions of the layered layout (rows by rank, bottom to top) shared by the SVG
+    /// and the PNG, so the two pictures agree.
+    fn layout(&self) -> Layout<'_> {
         let max_rank = self.nodes.iter().map(|n| n.rank).max().unwrap_or(0);
         let per_row = |r: usize| self.nodes.iter().filter(|n| n.rank == r).count();
         let widest = (0..=max_rank).map(per_row).max().unwrap_or(1).max(1);
-        let (cell, row_h, box_w, box_h) = (130.0, 110.0, 116.0, 30.0);
+        let (cell, row_h) = (130.0, 110.0);
         let width = widest as f64 * cell + 40.0;
         let height = (max_rank + 1) as f64 * row_h + 60.0;
         let mut pos: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
@@ -264,6 +288,13 @@ impl ClusterGraph {
                 pos.insert(n.id.as_str(), (x, y));
             }
         }
+        Layout { width, height, pos }
+    }
+
+    /// A self-contained SVG with a layered layout (rows by rank, bottom to top).
+    pub fn to_svg(&self) -> String {
+        let Layout { width, height, pos } = self.layout();
+        let (box_w, box_h) = (BOX_W, BOX_H);
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
              font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
@@ -293,13 +324,8 @@ impl ClusterGraph {
             let Some(&(x, y)) = pos.get(n.id.as_str()) else {
                 continue;
             };
-            let fill = if n.id.starts_with("tok") {
-                "#eeeeee"
-            } else if n.id.starts_with("out") {
-                "#fff2cc"
-            } else {
-                "#dde8ff"
-            };
+            let [r, g, b] = fill(&n.id);
+            let fill = format!("#{r:02x}{g:02x}{b:02x}");
             let label: String = n.label.chars().take(18).collect();
             s.push_str(&format!(
                 "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{box_w}\" height=\"{box_h}\" rx=\"6\" fill=\"{fill}\" \
@@ -312,5 +338,54 @@ impl ClusterGraph {
         }
         s.push_str("</svg>\n");
         s
+    }
+
+    /// The same picture as [`ClusterGraph::to_svg`] as a PNG, rendered by adag (no Graphviz):
+    /// labels in a 5×7 bitmap font, cut to 18 characters as in the SVG, non-ASCII as `?`.
+    pub fn to_png(&self) -> Vec<u8> {
+        use crate::raster::Canvas;
+        let Layout { width, height, pos } = self.layout();
+        let mut c = Canvas::new(width as usize, height as usize, [255, 255, 255]);
+        c.text_centred(
+            width / 2.0,
+            8.0,
+            &self
+                .title
+                .chars()
+                .take(width as usize / 6 - 2)
+                .collect::<String>(),
+            [0, 0, 0],
+        );
+        for e in self.edges.iter().rev() {
+            let (Some(a), Some(b)) = (pos.get(e.source.as_str()), pos.get(e.target.as_str()))
+            else {
+                continue;
+            };
+            let colour = if e.weight >= 0.0 {
+                [0x20, 0x60, 0xd0]
+            } else {
+                [0xd0, 0x30, 0x20]
+            };
+            c.line(
+                a.0,
+                a.1 - BOX_H / 2.0,
+                b.0,
+                b.1 + BOX_H / 2.0,
+                self.width(e.weight),
+                colour,
+                0.6,
+            );
+        }
+        for n in &self.nodes {
+            let Some(&(x, y)) = pos.get(n.id.as_str()) else {
+                continue;
+            };
+            let (bx, by) = (x - BOX_W / 2.0, y - BOX_H / 2.0);
+            c.fill_rect(bx, by, BOX_W, BOX_H, fill(&n.id));
+            c.stroke_rect(bx, by, BOX_W, BOX_H, [0x55, 0x55, 0x55]);
+            let label: String = n.label.chars().take(18).collect();
+            c.text_centred(x, y - 3.0, &label, [0, 0, 0]);
+        }
+        c.to_png()
     }
 }
