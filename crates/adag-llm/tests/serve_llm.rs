@@ -267,3 +267,31 @@ fn logprobs_at_matches_step_by_step_distributions() {
     }
     assert!(model.logprobs_at(&ids, &[ids.len()]).is_err());
 }
+
+#[test]
+fn concurrent_requests_to_the_server_come_back_in_order() {
+    let model = model();
+    let server = LlmServer::start(model.clone(), LOCALHOST, 0).unwrap();
+    let cfg: adag_llm::BackendConfig = format!("openai:{}", server.base_url()).parse().unwrap();
+    let llm =
+        adag_llm::Llm::from_config(&cfg, adag_llm::LlmOptions::default().concurrency(3)).unwrap();
+    let local = LocalBackend::new(model.clone());
+    let requests: Vec<ChatRequest> = ["Dallas", "Austin", "Houston", "Texas", "Paris"]
+        .iter()
+        .map(|w| {
+            let mut r = ChatRequest::new(vec![
+                Message::user("Continue."),
+                Message::assistant(format!("The city of {w} is")),
+            ]);
+            r.max_tokens = 4;
+            r
+        })
+        .collect();
+    let replies = llm.chat_many(&requests);
+    for (req, reply) in requests.iter().zip(replies) {
+        assert_eq!(reply.unwrap().text, local.chat(req).unwrap().text);
+    }
+    let rep = llm.report();
+    assert_eq!((rep.calls, rep.failed_calls), (5, 0));
+    assert!(rep.usage.input_tokens > 0 && rep.usage.output_tokens > 0);
+}
