@@ -295,3 +295,57 @@ fn concurrent_requests_to_the_server_come_back_in_order() {
     assert_eq!((rep.calls, rep.failed_calls), (5, 0));
     assert!(rep.usage.input_tokens > 0 && rep.usage.output_tokens > 0);
 }
+
+/// A model whose tokenizer has a chat template (the tiny Llama fixture): the prompt is the
+/// template with the generation prompt; a final assistant turn is continued, not closed.
+#[test]
+fn chat_template_with_generation_prompt_and_prefill() {
+    use adag_model::chat::ChatMessage;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/llama");
+    let m = LocalModel::load(&dir, &adag_model::LoadOptions::default()).unwrap();
+    let tok = &m.loaded().tokenizer;
+    assert!(tok.has_chat_template());
+    let conv = [
+        ChatMessage::new("system", "Be brief."),
+        ChatMessage::new("user", "Hi"),
+    ];
+    let expected = tok.apply_chat_template(&conv, true).unwrap();
+    let (text, special) = m
+        .render(&[Message::system("Be brief."), Message::user("Hi")])
+        .unwrap();
+    assert_eq!((text.as_str(), special), (expected.as_str(), false));
+    let (prefilled, _) = m
+        .render(&[
+            Message::system("Be brief."),
+            Message::user("Hi"),
+            Message::assistant("Sure"),
+        ])
+        .unwrap();
+    assert_eq!(prefilled, expected + "Sure");
+    // The fallback format is only for tokenizers without a template.
+    assert!(!text.contains("User: Hi"));
+    // A random-weight model still generates within its limits.
+    let mut req = ChatRequest::new(vec![Message::user("Hi")]);
+    req.max_tokens = 3;
+    req.top_logprobs = Some(2);
+    let r = LocalBackend::new(Arc::new(m)).chat(&req).unwrap();
+    assert!(r.usage.output_tokens <= 3 && r.usage.output_tokens >= 1);
+    assert!(r.logprobs.len() <= 3);
+}
+
+#[test]
+fn the_demo_model_uses_the_plain_fallback_format() {
+    let model = model();
+    assert!(!model.loaded().tokenizer.has_chat_template());
+    let (text, special) = model
+        .render(&[
+            Message::system("S"),
+            Message::user("U"),
+            Message::assistant("A"),
+        ])
+        .unwrap();
+    assert_eq!(text, "System: S\n\nUser: U\n\nAssistant:A");
+    assert!(special);
+    let (text, _) = model.render(&[Message::user("U")]).unwrap();
+    assert_eq!(text, "User: U\n\nAssistant:");
+}
