@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::{DeviceArg, DtypeArg};
 use adag_analysis::ClusterState;
 use adag_describe::{
     apply_descriptions, apply_labels, build_records, describe_cluster, label_clusters,
@@ -82,6 +83,12 @@ pub struct DescribeArgs {
     /// Records per forward pass of the local simulator.
     #[arg(long, default_value_t = 8)]
     pub sim_batch: usize,
+    /// Device of the local simulator (cuda needs an adag built with `--features cuda`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub sim_device: DeviceArg,
+    /// Dtype of the local simulator (bf16 for an 8B model on a GPU).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub sim_dtype: DtypeArg,
     /// Explanations per side and sign.
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
@@ -122,6 +129,7 @@ pub struct LabelArgs {
 
 /// The circuit, its cluster state (and where it lives) and the clusters' records.
 struct Loaded {
+    model_dir: PathBuf,
     state_path: PathBuf,
     state: ClusterState,
     records: Vec<ClusterRecords>,
@@ -166,6 +174,7 @@ fn load(inputs: &Inputs) -> Result<Loaded> {
         records.retain(|r| inputs.only.contains(&r.cluster));
     }
     Ok(Loaded {
+        model_dir,
         state_path,
         state,
         records,
@@ -243,6 +252,7 @@ fn fmt_score(s: Option<f64>) -> String {
 /// Runs `adag describe`.
 pub fn run_describe(args: DescribeArgs) -> Result<()> {
     let Loaded {
+        model_dir,
         state_path,
         mut state,
         records,
@@ -261,10 +271,20 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
                 Some(d) => PathBuf::from(d),
                 None => crate::common::default_model(),
             };
+            // Circuit token ids mean the same only to the traced model's own tokenizer; any
+            // other simulator gets the token texts re-encoded.
+            let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
             let opts = LocalSimulatorOptions {
                 score_tokens: args.score_tokens,
                 batch_size: args.sim_batch,
-                ..Default::default()
+                reencode: !same(&dir, &model_dir),
+                load: adag_model::LoadOptions {
+                    dtype: args.sim_dtype.into(),
+                    device: crate::common::device(args.sim_device)?,
+                },
             };
             local = LocalSimulator::load(&dir, &opts)?;
             &local
@@ -346,6 +366,7 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
         state_path,
         mut state,
         records,
+        ..
     } = load(&args.inputs)?;
     let labeller = backend(&args.backend, &state_path)?;
     let meter = Meter::new();
