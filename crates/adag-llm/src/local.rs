@@ -492,13 +492,21 @@ fn argmax(v: &[f32]) -> u32 {
 
 /// The `k` most likely ids, most likely first (ties: lower id first).
 pub fn top_k(logprobs: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let order = |a: &u32, b: &u32| {
+        logprobs[*b as usize]
+            .total_cmp(&logprobs[*a as usize])
+            .then(a.cmp(b))
+    };
     let mut idx: Vec<u32> = (0..logprobs.len() as u32).collect();
-    idx.sort_by(|&a, &b| {
-        logprobs[b as usize]
-            .total_cmp(&logprobs[a as usize])
-            .then(a.cmp(&b))
-    });
-    idx.truncate(k);
+    // Partition first: a 128k vocabulary is not sorted for 20 alternatives per token.
+    if k < idx.len() {
+        if k == 0 {
+            return Vec::new();
+        }
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_by(order);
     idx.into_iter().map(|i| (i, logprobs[i as usize])).collect()
 }
 
@@ -621,6 +629,16 @@ mod tests {
             vec![(1, -0.5), (0, -1.0), (2, -1.0)]
         );
         assert_eq!(argmax(&[0.0, 2.0, 2.0]), 1);
+        assert!(top_k(&[-1.0, -2.0], 0).is_empty());
+        assert_eq!(top_k(&[-1.0, -2.0], 5), vec![(0, -1.0), (1, -2.0)]);
+        // Partial selection agrees with a full sort on a larger random-looking vector.
+        let v: Vec<f32> = (0..1000)
+            .map(|i| -(((i * 7919) % 1000) as f32) / 10.0)
+            .collect();
+        let mut full: Vec<u32> = (0..1000).collect();
+        full.sort_by(|&a, &b| v[b as usize].total_cmp(&v[a as usize]).then(a.cmp(&b)));
+        let got: Vec<u32> = top_k(&v, 20).into_iter().map(|(i, _)| i).collect();
+        assert_eq!(got, full[..20]);
     }
 
     #[test]
