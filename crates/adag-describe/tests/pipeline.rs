@@ -635,3 +635,86 @@ fn a_request_the_endpoint_rejects_is_unusable_but_a_bad_key_stops_the_run() {
     assert!(labels.iter().all(|l| l.source == LabelSource::Fallback));
     assert_eq!(labels[0].problems.len(), 1);
 }
+
+/// Replies with fixed text and logprob tokens, and says it supports logprobs.
+struct WithLogprobs {
+    text: String,
+    tokens: Vec<adag_llm::TokenLogprob>,
+    seen: Mutex<Vec<ChatRequest>>,
+}
+
+impl LlmBackend for WithLogprobs {
+    fn describe(&self) -> String {
+        "logprobs".into()
+    }
+    fn supports_logprobs(&self) -> bool {
+        true
+    }
+    fn chat(&self, req: &ChatRequest) -> adag_llm::Result<ChatReply> {
+        self.seen.lock().unwrap().push(req.clone());
+        Ok(ChatReply {
+            text: self.text.clone(),
+            logprobs: self.tokens.clone(),
+            finish_reason: Some("stop".into()),
+            usage: Usage::default(),
+            cached: false,
+        })
+    }
+}
+
+fn lp(token: &str, top: &[(&str, f32)]) -> adag_llm::TokenLogprob {
+    adag_llm::TokenLogprob {
+        token: token.into(),
+        logprob: 0.0,
+        top: top.iter().map(|(t, p)| (t.to_string(), p.ln())).collect(),
+    }
+}
+
+#[test]
+fn chat_simulator_uses_expected_values_from_top_logprobs_and_prompts_exactly() {
+    let rs = records();
+    let r = &rs[1].records[1]; // C1 on prompt 1: "The", " Dallas", " is"
+    let text = "(0, 'The', 3)\n(1, ' Dallas', 7)\n(2, ' is', 0)\n";
+    let backend = WithLogprobs {
+        text: text.into(),
+        tokens: vec![
+            lp("(0, 'The', ", &[]),
+            lp("3", &[("3", 0.5), (" 5", 0.25), ("x", 0.25)]),
+            lp(")\n(1, ' Dallas', ", &[]),
+            lp("7", &[]),
+            lp(")\n(2, ' is', ", &[]),
+            lp("0", &[("0", 0.9), ("10", 0.1)]),
+            lp(")\n", &[]),
+        ],
+        seen: Mutex::new(Vec::new()),
+    };
+    let meter = Meter::new();
+    let sim = ChatSimulator::new(&backend, &meter, None);
+    let v = sim.simulate_tokens("the word Dallas", &[r]).unwrap();
+    // 3 and 5 renormalised over the score tokens; 7 has no alternatives (its number); 0/10.
+    let want = [(3.0 * 0.5 + 5.0 * 0.25) / 0.75, 7.0, 1.0];
+    for (a, b) in v[0].iter().zip(want) {
+        assert!((a - b).abs() < 1e-5, "{:?} vs {want:?}", v[0]);
+    }
+    let req = &backend.seen.lock().unwrap()[0];
+    assert_eq!((req.temperature, req.top_logprobs), (0.0, Some(20)));
+    assert_eq!(
+        req.messages[1].content,
+        "Description: the word Dallas\n\nTokens:\n(0, 'The', [blank])\n(1, ' Dallas', [blank])\n(2, ' is', [blank])\n"
+    );
+    assert_eq!(meter.totals().missing_predictions, 0);
+
+    // A reply with a line missing and one out of range: those blanks count as 0 and are
+    // counted.
+    let partial = WithLogprobs {
+        text: "(0, 'The', 4)\n(2, ' is', 12)\n".into(),
+        tokens: vec![],
+        seen: Mutex::new(Vec::new()),
+    };
+    let meter = Meter::new();
+    let v = ChatSimulator::new(&partial, &meter, None)
+        .simulate_tokens("x", &[r])
+        .unwrap();
+    assert_eq!(v[0], [4.0, 0.0, 0.0]);
+    assert_eq!(meter.totals().missing_predictions, 2);
+}
