@@ -8,7 +8,8 @@ use adag_analysis::ClusterState;
 use adag_describe::{
     apply_descriptions, apply_labels, build_records, describe_cluster, label_clusters,
     label_inputs, ChatSimulator, ClusterRecords, DescribeOptions, DescriptionsFile, LabelMode,
-    LocalSimulator, LocalSimulatorOptions, Meter, RecordOptions, ScoreTokens, Simulator, Totals,
+    LabelOptions, LocalSimulator, LocalSimulatorOptions, Meter, RecordOptions, ScoreTokens,
+    Simulator, Totals,
 };
 use adag_llm::{BackendConfig, Llm, LlmBackend, LlmOptions, Prices};
 use anyhow::{bail, Context, Result};
@@ -63,6 +64,9 @@ pub struct BackendArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
 }
 
 /// Arguments of `adag describe`.
@@ -101,6 +105,10 @@ pub struct DescribeArgs {
     /// Seed of the exemplar draws.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Most tokens of an explainer reply (raise it for models that reason before the
+    /// `[DESCRIPTION]` line).
+    #[arg(long, default_value_t = 100)]
+    pub explainer_max_tokens: u32,
     /// Only the input side.
     #[arg(long, conflicts_with = "output_only")]
     pub input_only: bool,
@@ -263,7 +271,8 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     let chat;
     let simulator: &dyn Simulator = match args.simulator.as_str() {
         "backend" => {
-            chat = ChatSimulator::new(&explainer, &meter, args.backend.llm_model.clone());
+            chat = ChatSimulator::new(&explainer, &meter, args.backend.llm_model.clone())
+                .with_concurrency(args.backend.concurrency);
             &chat
         }
         s if s == "local" || s.starts_with("local:") => {
@@ -299,6 +308,8 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
         model: args.backend.llm_model.clone(),
         input_side: !args.output_only,
         output_side: !args.input_only,
+        concurrency: args.backend.concurrency,
+        max_tokens: args.explainer_max_tokens,
         ..Default::default()
     };
     let desc_path = DescriptionsFile::default_path(&state_path);
@@ -387,8 +398,11 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
         &records,
         &labeller,
         &meter,
-        args.mode,
-        &args.backend.llm_model,
+        &LabelOptions {
+            mode: args.mode,
+            model: args.backend.llm_model.clone(),
+            concurrency: args.backend.concurrency,
+        },
         |r| {
             pb.set_message(r.cluster.clone());
             pb.inc(1);

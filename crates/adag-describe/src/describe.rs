@@ -57,6 +57,8 @@ pub struct DescribeOptions {
     pub input_side: bool,
     /// Describe the output side.
     pub output_side: bool,
+    /// Explainer requests in flight at once.
+    pub concurrency: usize,
 }
 
 impl Default for DescribeOptions {
@@ -72,6 +74,7 @@ impl Default for DescribeOptions {
             model: None,
             input_side: true,
             output_side: true,
+            concurrency: 4,
         }
     }
 }
@@ -239,13 +242,23 @@ fn collect(
         if want == 0 {
             break;
         }
+        // Requests are built in sample order (the draws stay reproducible), sent concurrently,
+        // and their replies handled in sample order.
+        let mut built = Vec::new();
         for _ in 0..want {
             let s = next;
             next += 1;
-            let Some((req, shown, excerpts, thr)) = build(s) else {
-                continue;
-            };
-            let reply = match meter.chat(explainer, &req, &format!("{context}, sample {s}")) {
+            if let Some(b) = build(s) {
+                built.push((s, b));
+            }
+        }
+        let requests: Vec<(ChatRequest, String)> = built
+            .iter()
+            .map(|(s, b)| (b.0.clone(), format!("{context}, sample {s}")))
+            .collect();
+        let replies = meter.chat_all(explainer, &requests, opts.concurrency);
+        for ((s, (_, shown, excerpts, thr)), reply) in built.into_iter().zip(replies) {
+            let reply = match reply {
                 Ok(r) => r,
                 Err(e) if is_request_specific(&e) => {
                     meter.unusable();

@@ -147,16 +147,37 @@ fn request(messages: Vec<adag_llm::Message>, attempt: u32, model: &Option<String
     req
 }
 
+/// How [`label_clusters`] asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelOptions {
+    /// Per cluster or batched.
+    pub mode: LabelMode,
+    /// Model name sent to the endpoint (`None`: the backend's default).
+    pub model: Option<String>,
+    /// Per-cluster mode: first requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for LabelOptions {
+    fn default() -> Self {
+        LabelOptions {
+            mode: LabelMode::PerCluster,
+            model: None,
+            concurrency: 4,
+        }
+    }
+}
+
 /// Labels every cluster of `inputs`; `records` feed the fallback.
 pub fn label_clusters(
     inputs: &[LabelInput],
     records: &[ClusterRecords],
     backend: &dyn LlmBackend,
     meter: &Meter,
-    mode: LabelMode,
-    model: &Option<String>,
+    opts: &LabelOptions,
     mut on_done: impl FnMut(&LabelResult),
 ) -> Result<Vec<LabelResult>> {
+    let model = &opts.model;
     let by_id: BTreeMap<&str, &ClusterRecords> =
         records.iter().map(|r| (r.cluster.as_str(), r)).collect();
     let fallback = |c: &LabelInput, problems: Vec<String>| LabelResult {
@@ -166,14 +187,29 @@ pub fn label_clusters(
         problems,
     };
     let mut out = Vec::new();
-    match mode {
+    match opts.mode {
         LabelMode::PerCluster => {
-            for c in inputs {
+            // First attempts concurrently; retries of unusable replies one by one.
+            let first: Vec<(ChatRequest, String)> = inputs
+                .iter()
+                .map(|c| {
+                    (
+                        request(prompts::label_one(c), 0, model),
+                        format!("labelling {}", c.id),
+                    )
+                })
+                .collect();
+            let firsts = meter.chat_all(backend, &first, opts.concurrency);
+            for (c, first_reply) in inputs.iter().zip(firsts) {
                 let mut problems = Vec::new();
                 let mut result = None;
+                let mut first_reply = Some(first_reply);
                 for attempt in 0..LABEL_ATTEMPTS {
-                    let req = request(prompts::label_one(c), attempt, model);
-                    let reply = match meter.chat(backend, &req, &format!("labelling {}", c.id)) {
+                    let reply = first_reply.take().unwrap_or_else(|| {
+                        let req = request(prompts::label_one(c), attempt, model);
+                        meter.chat(backend, &req, &format!("labelling {}", c.id))
+                    });
+                    let reply = match reply {
                         Ok(r) => r,
                         Err(e) if is_request_specific(&e) => {
                             // The same prompt would be rejected again.

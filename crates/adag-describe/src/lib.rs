@@ -39,7 +39,7 @@ pub mod simulate;
 
 pub use describe::{describe_cluster, ClusterDescription, DescribeOptions, Explanation, Side};
 pub use error::{Error, Result};
-pub use label::{label_clusters, label_inputs, LabelMode, LabelResult};
+pub use label::{label_clusters, label_inputs, LabelMode, LabelOptions, LabelResult};
 pub use llm::{Meter, Totals};
 pub use output::{apply_descriptions, apply_labels, DescriptionsFile};
 pub use records::{build_records, ActivationRecord, ClusterRecords, RecordOptions};

@@ -12,6 +12,8 @@
 //! - [`ChatSimulator`]: any [`LlmBackend`]: the record is shown as `(i, 'token', [blank])`
 //!   lines filled with integers 0–10 at T = 0; when the backend returns `top_logprobs`, the
 //!   expected value over the score tokens at each filled number replaces the number.
+//!   Blanks left unfilled (or a request the endpoint rejects, e.g. too long for its context)
+//!   count as 0 and are counted in the run's totals. Records are simulated concurrently.
 //!
 //! **Score tokens.** The reference reads vocabulary ids 0..10, which in Llama-3's vocabulary
 //! are the characters `!"#$%&'()*+` and only mean "scores" to its finetuned simulator.
@@ -33,7 +35,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{candle_err, model_err, Error, Result};
-use crate::llm::Meter;
+use crate::llm::{is_request_specific, Meter};
 use crate::parse::{expected_from_top, parse_indexed_fills, parse_pair_fills};
 use crate::prompts;
 use crate::records::ActivationRecord;
@@ -364,6 +366,7 @@ pub struct ChatSimulator<'a> {
     backend: &'a dyn LlmBackend,
     meter: &'a Meter,
     model: Option<String>,
+    concurrency: usize,
 }
 
 impl<'a> ChatSimulator<'a> {
@@ -373,7 +376,14 @@ impl<'a> ChatSimulator<'a> {
             backend,
             meter,
             model,
+            concurrency: 4,
         }
+    }
+
+    /// Requests in flight at once (one per record).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
     }
 
     fn request(&self, messages: Vec<adag_llm::Message>, max_tokens: u32) -> ChatRequest {
@@ -424,17 +434,32 @@ impl Simulator for ChatSimulator<'_> {
         explanation: &str,
         records: &[&ActivationRecord],
     ) -> Result<Vec<Vec<f32>>> {
+        let requests: Vec<(ChatRequest, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    self.request(
+                        prompts::input_simulator(explanation, &r.tokens),
+                        (r.tokens.len() as u32) * 24 + 32,
+                    ),
+                    format!("simulating prompt {}", r.prompt_id),
+                )
+            })
+            .collect();
+        let replies = self
+            .meter
+            .chat_all(self.backend, &requests, self.concurrency);
         let mut out = Vec::new();
-        for r in records {
-            let req = self.request(
-                prompts::input_simulator(explanation, &r.tokens),
-                (r.tokens.len() as u32) * 24 + 32,
-            );
-            let reply = self.meter.chat(
-                self.backend,
-                &req,
-                &format!("simulating prompt {}", r.prompt_id),
-            )?;
+        for (r, reply) in records.iter().zip(replies) {
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) if is_request_specific(&e) => {
+                    (0..r.tokens.len()).for_each(|_| self.meter.missing_prediction());
+                    out.push(vec![0.0; r.tokens.len()]);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let fills = parse_indexed_fills(&reply.text);
             out.push(
                 (0..r.tokens.len())
@@ -456,17 +481,32 @@ impl Simulator for ChatSimulator<'_> {
         explanation: &str,
         records: &[&ActivationRecord],
     ) -> Result<Vec<Vec<f32>>> {
+        let requests: Vec<(ChatRequest, String)> = records
+            .iter()
+            .map(|r| {
+                (
+                    self.request(
+                        prompts::output_simulator(explanation, &r.text(), &r.targets),
+                        (r.targets.len() as u32) * 24 + 32,
+                    ),
+                    format!("simulating the outputs of prompt {}", r.prompt_id),
+                )
+            })
+            .collect();
+        let replies = self
+            .meter
+            .chat_all(self.backend, &requests, self.concurrency);
         let mut out = Vec::new();
-        for r in records {
-            let req = self.request(
-                prompts::output_simulator(explanation, &r.text(), &r.targets),
-                (r.targets.len() as u32) * 24 + 32,
-            );
-            let reply = self.meter.chat(
-                self.backend,
-                &req,
-                &format!("simulating the outputs of prompt {}", r.prompt_id),
-            )?;
+        for (r, reply) in records.iter().zip(replies) {
+            let reply = match reply {
+                Ok(r) => r,
+                Err(e) if is_request_specific(&e) => {
+                    (0..r.targets.len()).for_each(|_| self.meter.missing_prediction());
+                    out.push(vec![0.0; r.targets.len()]);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let fills = parse_pair_fills(&reply.text, r.targets.len());
             out.push(
                 fills

@@ -7,7 +7,7 @@ use adag_analysis::ClusterState;
 use adag_circuit::{Circuit, NodeRow, PromptRow};
 use adag_describe::exemplars::Sign;
 use adag_describe::fake::RuleBackend;
-use adag_describe::label::LabelSource;
+use adag_describe::label::{LabelOptions, LabelSource};
 use adag_describe::prompts::{self, INPUT_EXPLAINER_SYSTEM, OUTPUT_EXPLAINER_SYSTEM};
 use adag_describe::*;
 use adag_llm::{ChatReply, ChatRequest, LlmBackend, Message, Role, Usage};
@@ -442,8 +442,10 @@ fn label_prompt_is_exact_and_labels_are_validated_with_a_fallback() {
         &rs,
         &backend,
         &meter,
-        LabelMode::PerCluster,
-        &None,
+        &LabelOptions {
+            mode: LabelMode::PerCluster,
+            ..Default::default()
+        },
         |_| {},
     )
     .unwrap();
@@ -462,8 +464,10 @@ fn label_prompt_is_exact_and_labels_are_validated_with_a_fallback() {
         &rs,
         &batch,
         &Meter::new(),
-        LabelMode::Batch,
-        &None,
+        &LabelOptions {
+            mode: LabelMode::Batch,
+            ..Default::default()
+        },
         |_| {},
     )
     .unwrap();
@@ -495,8 +499,10 @@ fn results_go_into_the_state_file_and_the_descriptions_file() {
         &rs,
         &RuleBackend,
         &meter,
-        LabelMode::PerCluster,
-        &None,
+        &LabelOptions {
+            mode: LabelMode::PerCluster,
+            ..Default::default()
+        },
         |_| {},
     )
     .unwrap();
@@ -627,8 +633,10 @@ fn a_request_the_endpoint_rejects_is_unusable_but_a_bad_key_stops_the_run() {
         &rs,
         &Rejecting(400),
         &Meter::new(),
-        LabelMode::PerCluster,
-        &None,
+        &LabelOptions {
+            mode: LabelMode::PerCluster,
+            ..Default::default()
+        },
         |_| {},
     )
     .unwrap();
