@@ -159,3 +159,18 @@ fn local_simulator_gives_a_distribution_at_every_token_and_a_stable_score() {
     let v = ids.simulate_tokens(expl, &refs[..1]).unwrap();
     assert!(v[0].iter().all(|&x| (0.0..=10.0).contains(&x)));
 }
+
+#[test]
+fn the_demo_tokenizer_hides_pad_and_bos() {
+    let Some(dir) = demo() else { return };
+    let tok = ModelTokenizer::from_dir(&dir).unwrap();
+    let pad = tok
+        .pad_token()
+        .expect("the demo tokenizer names a pad token")
+        .1;
+    let bos = tok.bos_policy().bos_token.as_ref().unwrap().1;
+    let o = adag_describe::RecordOptions::from_tokenizer(&tok, false);
+    assert!(o.hidden_ids.contains(&pad) && o.hidden_ids.contains(&bos));
+    let shown = adag_describe::RecordOptions::from_tokenizer(&tok, true);
+    assert!(shown.hidden_ids.contains(&pad) && !shown.hidden_ids.contains(&bos));
+}

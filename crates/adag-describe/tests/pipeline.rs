@@ -726,3 +726,31 @@ fn chat_simulator_uses_expected_values_from_top_logprobs_and_prompts_exactly() {
     assert_eq!(v[0], [4.0, 0.0, 0.0]);
     assert_eq!(meter.totals().missing_predictions, 2);
 }
+
+#[test]
+fn pad_tokens_are_never_shown_or_highlighted() {
+    const PAD: u32 = 2;
+    let (mut c, s) = fixture();
+    // A circuit whose prompt 1 starts with a pad (as a padded batch would have it) that
+    // carries a large profile value: it must neither be shown nor drive a highlight.
+    c.prompts[1].token_ids[0] = PAD;
+    c.prompts[1].token_strings[0] = "<pad>".into();
+    c.nodes[2].input_profile = vec![5.0, 0.2, 0.7, 0.1];
+    let opts = RecordOptions {
+        hidden_ids: [BOS, PAD].into_iter().collect(),
+    };
+    let rs = build_records(&c, &s, &opts).unwrap();
+    for cr in &rs {
+        for r in &cr.records {
+            assert!(!r.token_ids.contains(&PAD) && !r.tokens.iter().any(|t| t.contains("pad")));
+        }
+    }
+    let backend = Recorder::new(|_, _| "[DESCRIPTION]: x".to_string());
+    let opts = DescribeOptions {
+        output_side: false,
+        ..one_sample()
+    };
+    describe_cluster(&rs[1], &backend, &KeywordSimulator, &Meter::new(), &opts).unwrap();
+    let user = &backend.requests()[0].messages[1].content;
+    assert_eq!(user, "Excerpt 1:The {{Dallas}} is\n");
+}
