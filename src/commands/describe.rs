@@ -247,7 +247,7 @@ fn bar(n: usize, what: &str) -> ProgressBar {
 fn report(llm: &Wrapped, totals: &Totals) {
     println!("{}", llm.0.report());
     println!(
-        "{} unusable replies (refused or malformed), {} simulator blanks left unfilled",
+        "{} unusable replies (refused, malformed or rejected), {} simulator blanks left unfilled",
         totals.unusable_replies, totals.missing_predictions
     );
 }

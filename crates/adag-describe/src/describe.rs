@@ -34,8 +34,10 @@ pub enum Side {
     Output,
 }
 
-/// Options of the description pipeline (reference defaults).
+/// Options of the description pipeline (reference defaults). Missing keys read as their
+/// defaults, so descriptions files of earlier versions stay readable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DescribeOptions {
     /// Explanations wanted per side and sign.
     pub samples: usize,

@@ -55,8 +55,9 @@ impl Sign {
     }
 }
 
-/// Pool sizes (reference defaults).
+/// Pool sizes (reference defaults; missing keys read as defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PoolOptions {
     /// Top records by largest filtered value.
     pub top: usize,
