@@ -8,7 +8,8 @@
 //!    own record floored at ε where it is present, an all-ε record where it is absent),
 //!    deduplicated by token ids (top records win);
 //! 3. **held-out split**: a seeded share of the pool (at least one record, at most
-//!    [`PoolOptions::max_scored`]) is kept back; explanations are simulated and scored on it,
+//!    [`PoolOptions::max_scored`], never the strongest, and including a top record whenever
+//!    there is a second one) is kept back; explanations are simulated and scored on it,
 //!    never on excerpts they were written from (when the pool has a single record, that
 //!    record is both, and the result says so);
 //! 4. **samples**: each explainer prompt shows 10–20 records of the rest in random order,
@@ -173,6 +174,13 @@ pub fn input_pool(
     let mut rest: Vec<usize> = (1..pool.len()).collect();
     rest.shuffle(rng);
     let mut held: Vec<usize> = rest[..n_scored].to_vec();
+    // A held-out set of negatives only has a constant truth where the cluster is absent and
+    // says little; when another top record exists, one of them is held out too.
+    if held.iter().all(|&i| pool[i].negative) {
+        if let Some(&top) = rest[n_scored..].iter().find(|&&i| !pool[i].negative) {
+            held[0] = top;
+        }
+    }
     held.sort_unstable();
     let mut explain = Vec::new();
     let mut scored = Vec::new();
@@ -314,6 +322,24 @@ mod tests {
         // No value of a sign at all: no pool.
         let only_pos: Vec<_> = (0..3).map(|i| rec(i, true, &[i as u32], &[1.0])).collect();
         assert!(input_pool(&only_pos, Sign::Neg, &opts, &mut rng).is_none());
+    }
+
+    #[test]
+    fn the_held_out_set_has_a_top_record_when_there_is_a_second_one() {
+        // Two present records among 30 absent prompts: whatever the seed, the held-out set
+        // holds the second top record (the first is never held out).
+        let mut records: Vec<ActivationRecord> = (0..30)
+            .map(|i| rec(i, false, &[i as u32], &[0.0]))
+            .collect();
+        records.push(rec(30, true, &[30], &[1.0]));
+        records.push(rec(31, true, &[31], &[0.5]));
+        let opts = PoolOptions::default();
+        for seed in 0..20 {
+            let mut rng = rng_for(seed, &["h"], 0);
+            let pool = input_pool(&records, Sign::Pos, &opts, &mut rng).unwrap();
+            assert_eq!(pool.explain[0].record, 30);
+            assert!(pool.scored.iter().any(|e| e.record == 31), "seed {seed}");
+        }
     }
 
     #[test]
