@@ -18,8 +18,9 @@
 //! **Score tokens.** The reference reads vocabulary ids 0..10, which in Llama-3's vocabulary
 //! are the characters `!"#$%&'()*+` and only mean "scores" to its finetuned simulator.
 //! For a generic model adag defaults to the tokens of the strings "0".."10" that are single
-//! tokens ([`ScoreTokens::Digits`]; with single-digit tokenizers, such as the demo model's or
-//! Llama-3's, that is 0..9, "10" being two tokens); [`ScoreTokens::VocabIds`] reproduces the
+//! tokens ([`ScoreTokens::Digits`]: 0..10 with Llama-3, whose tokenizer keeps up to three
+//! digits together; 0..9 with single-digit tokenizers such as Qwen's, Gemma's or the demo
+//! model's, where "10" is two tokens); [`ScoreTokens::VocabIds`] reproduces the
 //! reference for its simulator.
 //!
 //! Output side: the local simulator appends each continuation to the record and reads the
@@ -119,6 +120,36 @@ impl Default for LocalSimulatorOptions {
     }
 }
 
+/// The (token id, score) pairs standing for the scores with this tokenizer: for
+/// [`ScoreTokens::Digits`] the strings "0".."10" that encode to one token, for
+/// [`ScoreTokens::VocabIds`] the ids 0..=10 below `vocab`.
+pub fn score_token_ids(
+    tok: &adag_model::ModelTokenizer,
+    kind: ScoreTokens,
+    vocab: usize,
+) -> Result<Vec<(u32, f32)>> {
+    Ok(match kind {
+        ScoreTokens::VocabIds => (0..=10u32)
+            .filter(|&i| (i as usize) < vocab)
+            .map(|i| (i, i as f32))
+            .collect(),
+        ScoreTokens::Digits => {
+            let mut v = Vec::new();
+            for s in 0..=10u32 {
+                let ids = tok
+                    .encode(&s.to_string(), false)
+                    .map_err(model_err("encoding the score tokens"))?;
+                if let [id] = ids[..] {
+                    if (id as usize) < vocab {
+                        v.push((id, s as f32));
+                    }
+                }
+            }
+            v
+        }
+    })
+}
+
 impl LocalSimulator {
     /// Loads a model directory as a simulator.
     pub fn load(dir: &Path, opts: &LocalSimulatorOptions) -> Result<Self> {
@@ -131,26 +162,8 @@ impl LocalSimulator {
 
     /// Wraps a loaded model.
     pub fn new(model: LoadedModel, opts: &LocalSimulatorOptions) -> Result<Self> {
-        let vocab = model.model.cfg.d_vocab;
-        let score_tokens: Vec<(u32, f32)> = match opts.score_tokens {
-            ScoreTokens::VocabIds => (0..=10u32)
-                .filter(|&i| (i as usize) < vocab)
-                .map(|i| (i, i as f32))
-                .collect(),
-            ScoreTokens::Digits => {
-                let mut v = Vec::new();
-                for s in 0..=10u32 {
-                    let ids = model
-                        .tokenizer
-                        .encode(&s.to_string(), false)
-                        .map_err(model_err("encoding the score tokens"))?;
-                    if let [id] = ids[..] {
-                        v.push((id, s as f32));
-                    }
-                }
-                v
-            }
-        };
+        let score_tokens =
+            score_token_ids(&model.tokenizer, opts.score_tokens, model.model.cfg.d_vocab)?;
         if score_tokens.len() < 2 {
             return Err(Error::Input(format!(
                 "the simulator {} has {} score token(s) for {:?}; at least two are needed \

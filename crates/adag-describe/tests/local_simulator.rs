@@ -174,3 +174,30 @@ fn the_demo_tokenizer_hides_pad_and_bos() {
     let shown = adag_describe::RecordOptions::from_tokenizer(&tok, true);
     assert!(shown.hidden_ids.contains(&pad) && !shown.hidden_ids.contains(&bos));
 }
+
+/// Score tokens with real tokenizers (fixtures/tokenizers, fetched by
+/// tools/fetch_tokenizers.sh; skipped when absent): Llama-3 keeps "10" as one token, Qwen3
+/// and Gemma-3 split digits.
+#[test]
+fn score_tokens_of_real_tokenizers() {
+    use adag_describe::simulate::score_token_ids;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tokenizers");
+    for (name, want) in [("llama3_1", 11), ("qwen3", 10), ("gemma3", 10)] {
+        let dir = root.join(name);
+        if !dir.join("tokenizer.json").exists() {
+            println!("skipped {name}: fixtures/tokenizers/{name} is absent");
+            continue;
+        }
+        let tok = ModelTokenizer::from_dir(&dir).unwrap();
+        let ids = score_token_ids(&tok, ScoreTokens::Digits, usize::MAX).unwrap();
+        assert_eq!(ids.len(), want, "{name}: {ids:?}");
+        for (id, s) in &ids {
+            assert_eq!(tok.decode(&[*id], false).unwrap(), format!("{s}"), "{name}");
+        }
+        let raw = score_token_ids(&tok, ScoreTokens::VocabIds, usize::MAX).unwrap();
+        assert_eq!(
+            raw.iter().map(|t| t.0).collect::<Vec<_>>(),
+            (0..=10).collect::<Vec<_>>()
+        );
+    }
+}
