@@ -87,6 +87,10 @@ pub struct DescribeArgs {
     /// Records per forward pass of the local simulator.
     #[arg(long, default_value_t = 8)]
     pub sim_batch: usize,
+    /// `--simulator backend`: records per request on the input side (the reference's API
+    /// simulator took up to 25).
+    #[arg(long, default_value_t = 1)]
+    pub sim_records_per_call: usize,
     /// Device of the local simulator (cuda needs an adag built with `--features cuda`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub sim_device: DeviceArg,
@@ -272,7 +276,8 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     let simulator: &dyn Simulator = match args.simulator.as_str() {
         "backend" => {
             chat = ChatSimulator::new(&explainer, &meter, args.backend.llm_model.clone())
-                .with_concurrency(args.backend.concurrency);
+                .with_concurrency(args.backend.concurrency)
+                .with_records_per_call(args.sim_records_per_call);
             &chat
         }
         s if s == "local" || s.starts_with("local:") => {

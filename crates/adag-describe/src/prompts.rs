@@ -103,11 +103,23 @@ else.";
 
 /// The chat simulator's input-side conversation for one record.
 pub fn input_simulator(explanation: &str, tokens: &[String]) -> Vec<Message> {
-    let lines: String = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| format!("({i}, {}, [blank])\n", py_repr(t)))
-        .collect();
+    input_simulator_many(explanation, &[tokens])
+}
+
+/// The chat simulator's input-side conversation for several records: tokens numbered on
+/// across records, each record after an `Excerpt {k}:` line (one record: no header).
+pub fn input_simulator_many(explanation: &str, records: &[&[String]]) -> Vec<Message> {
+    let mut lines = String::new();
+    let mut i = 0;
+    for (k, tokens) in records.iter().enumerate() {
+        if records.len() > 1 {
+            lines.push_str(&format!("Excerpt {}:\n", k + 1));
+        }
+        for t in tokens.iter() {
+            lines.push_str(&format!("({i}, {}, [blank])\n", py_repr(t)));
+            i += 1;
+        }
+    }
     vec![
         Message::system(INPUT_SIMULATOR_SYSTEM),
         Message::user(format!("Description: {explanation}\n\nTokens:\n{lines}")),

@@ -380,6 +380,7 @@ pub struct ChatSimulator<'a> {
     meter: &'a Meter,
     model: Option<String>,
     concurrency: usize,
+    records_per_call: usize,
 }
 
 impl<'a> ChatSimulator<'a> {
@@ -390,7 +391,15 @@ impl<'a> ChatSimulator<'a> {
             meter,
             model,
             concurrency: 4,
+            records_per_call: 1,
         }
+    }
+
+    /// Input side: records per request (the reference's API simulator took up to 25
+    /// exemplars per call; fewer calls, longer prompts).
+    pub fn with_records_per_call(mut self, n: usize) -> Self {
+        self.records_per_call = n.max(1);
+        self
     }
 
     /// Requests in flight at once (one per record).
@@ -447,15 +456,21 @@ impl Simulator for ChatSimulator<'_> {
         explanation: &str,
         records: &[&ActivationRecord],
     ) -> Result<Vec<Vec<f32>>> {
-        let requests: Vec<(ChatRequest, String)> = records
+        // Records in chunks of `records_per_call`, tokens numbered on across a chunk.
+        let chunks: Vec<&[&ActivationRecord]> =
+            records.chunks(self.records_per_call.max(1)).collect();
+        let requests: Vec<(ChatRequest, String)> = chunks
             .iter()
-            .map(|r| {
+            .map(|chunk| {
+                let groups: Vec<&[String]> = chunk.iter().map(|r| r.tokens.as_slice()).collect();
+                let n: usize = groups.iter().map(|g| g.len()).sum();
+                let ids: Vec<String> = chunk.iter().map(|r| r.prompt_id.to_string()).collect();
                 (
                     self.request(
-                        prompts::input_simulator(explanation, &r.tokens),
-                        (r.tokens.len() as u32) * 24 + 32,
+                        prompts::input_simulator_many(explanation, &groups),
+                        (n as u32) * 24 + 32,
                     ),
-                    format!("simulating prompt {}", r.prompt_id),
+                    format!("simulating prompt(s) {}", ids.join(", ")),
                 )
             })
             .collect();
@@ -463,28 +478,33 @@ impl Simulator for ChatSimulator<'_> {
             .meter
             .chat_all(self.backend, &requests, self.concurrency);
         let mut out = Vec::new();
-        for (r, reply) in records.iter().zip(replies) {
+        for (chunk, reply) in chunks.iter().zip(replies) {
             let reply = match reply {
-                Ok(r) => r,
-                Err(e) if is_request_specific(&e) => {
-                    (0..r.tokens.len()).for_each(|_| self.meter.missing_prediction());
-                    out.push(vec![0.0; r.tokens.len()]);
-                    continue;
-                }
+                Ok(r) => Some(r),
+                Err(e) if is_request_specific(&e) => None,
                 Err(e) => return Err(e),
             };
-            let fills = parse_indexed_fills(&reply.text);
-            out.push(
-                (0..r.tokens.len())
-                    .map(|i| match fills.get(&i) {
-                        Some(&(off, v)) if (0..=10).contains(&v) => value_at(&reply, off, v, 0, 10),
+            let fills = reply
+                .as_ref()
+                .map(|r| parse_indexed_fills(&r.text))
+                .unwrap_or_default();
+            let mut i = 0;
+            for r in chunk.iter() {
+                let mut v = Vec::with_capacity(r.tokens.len());
+                for _ in 0..r.tokens.len() {
+                    v.push(match (fills.get(&i), &reply) {
+                        (Some(&(off, x)), Some(reply)) if (0..=10).contains(&x) => {
+                            value_at(reply, off, x, 0, 10)
+                        }
                         _ => {
                             self.meter.missing_prediction();
                             0.0
                         }
-                    })
-                    .collect(),
-            );
+                    });
+                    i += 1;
+                }
+                out.push(v);
+            }
         }
         Ok(out)
     }

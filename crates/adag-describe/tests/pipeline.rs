@@ -754,3 +754,47 @@ fn pad_tokens_are_never_shown_or_highlighted() {
     let user = &backend.requests()[0].messages[1].content;
     assert_eq!(user, "Excerpt 1:The {{Dallas}} is\n");
 }
+
+#[test]
+fn chat_simulator_can_put_several_records_in_one_call() {
+    let rs = records();
+    let recs: Vec<&ActivationRecord> = vec![&rs[0].records[0], &rs[0].records[1]];
+    // Fills every blank with its line index mod 11.
+    let backend = Recorder::new(|req, _| {
+        let user = &req.messages[1].content;
+        user.lines()
+            .filter(|l| l.ends_with("[blank])"))
+            .map(|l| {
+                let i: usize = l[1..l.find(',').unwrap()].parse().unwrap();
+                format!("{}\n", l.replace("[blank]", &(i % 11).to_string()))
+            })
+            .collect()
+    });
+    let meter = Meter::new();
+    let sim = ChatSimulator::new(&backend, &meter, None).with_records_per_call(2);
+    let v = sim.simulate_tokens("x", &recs).unwrap();
+    assert_eq!(backend.requests().len(), 1);
+    assert_eq!(
+        backend.requests()[0].messages[1].content,
+        "Description: x\n\nTokens:\nExcerpt 1:\n(0, 'The', [blank])\n(1, ' capital', [blank])\n\
+         (2, ' of', [blank])\n(3, ' Texas', [blank])\n(4, ' is', [blank])\nExcerpt 2:\n\
+         (5, 'The', [blank])\n(6, ' Dallas', [blank])\n(7, ' is', [blank])\n"
+    );
+    assert_eq!(v, vec![vec![0.0, 1.0, 2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0]]);
+    assert_eq!(meter.totals().missing_predictions, 0);
+    // One record per call (the default) gives the same predictions up to numbering.
+    let one = Recorder::new(|req, n| {
+        let user = &req.messages[1].content;
+        user.lines()
+            .filter(|l| l.ends_with("[blank])"))
+            .map(|l| {
+                let i: usize = l[1..l.find(',').unwrap()].parse().unwrap();
+                let global = if n == 0 { i } else { i + 5 };
+                format!("{}\n", l.replace("[blank]", &(global % 11).to_string()))
+            })
+            .collect()
+    });
+    let sim = ChatSimulator::new(&one, &meter, None).with_concurrency(1);
+    assert_eq!(sim.simulate_tokens("x", &recs).unwrap(), v);
+    assert_eq!(one.requests().len(), 2);
+}
