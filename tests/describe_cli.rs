@@ -205,6 +205,21 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         "C0",
     ]);
     assert!(out.contains("chat fake"), "{out}");
+    // A separate chat backend for the simulator reports its own usage.
+    let out = adag(&[
+        "describe",
+        c,
+        "--backend",
+        "fake",
+        "--simulator",
+        "chat:fake",
+        "--samples",
+        "1",
+        "--only",
+        "C1",
+        "--no-cache",
+    ]);
+    assert!(out.contains("simulator: LLM usage (fake"), "{out}");
 }
 
 #[test]

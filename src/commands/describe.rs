@@ -77,7 +77,9 @@ pub struct DescribeArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Who scores explanations: `local` (the bundled demo model in-process), `local:DIR`
-    /// (a model directory in-process) or `backend` (the chat backend, blanks filled).
+    /// (a model directory in-process), `backend` (the explainer's chat backend, blanks
+    /// filled) or `chat:SPEC` (another chat backend, e.g. a vLLM with logprobs while an
+    /// Anthropic model explains).
     #[arg(long, default_value = "local")]
     pub simulator: String,
     /// Which tokens of the local simulator mean 0..10: `digits` ("0".."10" where single
@@ -211,6 +213,11 @@ impl LlmBackend for Wrapped {
 
 /// The backend named by `--backend`, wrapped with the cache and retries.
 fn backend(args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
+    backend_for(&args.backend, "--backend", args, state_path)
+}
+
+/// The backend named by `spec` (from the flag `flag`), with `args`' cache and retry settings.
+fn backend_for(spec: &str, flag: &str, args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
     let mut opts = LlmOptions::default()
         .max_attempts(args.max_attempts)
         .timeout(Duration::from_secs(args.timeout));
@@ -226,14 +233,11 @@ fn backend(args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
     if let Some(p) = args.prices {
         opts = opts.prices(p);
     }
-    let llm = if args.backend == "fake" {
+    let llm = if spec == "fake" {
         Llm::new(Box::new(adag_describe::fake::RuleBackend), opts)?
     } else {
-        let cfg: BackendConfig = args
-            .backend
-            .parse()
-            .with_context(|| format!("--backend {:?}", args.backend))?;
-        Llm::from_config(&cfg, opts).with_context(|| format!("--backend {:?}", args.backend))?
+        let cfg: BackendConfig = spec.parse().with_context(|| format!("{flag} {spec:?}"))?;
+        Llm::from_config(&cfg, opts).with_context(|| format!("{flag} {spec:?}"))?
     };
     Ok(Wrapped(llm))
 }
@@ -273,9 +277,25 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     let meter = Meter::new();
     let local;
     let chat;
+    let sim_llm = match args.simulator.strip_prefix("chat:") {
+        Some(spec) => Some(backend_for(
+            spec,
+            "--simulator chat:",
+            &args.backend,
+            &state_path,
+        )?),
+        None => None,
+    };
     let simulator: &dyn Simulator = match args.simulator.as_str() {
         "backend" => {
             chat = ChatSimulator::new(&explainer, &meter, args.backend.llm_model.clone())
+                .with_concurrency(args.backend.concurrency)
+                .with_records_per_call(args.sim_records_per_call);
+            &chat
+        }
+        s if s.starts_with("chat:") => {
+            let b = sim_llm.as_ref().map(|b| b as &dyn LlmBackend);
+            chat = ChatSimulator::new(b.unwrap_or(&explainer), &meter, None)
                 .with_concurrency(args.backend.concurrency)
                 .with_records_per_call(args.sim_records_per_call);
             &chat
@@ -303,7 +323,9 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
             local = LocalSimulator::load(&dir, &opts)?;
             &local
         }
-        other => bail!("--simulator {other:?}: expected `local`, `local:DIR` or `backend`"),
+        other => {
+            bail!("--simulator {other:?}: expected `local`, `local:DIR`, `backend` or `chat:SPEC`")
+        }
     };
     let opts = DescribeOptions {
         samples: args.samples,
@@ -373,6 +395,9 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
         desc_path.display()
     );
     report(&explainer, &meter.totals());
+    if let Some(b) = &sim_llm {
+        println!("simulator: {}", b.0.report());
+    }
     Ok(())
 }
 
