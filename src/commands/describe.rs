@@ -32,6 +32,10 @@ pub struct Inputs {
     /// Show the BOS token to the explainer and simulator (hidden by default).
     #[arg(long)]
     pub show_bos: bool,
+    /// Weight each neuron's input profile by its attribution before summing a cluster's
+    /// (the reference's `weight_attr_by_attribution`).
+    #[arg(long)]
+    pub weight_by_attribution: bool,
     /// Only these clusters (ids), comma-separated.
     #[arg(long = "only", value_delimiter = ',')]
     pub only: Vec<String>,
@@ -173,7 +177,10 @@ fn load(inputs: &Inputs) -> Result<Loaded> {
             model_dir.display()
         )
     })?;
-    let ropts = RecordOptions::from_tokenizer(&tok, inputs.show_bos);
+    let ropts = RecordOptions {
+        weight_by_attribution: inputs.weight_by_attribution,
+        ..RecordOptions::from_tokenizer(&tok, inputs.show_bos)
+    };
     let mut records = build_records(&circuit, &state, &ropts)?;
     if !inputs.only.is_empty() {
         for id in &inputs.only {

@@ -83,11 +83,15 @@ impl ClusterRecords {
     }
 }
 
-/// Which tokens records leave out.
+/// Which tokens records leave out, and how units add up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordOptions {
     /// Token ids never shown (pad; BOS unless it should be shown).
     pub hidden_ids: BTreeSet<u32>,
+    /// Weight each node's input profile by its attribution before summing (the reference's
+    /// `weight_attr_by_attribution`): units that matter more for the output count more in
+    /// what the explainer sees.
+    pub weight_by_attribution: bool,
 }
 
 impl RecordOptions {
@@ -106,7 +110,10 @@ impl RecordOptions {
                 hidden_ids.insert(*id);
             }
         }
-        RecordOptions { hidden_ids }
+        RecordOptions {
+            hidden_ids,
+            weight_by_attribution: false,
+        }
     }
 }
 
@@ -154,7 +161,12 @@ pub fn build_records(
             continue;
         };
         let a = acc.entry((c, n.prompt_id)).or_default();
-        add_into(&mut a.input, &n.input_profile);
+        if opts.weight_by_attribution {
+            let w: Vec<f32> = n.input_profile.iter().map(|x| x * n.attribution).collect();
+            add_into(&mut a.input, &w);
+        } else {
+            add_into(&mut a.input, &n.input_profile);
+        }
         add_into(&mut a.output, &n.output_profile);
         a.attribution += n.attribution;
         a.abs_attribution += n.attribution.abs();

@@ -135,6 +135,7 @@ fn records() -> Vec<ClusterRecords> {
     let (c, s) = fixture();
     let opts = RecordOptions {
         hidden_ids: [BOS].into_iter().collect(),
+        ..Default::default()
     };
     build_records(&c, &s, &opts).unwrap()
 }
@@ -251,6 +252,23 @@ fn records_hide_bos_and_sum_the_cluster_units() {
     assert_eq!(r1.tokens, ["The", " Dallas", " is"]);
     assert!(r1.values.iter().chain(&r1.outputs).all(|&v| v == 0.0));
     assert!(rs[1].records[1].present && !rs[1].records[0].present);
+}
+
+#[test]
+fn records_can_weight_profiles_by_attribution() {
+    let (c, s) = fixture();
+    let opts = RecordOptions {
+        hidden_ids: [BOS].into_iter().collect(),
+        weight_by_attribution: true,
+    };
+    let rs = build_records(&c, &s, &opts).unwrap();
+    // C0 on prompt 0: 0.3 × [0, 0.1, 0, 0.8, 0.05] + 0.1 × [0, 0, 0, 0.1, 0].
+    let want = [0.0, 0.03, 0.0, 0.25, 0.015];
+    for (v, w) in rs[0].records[0].values.iter().zip(want) {
+        assert!((v - w).abs() < 1e-6, "{:?}", rs[0].records[0].values);
+    }
+    // Outputs are not weighted.
+    assert!((rs[0].records[0].outputs[0] - 0.5).abs() < 1e-6);
 }
 
 #[test]
@@ -738,6 +756,7 @@ fn pad_tokens_are_never_shown_or_highlighted() {
     c.nodes[2].input_profile = vec![5.0, 0.2, 0.7, 0.1];
     let opts = RecordOptions {
         hidden_ids: [BOS, PAD].into_iter().collect(),
+        ..Default::default()
     };
     let rs = build_records(&c, &s, &opts).unwrap();
     for cr in &rs {
