@@ -104,6 +104,7 @@ fn trim_parts(s: &str) -> (&str, &str, &str) {
 /// The distinct texts of the highlighted spans of one excerpt (whitespace-only spans do not
 /// count: they show no braces).
 pub fn highlighted_strings(tokens: &[String], acts: &[f32], threshold: f32) -> BTreeSet<String> {
+    let acts = &acts[..acts.len().min(tokens.len())];
     spans(acts, threshold)
         .into_iter()
         .map(|(a, b)| trim_parts(&tokens[a..b].concat()).1.to_string())
@@ -111,8 +112,10 @@ pub fn highlighted_strings(tokens: &[String], acts: &[f32], threshold: f32) -> B
         .collect()
 }
 
-/// The excerpt text with highlighted spans wrapped in `{{…}}` (whitespace outside).
+/// The excerpt text with highlighted spans wrapped in `{{…}}` (whitespace outside). Tokens
+/// beyond the values are shown unhighlighted.
 pub fn format_highlights(tokens: &[String], acts: &[f32], threshold: f32) -> String {
+    let acts = &acts[..acts.len().min(tokens.len())];
     let mut out = String::new();
     let mut next = 0;
     for (a, b) in spans(acts, threshold) {
