@@ -202,29 +202,13 @@ fn load(inputs: &Inputs) -> Result<Loaded> {
     })
 }
 
-/// `adag_llm::Llm` (cache, retries, usage) seen through the backend trait the pipeline is
-/// written against.
-struct Wrapped(Llm);
-
-impl LlmBackend for Wrapped {
-    fn describe(&self) -> String {
-        self.0.describe().to_string()
-    }
-    fn supports_logprobs(&self) -> bool {
-        self.0.supports_logprobs()
-    }
-    fn chat(&self, request: &adag_llm::ChatRequest) -> adag_llm::Result<adag_llm::ChatReply> {
-        self.0.chat(request)
-    }
-}
-
 /// The backend named by `--backend`, wrapped with the cache and retries.
-fn backend(args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
+fn backend(args: &BackendArgs, state_path: &Path) -> Result<Llm> {
     backend_for(&args.backend, "--backend", args, state_path)
 }
 
 /// The backend named by `spec` (from the flag `flag`), with `args`' cache and retry settings.
-fn backend_for(spec: &str, flag: &str, args: &BackendArgs, state_path: &Path) -> Result<Wrapped> {
+fn backend_for(spec: &str, flag: &str, args: &BackendArgs, state_path: &Path) -> Result<Llm> {
     let mut opts = LlmOptions::default()
         .max_attempts(args.max_attempts)
         .timeout(Duration::from_secs(args.timeout));
@@ -246,7 +230,7 @@ fn backend_for(spec: &str, flag: &str, args: &BackendArgs, state_path: &Path) ->
         let cfg: BackendConfig = spec.parse().with_context(|| format!("{flag} {spec:?}"))?;
         Llm::from_config(&cfg, opts).with_context(|| format!("{flag} {spec:?}"))?
     };
-    Ok(Wrapped(llm))
+    Ok(llm)
 }
 
 fn bar(n: usize, what: &str) -> ProgressBar {
@@ -259,8 +243,8 @@ fn bar(n: usize, what: &str) -> ProgressBar {
     pb
 }
 
-fn report(llm: &Wrapped, totals: &Totals) {
-    println!("{}", llm.0.report());
+fn report(llm: &Llm, totals: &Totals) {
+    println!("{}", llm.report());
     println!(
         "{} unusable replies (refused, malformed or rejected), {} simulator blanks left unfilled",
         totals.unusable_replies, totals.missing_predictions
@@ -348,7 +332,7 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     };
     let desc_path = DescriptionsFile::default_path(&state_path);
     let mut file = DescriptionsFile::read_or_new(&desc_path, &args.inputs.circuit, &state_path)?;
-    file.explainer = Some(explainer.describe());
+    file.explainer = Some(explainer.describe().to_string());
     file.simulator = Some(simulator.describe());
     file.options = Some(opts.clone());
     println!(
@@ -403,7 +387,7 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     );
     report(&explainer, &meter.totals());
     if let Some(b) = &sim_llm {
-        println!("simulator: {}", b.0.report());
+        println!("simulator: {}", b.report());
     }
     Ok(())
 }
@@ -450,7 +434,7 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
     state.write(&state_path)?;
     let desc_path = DescriptionsFile::default_path(&state_path);
     let mut file = DescriptionsFile::read_or_new(&desc_path, &args.inputs.circuit, &state_path)?;
-    file.labeller = Some(labeller.describe());
+    file.labeller = Some(labeller.describe().to_string());
     for l in &labels {
         file.clusters.entry(l.cluster.clone()).or_default().label = Some(l.clone());
     }
