@@ -46,7 +46,10 @@ impl LmShape {
             "num_key_value_heads": self.n_heads,
             "head_dim": self.d_model / self.n_heads,
             "hidden_act": "silu",
-            "max_position_embeddings": 256,
+            // RoPE has no learnt positions, so this only bounds the context servers accept: long
+            // enough for description prompts (`adag serve-llm` on the demo model), though the
+            // model was trained on rows of at most 40 tokens.
+            "max_position_embeddings": 2048,
             "rms_norm_eps": 1e-5,
             "rope_theta": 10000.0,
             "attention_bias": false,
