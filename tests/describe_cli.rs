@@ -1,6 +1,6 @@
 //! `adag describe` and `adag label` end to end on a real circuit of the bundled demo model:
 //! trace a few two-hop capitals prompts, cluster them, describe (in-process simulator, and the
-//! chat simulator) with the offline `fake` backend, label, and check what lands in the
+//! chat simulator) with the offline `rules` backend, label, and check what lands in the
 //! cluster-state and descriptions files. Skipped, with the reason printed, when
 //! `models/demo/config.json` is absent.
 
@@ -79,9 +79,9 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
     let state_path = ClusterState::default_path(&circuit);
     let desc_path = DescriptionsFile::default_path(&state_path);
 
-    let out = adag(&["describe", c, "--backend", "fake", "--samples", "2"]);
+    let out = adag(&["describe", c, "--backend", "rules", "--samples", "2"]);
     assert!(out.contains("in-process"), "{out}");
-    assert!(out.contains("LLM usage (fake"), "no usage report:\n{out}");
+    assert!(out.contains("LLM usage (rules"), "no usage report:\n{out}");
     let state = ClusterState::read(&state_path).unwrap();
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
     assert_eq!(file.clusters.len(), state.clusters.len());
@@ -122,7 +122,7 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
     // simulator being deterministic, writes the same descriptions; without the cache too.
     assert!(circuit.join("llm-cache").is_dir());
     let before = std::fs::read_to_string(&desc_path).unwrap();
-    let out = adag(&["describe", c, "--backend", "fake", "--samples", "2"]);
+    let out = adag(&["describe", c, "--backend", "rules", "--samples", "2"]);
     assert!(out.contains(": 0 calls + "), "{out}");
     assert!(out.contains("0 input + 0 output tokens paid"), "{out}");
     let after = std::fs::read_to_string(&desc_path).unwrap();
@@ -132,7 +132,7 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         "describe",
         c,
         "--backend",
-        "fake",
+        "rules",
         "--samples",
         "2",
         "--no-cache",
@@ -149,7 +149,7 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         "label",
         c,
         "--backend",
-        "fake",
+        "rules",
         "--graph-dir",
         graphs.to_str().unwrap(),
     ]);
@@ -191,12 +191,12 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         .all(|e| e.label.is_some() && e.description.is_some()));
 
     // Batch mode and the chat simulator over the backend.
-    adag(&["label", c, "--backend", "fake", "--mode", "batch"]);
+    adag(&["label", c, "--backend", "rules", "--mode", "batch"]);
     let out = adag(&[
         "describe",
         c,
         "--backend",
-        "fake",
+        "rules",
         "--simulator",
         "backend",
         "--samples",
@@ -204,22 +204,22 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         "--only",
         "C0",
     ]);
-    assert!(out.contains("chat fake"), "{out}");
+    assert!(out.contains("chat rules"), "{out}");
     // A separate chat backend for the simulator reports its own usage.
     let out = adag(&[
         "describe",
         c,
         "--backend",
-        "fake",
+        "rules",
         "--simulator",
-        "chat:fake",
+        "chat:rules",
         "--samples",
         "1",
         "--only",
         "C1",
         "--no-cache",
     ]);
-    assert!(out.contains("simulator: LLM usage (fake"), "{out}");
+    assert!(out.contains("simulator: LLM usage (rules"), "{out}");
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn describe_errors_name_what_is_wrong() {
             "describe",
             dir.path().to_str().unwrap(),
             "--backend",
-            "fake",
+            "rules",
         ])
         .output()
         .unwrap();
@@ -244,10 +244,10 @@ fn describe_errors_name_what_is_wrong() {
     let circuit = circuit(dir.path(), &model);
     for (args, want) in [
         (
-            vec!["--backend", "fake", "--simulator", "magic"],
+            vec!["--backend", "rules", "--simulator", "magic"],
             "--simulator",
         ),
-        (vec!["--backend", "fake", "--only", "C99"], "C99"),
+        (vec!["--backend", "rules", "--only", "C99"], "C99"),
         (vec!["--backend", "nonsense"], "nonsense"),
     ] {
         let mut a = vec!["describe", circuit.to_str().unwrap()];
@@ -273,10 +273,11 @@ impl Drop for Server {
 }
 
 /// `adag serve-llm` on the demo model as a real OpenAI-compatible endpoint: the explainer,
-/// the chat simulator and the labeller talk HTTP to it. The demo model's context (256 tokens)
-/// is shorter than the explainer prompts, and it writes no `[DESCRIPTION]` lines anyway, so
-/// every reply is recorded as unusable (rejected or malformed) and the label falls back; the
-/// run must still complete and say so.
+/// the chat simulator and the labeller talk HTTP to it, with real inference. The demo model
+/// writes no `[DESCRIPTION]` lines (it knows capitals and sums, not interpretability), so its
+/// replies are recorded as malformed and the label falls back; the run must still complete
+/// and say so. Then the rule-based explainer writes the descriptions and the served demo model
+/// simulates them through `top_logprobs`.
 #[test]
 fn describe_and_label_against_adag_serve_llm() {
     use std::io::{BufRead, BufReader};
@@ -319,6 +320,10 @@ fn describe_and_label_against_adag_serve_llm() {
         "1",
         "--max-rounds",
         "2",
+        // Real generations, kept short: the demo model has no KV cache to make 100 tokens
+        // on a 600-token prompt cheap, and writes no description at any length.
+        "--explainer-max-tokens",
+        "12",
         "--only",
         "C0",
     ];
@@ -335,6 +340,14 @@ fn describe_and_label_against_adag_serve_llm() {
         sides >= 1 && asked <= 2 * sides && asked >= sides,
         "{asked} replies, {sides} sides"
     );
+    // Real generations came back (the prompts fit the served context): nothing was rejected.
+    assert!(
+        d.unusable
+            .iter()
+            .all(|u| !matches!(u.reason, adag_describe::parse::Unusable::Rejected(_))),
+        "{:?}",
+        d.unusable
+    );
     let again = adag(&args);
     assert!(
         again.contains(": 0 calls + "),
@@ -350,4 +363,33 @@ fn describe_and_label_against_adag_serve_llm() {
     let l = file.clusters["C0"].label.as_ref().unwrap();
     assert_eq!(l.label, label);
     assert!(!l.problems.is_empty() || l.source == adag_describe::label::LabelSource::Llm);
+
+    let sim = format!("chat:{spec}");
+    let out = adag(&[
+        "describe",
+        c,
+        "--backend",
+        "rules",
+        "--simulator",
+        &sim,
+        "--samples",
+        "1",
+        "--only",
+        "C1",
+    ]);
+    assert!(
+        out.contains("simulator: LLM usage (openai-compatible"),
+        "{out}"
+    );
+    let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    let d = file.clusters["C1"].description.as_ref().unwrap();
+    assert!(!d.explanations.is_empty(), "{d:?}");
+    assert!(
+        d.explanations
+            .iter()
+            .filter_map(|e| e.score)
+            .all(|s| s.is_finite() && (-1.0..=1.0).contains(&s)),
+        "{:?}",
+        d.explanations
+    );
 }

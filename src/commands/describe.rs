@@ -46,7 +46,8 @@ pub struct Inputs {
 pub struct BackendArgs {
     /// The LLM: `openai:URL[,model=NAME,key-env=VAR]` (vLLM, llama.cpp, Ollama, OpenAI,
     /// `adag serve-llm`), `anthropic[:MODEL]` (key from $ANTHROPIC_API_KEY), `local[:DIR]`
-    /// (a model in-process; default the demo model) or `fake` (offline rule-based test double).
+    /// (a model in-process; default the demo model) or `rules` (offline rule-based explainer
+    /// naming the most highlighted token: dry runs and tests, not a language model).
     #[arg(long)]
     pub backend: String,
     /// Model name sent to the endpoint (default: the backend's).
@@ -224,8 +225,8 @@ fn backend_for(spec: &str, flag: &str, args: &BackendArgs, state_path: &Path) ->
     if let Some(p) = args.prices {
         opts = opts.prices(p);
     }
-    let llm = if spec == "fake" {
-        Llm::new(Box::new(adag_describe::fake::RuleBackend), opts)?
+    let llm = if spec == "rules" {
+        Llm::new(Box::new(adag_describe::rules::RuleBackend), opts)?
     } else {
         let cfg: BackendConfig = spec.parse().with_context(|| format!("{flag} {spec:?}"))?;
         Llm::from_config(&cfg, opts).with_context(|| format!("{flag} {spec:?}"))?

@@ -12,7 +12,7 @@
 //! 4. [`label`]: 1–3-word labels;
 //! 5. [`output`]: results into the cluster-state file and a descriptions file.
 //!
-//! Every LLM call goes through `adag_llm::LlmBackend`; [`fake::RuleBackend`] is an offline
+//! Every LLM call goes through `adag_llm::LlmBackend`; [`rules::RuleBackend`] is an offline
 //! test double.
 //!
 //! ```
@@ -26,7 +26,6 @@
 pub mod describe;
 pub mod error;
 pub mod exemplars;
-pub mod fake;
 pub mod highlight;
 pub mod label;
 pub mod llm;
@@ -34,6 +33,7 @@ pub mod output;
 pub mod parse;
 pub mod prompts;
 pub mod records;
+pub mod rules;
 pub mod score;
 pub mod simulate;
 

@@ -1,8 +1,9 @@
-//! A deterministic, offline stand-in for an LLM: it answers every prompt of this crate by
-//! simple rules, so the whole pipeline (and `adag describe --backend fake`) runs without a
-//! model server. It is a test double: its descriptions are "the token X" for the most often
-//! highlighted X, its simulations mark the tokens its description names. Nothing about a
-//! cluster's meaning should be read from its output.
+//! A deterministic, offline rule-based explainer: it answers every prompt of this crate by
+//! simple rules, so the whole pipeline (and `adag describe --backend rules`) runs without a
+//! model server: for dry runs (see the prompts, the exemplars, the files) and for tests. Its
+//! descriptions are "the token X" for the most often highlighted X (a highlight baseline), its
+//! simulations mark the tokens its description names. It is not a language model: read nothing
+//! about a cluster's meaning beyond that baseline from its output.
 
 use std::collections::BTreeMap;
 
@@ -189,7 +190,7 @@ fn answer(req: &ChatRequest) -> String {
 
 impl LlmBackend for RuleBackend {
     fn describe(&self) -> String {
-        "fake (offline rule-based test double)".into()
+        "rules (offline rule-based explainer: the most highlighted token)".into()
     }
 
     fn supports_logprobs(&self) -> bool {

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use adag_analysis::ClusterState;
 use adag_circuit::{Circuit, NodeRow, PromptRow};
 use adag_describe::exemplars::Sign;
-use adag_describe::fake::RuleBackend;
 use adag_describe::label::{LabelOptions, LabelSource};
 use adag_describe::prompts::{self, INPUT_EXPLAINER_SYSTEM, OUTPUT_EXPLAINER_SYSTEM};
+use adag_describe::rules::RuleBackend;
 use adag_describe::*;
 use adag_llm::{ChatReply, ChatRequest, LlmBackend, Message, Role, Usage};
 
