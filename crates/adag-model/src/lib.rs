@@ -7,6 +7,7 @@
 //!
 //! - [`ModelConfig`] resolves config.json for Llama, Qwen2, Qwen3 and Gemma-2;
 //! - [`Transformer`] is one block skeleton with per-architecture weight adapters (`arch`);
+//! - [`KvCache`] with [`Transformer::prefill`]/[`Transformer::step`] decodes incrementally;
 //! - [`ModelTokenizer`] wraps `tokenizers` with the chat template and an explicit BOS policy.
 //!
 //! ```no_run
@@ -37,5 +38,5 @@ pub use error::{Error, Result};
 pub use loaded::LoadedModel;
 pub use tokenizer::ModelTokenizer;
 pub use transformer::{
-    probabilities, Batch, ForwardHooks, ForwardOutput, LoadOptions, NoHooks, Transformer,
+    probabilities, Batch, ForwardHooks, ForwardOutput, KvCache, LoadOptions, NoHooks, Transformer,
 };

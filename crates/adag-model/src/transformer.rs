@@ -17,6 +17,10 @@ use crate::error::{Context, Error, Result};
 use crate::layers::{apply_rope, Rope};
 use crate::weights::WeightFiles;
 
+mod kv_cache;
+pub use kv_cache::KvCache;
+use kv_cache::LayerKv;
+
 /// A batch of token sequences, left-padded to a common width.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
@@ -81,24 +85,43 @@ impl Batch {
     }
 
     /// Additive attention mask `[batch, 1, q, k]` in f32: 0 where allowed, -inf elsewhere.
-    /// Causal, padded keys masked, optional sliding window. A padded query attends to itself so
-    /// that its row stays finite; no real query ever reads a padded key.
+    /// Causal, padded keys masked, optional sliding window (see [`mask_rows`]).
     fn mask(&self, window: Option<usize>, device: &Device) -> Result<Tensor> {
         let w = self.width;
-        let mut m = vec![f32::NEG_INFINITY; self.size() * w * w];
-        for (b, &pad) in self.pad.iter().enumerate() {
-            for q in 0..w {
-                let row = &mut m[(b * w + q) * w..(b * w + q + 1) * w];
-                if q < pad {
-                    row[q] = 0.0;
-                    continue;
-                }
-                let lo = window.map_or(pad, |win| pad.max((q + 1).saturating_sub(win)));
-                row[lo..=q].fill(0.0);
-            }
-        }
+        let m: Vec<f32> = self
+            .pad
+            .iter()
+            .flat_map(|&pad| mask_rows(pad, 0, w, w, window))
+            .collect();
         Tensor::from_vec(m, (self.size(), 1, w, w), device).context("building the attention mask")
     }
+}
+
+/// Additive mask rows (f32, row-major `[n_q, n_k]`: 0 where allowed, -inf elsewhere) for the
+/// queries at key positions `first_q..first_q + n_q` of one sequence whose first `pad` keys are
+/// padding. Causal, with an optional sliding window. A padded query attends to itself so that
+/// its row stays finite; no real query ever reads a padded key.
+///
+/// Shared by the full forward (`first_q = 0`, square) and the cached one (queries after the
+/// cached keys), so both mask exactly alike.
+fn mask_rows(
+    pad: usize,
+    first_q: usize,
+    n_q: usize,
+    n_k: usize,
+    window: Option<usize>,
+) -> Vec<f32> {
+    let mut m = vec![f32::NEG_INFINITY; n_q * n_k];
+    for (i, row) in m.chunks_mut(n_k).enumerate() {
+        let q = first_q + i;
+        if q < pad {
+            row[q] = 0.0;
+            continue;
+        }
+        let lo = window.map_or(pad, |win| pad.max((q + 1).saturating_sub(win)));
+        row[lo..=q].fill(0.0);
+    }
+    m
 }
 
 /// Logits and, when asked for, the activation cache.
@@ -240,18 +263,7 @@ impl Transformer {
         filter: &CacheFilter,
         hooks: &mut dyn ForwardHooks,
     ) -> Result<ForwardOutput> {
-        let cfg = &self.cfg;
-        if let Some(&bad) = batch
-            .tokens
-            .iter()
-            .flatten()
-            .find(|&&t| t as usize >= cfg.d_vocab)
-        {
-            return Err(Error::Input(format!(
-                "token id {bad} is out of range: the model's vocabulary has {} entries",
-                cfg.d_vocab
-            )));
-        }
+        self.check_vocab(batch.tokens.iter().flatten())?;
         let (b, w) = (batch.size(), batch.width);
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
         let mut site = |hook: HookName, t: Tensor| -> Result<Tensor> {
@@ -262,68 +274,102 @@ impl Transformer {
             Ok(t)
         };
 
-        let ids = Tensor::from_vec(batch.padded_ids(), b * w, &self.device).context("token ids")?;
-        let mut h = self
+        let mut h = site(HookName::Embed, self.embed(&batch.padded_ids(), b, w)?)?;
+        let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
+        let masks = self.layer_masks(|win| batch.mask(win, &self.device))?;
+        for (l, block) in self.weights.blocks.iter().enumerate() {
+            h = self
+                .block(l, block, h, &cos, &sin, &masks[l], None, &mut site)
+                .map_err(|e| in_layer(l, e))?;
+        }
+        let logits = self.unembed(&h, &mut site)?;
+        Ok(ForwardOutput { logits, cache })
+    }
+
+    /// Refuses token ids outside the vocabulary (candle's index_select would panic or read
+    /// garbage on some devices instead of failing cleanly).
+    fn check_vocab<'a>(&self, tokens: impl IntoIterator<Item = &'a u32>) -> Result<()> {
+        match tokens
+            .into_iter()
+            .find(|&&t| t as usize >= self.cfg.d_vocab)
+        {
+            Some(bad) => Err(Error::Input(format!(
+                "token id {bad} is out of range: the model's vocabulary has {} entries",
+                self.cfg.d_vocab
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Embeds `ids` (row-major `[b, w]`) into the residual stream `[b, w, d_model]`, with
+    /// Gemma's embedding scale.
+    fn embed(&self, ids: &[u32], b: usize, w: usize) -> Result<Tensor> {
+        let ids = Tensor::from_slice(ids, b * w, &self.device).context("token ids")?;
+        let h = self
             .weights
             .embed
             .index_select(&ids, 0)
-            .and_then(|t| t.reshape((b, w, cfg.d_model)))
+            .and_then(|t| t.reshape((b, w, self.cfg.d_model)))
             .context("embedding lookup")?;
-        if let Some(scale) = cfg.embed_scale {
-            // transformers multiplies by sqrt(d_model) rounded to the activation dtype.
-            let s = Tensor::new(&[scale as f32], &self.device)
-                .and_then(|t| t.to_dtype(self.dtype))
-                .and_then(|t| t.to_dtype(DType::F64))
-                .and_then(|t| t.to_vec1::<f64>())
-                .context("embedding scale")?[0];
-            h = (h * s).context("embedding scale")?;
+        match self.cfg.embed_scale {
+            Some(scale) => {
+                // transformers multiplies by sqrt(d_model) rounded to the activation dtype.
+                let s = Tensor::new(&[scale as f32], &self.device)
+                    .and_then(|t| t.to_dtype(self.dtype))
+                    .and_then(|t| t.to_dtype(DType::F64))
+                    .and_then(|t| t.to_vec1::<f64>())
+                    .context("embedding scale")?[0];
+                (h * s).context("embedding scale")
+            }
+            None => Ok(h),
         }
-        h = site(HookName::Embed, h)?;
+    }
 
-        let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
-        let full_mask = batch.mask(None, &self.device)?;
-        let mut window_masks = std::collections::BTreeMap::new();
-        for (l, block) in self.weights.blocks.iter().enumerate() {
-            let mask = match cfg.sliding_window[l] {
-                None => &full_mask,
-                Some(win) => match window_masks.entry(win) {
-                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::btree_map::Entry::Vacant(e) => {
-                        e.insert(batch.mask(Some(win), &self.device)?)
-                    }
-                },
-            };
-            h = self
-                .block(l, block, h, &cos, &sin, mask, &mut site)
-                .map_err(|e| match e {
-                    Error::Candle { context, source } => Error::Candle {
-                        context: format!("layer {l}: {context}"),
-                        source,
-                    },
-                    other => other,
-                })?;
-        }
+    /// One attention mask per layer: `build(None)` for full causal attention and
+    /// `build(Some(window))` for sliding-window layers, each distinct mask built once.
+    fn layer_masks(&self, build: impl Fn(Option<usize>) -> Result<Tensor>) -> Result<Vec<Tensor>> {
+        let mut built: std::collections::BTreeMap<Option<usize>, Tensor> = Default::default();
+        self.cfg
+            .sliding_window
+            .iter()
+            .map(|&win| {
+                if let Some(m) = built.get(&win) {
+                    return Ok(m.clone());
+                }
+                let m = build(win)?;
+                built.insert(win, m.clone());
+                Ok(m)
+            })
+            .collect()
+    }
 
+    /// Final norm, unembedding and Gemma-2's final soft-cap: residual `[b, w, d_model]` to f32
+    /// logits `[b, w, d_vocab]`.
+    fn unembed(
+        &self,
+        h: &Tensor,
+        site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let x = self.norm(
             &self.weights.ln_final,
-            &h,
+            h,
             HookName::LnFinalScale,
             HookName::LnFinalNormalized,
-            &mut site,
+            site,
         )?;
         let unembed = crate::layers::Linear {
             weight: self.weights.unembed.clone(),
             bias: None,
         };
-        let mut logits = unembed
+        let logits = unembed
             .forward(&x)
             .and_then(|t| t.to_dtype(DType::F32))
             .context("unembedding")?;
-        if let Some(cap) = cfg.final_softcap {
-            logits = ((logits / cap).and_then(|t| t.tanh()).and_then(|t| t * cap))
-                .context("final logit soft-cap")?;
+        match self.cfg.final_softcap {
+            Some(cap) => ((logits / cap).and_then(|t| t.tanh()).and_then(|t| t * cap))
+                .context("final logit soft-cap"),
+            None => Ok(logits),
         }
-        Ok(ForwardOutput { logits, cache })
     }
 
     /// RMSNorm with its scale and `x / scale` passed through the hook sites.
@@ -350,6 +396,7 @@ impl Transformer {
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
+        past: Option<&mut LayerKv>,
         site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let hook = |s| HookName::Block(l, s);
@@ -362,7 +409,7 @@ impl Transformer {
             site,
         )?;
 
-        let z = self.attention(l, w, &x, cos, sin, mask, site)?;
+        let z = self.attention(l, w, &x, cos, sin, mask, past, site)?;
         let mut attn_out = w.attn.o.forward(&z).context("o_proj")?;
         if let Some(norm) = &w.ln1_post {
             let scale = site(
@@ -421,6 +468,10 @@ impl Transformer {
 
     /// Returns the heads' mixed values `[batch, pos, n_heads·d_head]`; the pattern
     /// `[batch, n_heads, q, k]` passes through the `attn.hook_pattern` site.
+    ///
+    /// With `past`, this layer's cached keys and values come before the new ones (the queries
+    /// are the last `pos` positions and `mask` is `[1, 1, pos, cached + pos]`), and the new ones
+    /// are appended to the cache.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -430,6 +481,7 @@ impl Transformer {
         cos: &Tensor,
         sin: &Tensor,
         mask: &Tensor,
+        past: Option<&mut LayerKv>,
         site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let cfg = &self.cfg;
@@ -466,6 +518,11 @@ impl Transformer {
         }
         let q = apply_rope(&q, cos, sin).context("rotary embedding of queries")?;
         let k = apply_rope(&k, cos, sin).context("rotary embedding of keys")?;
+        let (k, v) = match past {
+            Some(past) => past.append(k, v)?,
+            None => (k, v),
+        };
+        let tk = k.dim(2).context("keys")?;
         // Query heads h·rep..(h+1)·rep share key/value head h: fold them into the row dimension
         // instead of copying keys and values `rep` times.
         let q = q
@@ -473,7 +530,7 @@ impl Transformer {
             .context("grouping query heads")?;
         let scores = q
             .matmul(&k.t().context("keys transpose")?)
-            .and_then(|s| s.reshape((b, h, t, t)))
+            .and_then(|s| s.reshape((b, h, t, tk)))
             .and_then(|s| s * cfg.attn_scale)
             .and_then(|s| s.to_dtype(DType::F32))
             .context("attention scores")?;
@@ -495,12 +552,23 @@ impl Transformer {
             .context("attention softmax")?;
         let pattern = site(HookName::Block(l, Site::AttnPattern), pattern)?;
         pattern
-            .reshape((b, kv, rep * t, t))
+            .reshape((b, kv, rep * t, tk))
             .and_then(|p| p.matmul(&v))
             .and_then(|z| z.reshape((b, h, t, dh)))
             .and_then(|z| z.transpose(1, 2))
             .and_then(|z| z.reshape((b, t, h * dh)))
             .context("attention values")
+    }
+}
+
+/// Prefixes a candle error's context with the layer it happened in.
+fn in_layer(l: usize, e: Error) -> Error {
+    match e {
+        Error::Candle { context, source } => Error::Candle {
+            context: format!("layer {l}: {context}"),
+            source,
+        },
+        other => other,
     }
 }
 
