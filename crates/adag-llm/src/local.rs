@@ -33,6 +33,10 @@
 //! Log-probabilities are those of the model's own distribution (log-softmax of the logits before
 //! temperature), as vLLM reports them; token texts are the single token decoded.
 //!
+//! Decoding is incremental: the prompt runs once into a KV cache ([`adag_model::KvCache`]) and
+//! each further token costs one token-forward. [`LocalModel::generate_uncached`] keeps the
+//! re-run-everything loop as the reference the cached one is tested and timed against.
+//!
 //! Input problems (a chat template that refuses the conversation, a prompt longer than the
 //! context) are [`LlmError::Rejected`] with status 400, failures inside the model status 500;
 //! neither is retried.
@@ -306,7 +310,38 @@ impl LocalModel {
     }
 
     /// Generates a continuation of `prompt` (see the module doc).
+    ///
+    /// Incremental: the prompt runs once into a KV cache and each new token costs one
+    /// token-forward ([`adag_model::Transformer::step`]).
     pub fn generate(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation> {
+        let model = &self.loaded.model;
+        let mut cache = model.kv_cache();
+        self.generate_with(prompt, params, &mut |ids| {
+            // Only the tokens not yet in the cache: the prompt first, then one token per step.
+            let new = &ids[cache.len()..];
+            let logits = model
+                .step(&mut cache, new)
+                .map_err(|e| self.model_error(e))?
+                .to_vec1::<f32>()
+                .map_err(|e| self.rejected(500, format!("reading logits: {e}")))?;
+            Ok(log_softmax(&logits))
+        })
+    }
+
+    /// The same generation recomputing the whole sequence for every new token, as it was done
+    /// before the KV cache: kept as the reference the cached path is tested and timed against.
+    pub fn generate_uncached(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation> {
+        self.generate_with(prompt, params, &mut |ids| self.next_token_logprobs(ids))
+    }
+
+    /// The generation loop; `next(ids)` gives the log-probabilities of the token after `ids`
+    /// (always the prompt plus everything generated so far).
+    fn generate_with(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        next: &mut dyn FnMut(&[u32]) -> Result<Vec<f32>>,
+    ) -> Result<Generation> {
         if prompt.is_empty() {
             return Err(self.rejected(400, "the prompt has no tokens"));
         }
@@ -327,7 +362,7 @@ impl LocalModel {
                     seconds: 0.0,
                 });
             }
-            let lp = self.next_token_logprobs(&ids)?;
+            let lp = next(&ids)?;
             let usable = &lp[..self.usable_vocab.min(lp.len())];
             let next = if params.temperature <= 0.0 {
                 argmax(usable)
@@ -395,6 +430,14 @@ impl LocalModel {
             .tokenizer
             .decode(ids, true)
             .map_err(|e| self.rejected(500, e))
+    }
+
+    /// A model failure as a rejection: 400 for input it refuses, 500 for anything else.
+    fn model_error(&self, e: adag_model::Error) -> LlmError {
+        match e {
+            adag_model::Error::Input(m) => self.rejected(400, m),
+            other => self.rejected(500, other),
+        }
     }
 
     fn check_context(&self, len: usize) -> Result<()> {
