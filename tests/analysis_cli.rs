@@ -5,49 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
 
 use adag_analysis::{ClusterState, Unit};
 use adag_circuit::Circuit;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn adag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run adag")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = adag(args);
-    assert!(
-        out.status.success(),
-        "adag {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail cleanly: exit status 2, no panic; returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = adag(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "adag {args:?}: expected a clean error:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{fails, ok, s};
 
 /// Traces the fixture dataset (7 prompts) into `dir/c`; with `cluster`, also clusters it.
 fn circuit(dir: &Path, cluster: bool) -> PathBuf {

@@ -3,23 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 use adag_analysis::{ClusterState, Profiles};
 use adag_train::corpus::{eval_items, Task};
 
 fn adag(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(args)
-        .output()
-        .expect("running adag");
-    assert!(
-        out.status.success(),
-        "adag {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    print!("{}", common::ok(args));
 }
 
 /// Traces the two-hop capitals prompts ("The capital of the state containing Dallas is",

@@ -1,43 +1,8 @@
 //! The `adag` binary as a user runs it, on the committed fixtures.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn adag(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run adag")
-}
-
-/// Runs adag, asserts success, returns stdout.
-fn ok(args: &[&str]) -> String {
-    let out = adag(args);
-    assert!(
-        out.status.success(),
-        "adag {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs adag, asserts exit status 2 and no panic, returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = adag(args);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "adag {args:?}: expected a clean error, got:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use common::{fails, ok};
 
 #[test]
 fn inspect_every_fixture() {

@@ -1,24 +1,16 @@
 //! `adag serve-llm` as a user runs it: bad input fails cleanly, and the default (the bundled
 //! demo model) answers OpenAI requests.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{fails, root, KillOnDrop};
 
 #[test]
 fn missing_model_dir_is_a_clean_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(["serve-llm", "--model", "no/such/model-dir", "--port", "0"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    let err = fails(&["serve-llm", "--model", "no/such/model-dir", "--port", "0"]);
     assert!(
         err.contains("no/such/model-dir") && err.contains("does not exist"),
         "{err}"
@@ -27,28 +19,13 @@ fn missing_model_dir_is_a_clean_error() {
 
 #[test]
 fn bad_host_is_a_usage_error() {
-    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(["serve-llm", "--host", "not-an-ip"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = fails(&["serve-llm", "--host", "not-an-ip"]);
     assert!(err.contains("--host"), "{err}");
-}
-
-/// Kills the server when the test ends, pass or fail.
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
 fn serves_the_demo_model_on_a_free_port() {
-    let mut child = Child(
+    let mut child = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_adag"))
             .args(["serve-llm", "--port", "0", "--name", "demo-served"])
             .current_dir(root())

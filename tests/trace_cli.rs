@@ -2,52 +2,9 @@
 //! tiny llama model. (Resume with the real tracer is tested in adag-circuit's tests/engine.rs,
 //! where a batch can be made to fail deterministically.)
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn adag(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_adag"));
-    c.args(args).current_dir(root());
-    for k in [
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_COUNT",
-        "SLURM_ARRAY_TASK_MIN",
-    ] {
-        c.env_remove(k);
-    }
-    c.envs(env.iter().copied());
-    c.output().expect("run adag")
-}
-
-fn ok(args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = adag(args, env);
-    assert!(
-        out.status.success(),
-        "adag {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = adag(args, &[]);
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "adag {args:?}: expected a clean error:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{fails, ok_env as ok, root, s};
 
 #[test]
 fn trace_shard_merge_equals_one_run() {
