@@ -7,22 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 use adag_analysis::ClusterState;
 use adag_describe::DescriptionsFile;
-
-fn adag(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args(args)
-        .output()
-        .expect("running adag");
-    assert!(
-        out.status.success(),
-        "adag {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
+use common::{fails, ok as adag, KillOnDrop};
 
 fn demo() -> Option<PathBuf> {
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
@@ -184,6 +173,17 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
         names.iter().all(|n| labels.contains(&n.as_str())),
         "{names:?} vs {labels:?}"
     );
+    // ... and carries its cluster's description for the viewer.
+    for n in &names {
+        let shown = graph["metadata"]["supernode_descriptions"][n].as_str();
+        assert!(shown.is_some(), "no description for {n}");
+        assert!(
+            state.clusters.iter().any(
+                |c| c.label.as_deref() == Some(n.as_str()) && c.description.as_deref() == shown
+            ),
+            "{n}: {shown:?}"
+        );
+    }
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
     assert!(file
         .clusters
@@ -225,17 +225,12 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
 #[test]
 fn describe_errors_name_what_is_wrong() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-        .args([
-            "describe",
-            dir.path().to_str().unwrap(),
-            "--backend",
-            "rules",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(&[
+        "describe",
+        dir.path().to_str().unwrap(),
+        "--backend",
+        "rules",
+    ]);
     assert!(
         err.contains("manifest.json") || err.contains("circuit"),
         "{err}"
@@ -252,23 +247,8 @@ fn describe_errors_name_what_is_wrong() {
     ] {
         let mut a = vec!["describe", circuit.to_str().unwrap()];
         a.extend(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_adag"))
-            .args(&a)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{a:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = fails(&a);
         assert!(err.contains(want), "{a:?}: {err}");
-    }
-}
-
-/// Kills the server when the test ends, pass or fail.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -287,7 +267,7 @@ fn describe_and_label_against_adag_serve_llm() {
     let dir = tempfile::tempdir().unwrap();
     let circuit = circuit(dir.path(), &model);
     let c = circuit.to_str().unwrap();
-    let mut server = Server(
+    let mut server = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_adag"))
             .args([
                 "serve-llm",

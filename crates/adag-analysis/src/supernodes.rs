@@ -5,7 +5,8 @@
 //! neuron node of such a file is mapped to its unit (layer, neuron, sign of its activation) and
 //! then to its cluster, and the file's `qParams.supernodes` becomes one `[name, node_id, …]`
 //! group per cluster present on that prompt (the reference frontend's supernode format, which
-//! adag serve draws as labelled boxes). The name is the cluster's label when it has one.
+//! adag serve draws as labelled boxes). The name is the cluster's label when it has one, and the
+//! cluster's description (from `adag describe`) goes into `metadata.supernode_descriptions`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +47,7 @@ pub fn write_cluster_supernodes(state: &ClusterState, dir: &Path, slug: &str) ->
             message: format!("not JSON: {e}"),
         })?;
         let groups = supernodes_of(state, &doc);
+        set_descriptions(state, &groups, &mut doc);
         let q = doc
             .get_mut("qParams")
             .and_then(Value::as_object_mut)
@@ -65,6 +67,36 @@ pub fn write_cluster_supernodes(state: &ClusterState, dir: &Path, slug: &str) ->
         updated += 1;
     }
     Ok(updated)
+}
+
+/// `metadata.supernode_descriptions`: supernode name → its cluster's description, for the
+/// supernodes of this graph whose cluster has one (the viewer shows it under the name; the
+/// reference frontend ignores the key). Removed when no supernode has a description.
+fn set_descriptions(state: &ClusterState, groups: &[Value], doc: &mut Value) {
+    let by_name: BTreeMap<String, &str> = state
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            let name = c.label.clone().unwrap_or_else(|| c.name.clone());
+            c.description.as_deref().map(|d| (name, d))
+        })
+        .collect();
+    let descriptions: serde_json::Map<String, Value> = groups
+        .iter()
+        .filter_map(|g| g.get(0).and_then(Value::as_str))
+        .filter_map(|name| {
+            by_name
+                .get(name)
+                .map(|d| (name.to_string(), Value::String(d.to_string())))
+        })
+        .collect();
+    if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+        if descriptions.is_empty() {
+            meta.remove("supernode_descriptions");
+        } else {
+            meta.insert("supernode_descriptions".into(), Value::Object(descriptions));
+        }
+    }
 }
 
 /// `[[name, node_id, …], …]` for the clusters of the neuron nodes in one graph document, in

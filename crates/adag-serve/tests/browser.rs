@@ -365,6 +365,18 @@ fn neuron_circuit_shows_profiles_and_clusters() {
         vec![],
     );
     assert_eq!(names, json!(["C1: France", "C2: say capital"]));
+    // A described cluster shows its description under the name; an undescribed one shows none.
+    let descs = b.exec(
+        "return [...document.querySelectorAll('.supernode')].map(s => { const d = s.querySelector('.sn-desc'); return d ? d.textContent : null; });",
+        vec![],
+    );
+    assert_eq!(
+        descs,
+        json!([
+            "the token \" France\" and other country names | promotes their capitals",
+            null
+        ])
+    );
     let svg = b.text("#subgraph-svg-wrap");
     assert!(
         svg.contains("C1: France (3)") && svg.contains("C2: say capital (2)"),

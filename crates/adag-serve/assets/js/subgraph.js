@@ -37,9 +37,12 @@ export function renderSubgraph(root, model, state, actions) {
       for (const m of members) { if (all.checked) selected.add(m); else selected.delete(m); }
       renderSubgraph(root, model, state, actions);
     });
+    // A cluster's description (adag describe), when the graph carries one for this name.
+    const desc = (model.meta.supernode_descriptions || {})[name];
     return el('div', { class: 'supernode', 'data-name': name }, [
-      el('div', { class: 'sn-head' }, [all, el('span', { title: name }, name),
+      el('div', { class: 'sn-head' }, [all, el('span', { title: desc || name }, name),
         el('button', { class: 'ungroup', title: 'ungroup', onclick: () => actions.ungroup(i) }, 'ungroup')]),
+      ...(typeof desc === 'string' && desc ? [el('div', { class: 'sn-desc' }, desc)] : []),
       ...members.map(chip),
     ]);
   });
