@@ -25,7 +25,7 @@ use crate::error::{Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
 use crate::rng::Rng;
-use crate::transcoder::{LayerData, TcMetrics, TranscoderConfig};
+use crate::transcoder::{jump_relu, LayerData, TcMetrics, TranscoderConfig, THRESHOLD_GRID};
 
 /// One source layer of a CLT.
 #[derive(Debug, Clone)]
@@ -47,17 +47,6 @@ pub struct CltLayer {
 pub struct CrossLayerTranscoder {
     /// The layers.
     pub layers: Vec<CltLayer>,
-}
-
-fn jump_relu(pre: &Tensor, threshold: Option<&Tensor>) -> Result<Tensor> {
-    match threshold {
-        Some(th) => pre
-            .broadcast_gt(th)
-            .and_then(|m| m.to_dtype(pre.dtype()))
-            .and_then(|m| pre * m)
-            .context("JumpReLU"),
-        None => pre.relu().context("ReLU"),
-    }
 }
 
 impl CrossLayerTranscoder {
@@ -449,7 +438,7 @@ pub fn train_clt(
         .iter()
         .map(|u| u.zeros_like().context("zeros"))
         .collect::<Result<_>>()?;
-    for tau in [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2] {
+    for tau in THRESHOLD_GRID {
         let th: Vec<Tensor> = unit_norms
             .iter()
             .map(|u| u.recip().and_then(|r| r * tau).context("threshold"))

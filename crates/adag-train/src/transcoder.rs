@@ -54,13 +54,7 @@ impl Transcoder {
             .matmul(&self.w_enc.t().context("W_enc transpose")?)
             .and_then(|p| p.broadcast_add(&self.b_enc))
             .context("encoder")?;
-        match &self.threshold {
-            Some(th) => {
-                let mask = pre.broadcast_gt(th).and_then(|m| m.to_dtype(pre.dtype()));
-                mask.and_then(|m| pre * m).context("JumpReLU")
-            }
-            None => pre.relu().context("ReLU"),
-        }
+        jump_relu(&pre, self.threshold.as_ref())
     }
 
     /// Reconstruction `[n, d_model]` from activations `[n, d_tc]`.
@@ -131,6 +125,23 @@ impl Transcoder {
         Ok(tc)
     }
 }
+
+/// JumpReLU `pre · 1[pre > θ]` (per-feature θ), or ReLU without thresholds; shared by the
+/// per-layer and cross-layer transcoders.
+pub(crate) fn jump_relu(pre: &Tensor, threshold: Option<&Tensor>) -> Result<Tensor> {
+    match threshold {
+        Some(th) => pre
+            .broadcast_gt(th)
+            .and_then(|m| m.to_dtype(pre.dtype()))
+            .and_then(|m| pre * m)
+            .context("JumpReLU"),
+        None => pre.relu().context("ReLU"),
+    }
+}
+
+/// Candidate JumpReLU cut-offs τ (contribution a·‖W_dec‖ in units of the output's standard
+/// deviation), tried in increasing order until variance explained drops too much.
+pub(crate) const THRESHOLD_GRID: [f64; 9] = [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2];
 
 /// A transcoder per layer plus the hooks they read and write.
 #[derive(Debug, Clone)]
@@ -505,7 +516,7 @@ pub fn train_layer(
         .and_then(|t| t.sqrt())
         .context("decoder norms")?;
     let mut best = dec_norm.zeros_like().context("zeros")?;
-    for tau in [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2] {
+    for tau in THRESHOLD_GRID {
         let th = (dec_norm.recip().context("recip")? * (tau * sd)).context("threshold")?;
         let cand = Transcoder {
             threshold: Some(th.clone()),
