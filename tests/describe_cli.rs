@@ -5,13 +5,12 @@
 //! `models/demo/config.json` is absent.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 
 use adag_analysis::ClusterState;
 use adag_describe::DescriptionsFile;
-use common::{fails, ok as adag, KillOnDrop};
+use common::{fails, ok as adag, serve_llm};
 
 fn demo() -> Option<PathBuf> {
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
@@ -261,34 +260,11 @@ fn describe_errors_name_what_is_wrong() {
 /// reports instead of inventing scores). The quality path is a real simulator model.
 #[test]
 fn describe_and_label_against_adag_serve_llm() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     let Some(model) = demo() else { return };
     let dir = tempfile::tempdir().unwrap();
     let circuit = circuit(dir.path(), &model);
     let c = circuit.to_str().unwrap();
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_adag"))
-            .args([
-                "serve-llm",
-                "--port",
-                "0",
-                "--model",
-                model.to_str().unwrap(),
-            ])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
-    let base = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .trim_end_matches([',', ';'])
-        .to_string();
+    let (_server, base) = serve_llm(&["--port", "0", "--model", model.to_str().unwrap()]);
     let spec = format!("openai:{base}");
     let args = [
         "describe",

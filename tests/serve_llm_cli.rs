@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use common::{fails, root, KillOnDrop};
+use common::{fails, serve_llm};
 
 #[test]
 fn missing_model_dir_is_a_clean_error() {
@@ -25,23 +22,7 @@ fn bad_host_is_a_usage_error() {
 
 #[test]
 fn serves_the_demo_model_on_a_free_port() {
-    let mut child = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_adag"))
-            .args(["serve-llm", "--port", "0", "--name", "demo-served"])
-            .current_dir(root())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
-    let base = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
-        .trim_end_matches([',', ';'])
-        .to_string();
+    let (_server, base) = serve_llm(&["--port", "0", "--name", "demo-served"]);
     let models: serde_json::Value = serde_json::from_str(
         &reqwest::blocking::get(format!("{base}/models"))
             .unwrap()

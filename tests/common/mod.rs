@@ -3,8 +3,9 @@
 //! environment that runs the tests (they would shard `adag trace`).
 #![allow(dead_code)] // each test file uses a subset
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -74,4 +75,32 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts `adag serve-llm ARGS` (pass `--port 0` for a free port) and returns the server,
+/// killed when dropped, with the base URL its first stderr line announces.
+pub fn serve_llm(args: &[&str]) -> (KillOnDrop, String) {
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_adag"))
+            .arg("serve-llm")
+            .args(args)
+            .current_dir(root())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start adag serve-llm"),
+    );
+    let stderr = server.0.stderr.take().expect("piped stderr");
+    let banner = BufReader::new(stderr)
+        .lines()
+        .next()
+        .expect("a banner line")
+        .expect("readable stderr");
+    let base = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL in {banner:?}"))
+        .trim_end_matches([',', ';'])
+        .to_string();
+    (server, base)
 }
