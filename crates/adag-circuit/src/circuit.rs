@@ -223,7 +223,9 @@ pub struct Circuit {
     pub edges: Vec<EdgeRow>,
 }
 
-fn polarity(a: f32) -> i8 {
+/// A neuron node's polarity, as stored in the `polarity` column: the sign of its activation
+/// (0 for an exactly zero activation).
+pub fn polarity(a: f32) -> i8 {
     if a > 0.0 {
         1
     } else if a < 0.0 {

@@ -65,7 +65,7 @@ fn node(
         neuron,
         activation,
         attribution,
-        polarity: if activation > 0.0 { 1 } else { -1 },
+        polarity: adag_circuit::circuit::polarity(activation),
         input_profile: input.to_vec(),
         output_profile: output.to_vec(),
     }

@@ -25,7 +25,7 @@ pub fn neuron(
         neuron,
         activation,
         attribution,
-        polarity: if activation > 0.0 { 1 } else { -1 },
+        polarity: adag_circuit::circuit::polarity(activation),
         input_profile: input,
         output_profile: output,
     }
