@@ -37,13 +37,7 @@ pub struct Unit {
 impl Unit {
     /// The unit of a neuron node with this activation.
     pub fn of_node(layer: i32, neuron: u32, activation: f32) -> Self {
-        let polarity = if activation > 0.0 {
-            1
-        } else if activation < 0.0 {
-            -1
-        } else {
-            0
-        };
+        let polarity = adag_circuit::circuit::polarity(activation);
         Unit {
             layer,
             neuron,
