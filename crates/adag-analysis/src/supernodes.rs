@@ -69,6 +69,11 @@ pub fn write_cluster_supernodes(state: &ClusterState, dir: &Path, slug: &str) ->
     Ok(updated)
 }
 
+/// A cluster's name on the viewer: its label once it has one.
+fn supernode_name(c: &crate::cluster::ClusterInfo) -> String {
+    c.label.clone().unwrap_or_else(|| c.name.clone())
+}
+
 /// `metadata.supernode_descriptions`: supernode name → its cluster's description, for the
 /// supernodes of this graph whose cluster has one (the viewer shows it under the name; the
 /// reference frontend ignores the key). Removed when no supernode has a description.
@@ -76,10 +81,7 @@ fn set_descriptions(state: &ClusterState, groups: &[Value], doc: &mut Value) {
     let by_name: BTreeMap<String, &str> = state
         .clusters
         .iter()
-        .filter_map(|c| {
-            let name = c.label.clone().unwrap_or_else(|| c.name.clone());
-            c.description.as_deref().map(|d| (name, d))
-        })
+        .filter_map(|c| c.description.as_deref().map(|d| (supernode_name(c), d)))
         .collect();
     let descriptions: serde_json::Map<String, Value> = groups
         .iter()
@@ -143,8 +145,7 @@ pub fn supernodes_of(state: &ClusterState, doc: &Value) -> Vec<Value> {
         .into_iter()
         .map(|(i, ids)| {
             let c = &state.clusters[i];
-            let name = c.label.clone().unwrap_or_else(|| c.name.clone());
-            let mut group = vec![Value::String(name)];
+            let mut group = vec![Value::String(supernode_name(c))];
             group.extend(ids.into_iter().map(Value::String));
             Value::Array(group)
         })
