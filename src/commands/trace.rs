@@ -285,6 +285,14 @@ pub fn run(mut args: Args) -> Result<()> {
         })
         .collect::<adag_circuit::Result<_>>()
         .with_context(|| format!("preparing prompts of {}", r.dataset.display()))?;
+    let model_cfg = &m.model.cfg;
+    r.check_blacklist(model_cfg.n_layers, model_cfg.d_mlp, &source)?;
+    // Every prompt fits the context before any is traced (a 10k-token item would otherwise
+    // grow activations without bound mid-run).
+    for p in &prompts {
+        let what = format!("prompt {} of {}", p.prompt_id, r.dataset.display());
+        model_cfg.check_len(p.tokens.len(), &what)?;
+    }
     let prepare_s = t_prep.elapsed().as_secs_f64();
 
     let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);

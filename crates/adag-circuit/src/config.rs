@@ -180,6 +180,27 @@ pub struct Resolved {
     pub shard: Option<String>,
 }
 
+impl Resolved {
+    /// Refuses blacklist entries outside the model (`n_layers` layers of `d_mlp` neurons): a
+    /// typo would otherwise mask nothing, silently. `source_name` appears in the error.
+    pub fn check_blacklist(&self, n_layers: usize, d_mlp: usize, source_name: &str) -> Result<()> {
+        match self
+            .blacklist
+            .iter()
+            .find(|&&(l, n)| l >= n_layers || n as usize >= d_mlp)
+        {
+            Some(&(l, n)) => Err(Error::Config {
+                source_name: source_name.into(),
+                key: "blacklist".into(),
+                message: format!(
+                    "neuron L{l}/{n} is outside the model ({n_layers} layers of {d_mlp} neurons)"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 impl RunConfig {
     /// Reads a YAML config file; relative paths in it become relative to its directory.
     pub fn from_file(path: &Path) -> Result<RunConfig> {
@@ -204,6 +225,18 @@ impl RunConfig {
             key: key.into(),
             message,
         };
+        // JSON has no NaN or infinity: converting would turn `.nan` into null, i.e. "use the
+        // default", silently. Non-finite numbers are refused here, naming their key.
+        let raw: serde_norway::Value = serde_norway::from_str(text)
+            .map_err(|e| bad("(file)", format!("not valid YAML: {e}")))?;
+        if let serde_norway::Value::Mapping(m) = &raw {
+            for (k, val) in m {
+                if let Some(x) = first_non_finite(val) {
+                    let key = k.as_str().map_or_else(|| format!("{k:?}"), str::to_string);
+                    return Err(bad(&key, format!("{x} is not a finite number")));
+                }
+            }
+        }
         let v: serde_json::Value = serde_norway::from_str(text)
             .map_err(|e| bad("(file)", format!("not valid YAML: {e}")))?;
         let map = match v {
@@ -395,6 +428,17 @@ impl RunConfig {
     }
 }
 
+/// The first NaN or infinite number inside a YAML value.
+fn first_non_finite(v: &serde_norway::Value) -> Option<f64> {
+    match v {
+        serde_norway::Value::Number(n) => n.as_f64().filter(|x| !x.is_finite()),
+        serde_norway::Value::Sequence(s) => s.iter().find_map(first_non_finite),
+        serde_norway::Value::Mapping(m) => m.values().find_map(first_non_finite),
+        serde_norway::Value::Tagged(t) => first_non_finite(&t.value),
+        _ => None,
+    }
+}
+
 fn known_keys() -> String {
     let v = serde_json::to_value(RunConfig::default()).unwrap_or_default();
     v.as_object()
@@ -455,6 +499,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("`rule`"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_blacklist_is_refused() {
+        let r = RunConfig::from_yaml(
+            "dataset: a\noutput_path: o\nmodel: m\nblacklist: [L1/5, [2, 127]]\n",
+            "f",
+        )
+        .unwrap()
+        .resolve("run.yaml")
+        .unwrap();
+        r.check_blacklist(3, 128, "run.yaml").unwrap();
+        assert_eq!(
+            r.check_blacklist(2, 128, "run.yaml")
+                .unwrap_err()
+                .to_string(),
+            "run.yaml: `blacklist`: neuron L2/127 is outside the model (2 layers of 128 neurons)"
+        );
+        assert_eq!(
+            r.check_blacklist(3, 127, "run.yaml")
+                .unwrap_err()
+                .to_string(),
+            "run.yaml: `blacklist`: neuron L2/127 is outside the model (3 layers of 127 neurons)"
+        );
+    }
+
+    #[test]
+    fn non_finite_numbers_are_refused_not_defaulted() {
+        for (y, shown) in [
+            ("percentage_threshold: .nan\n", "NaN"),
+            ("edge_threshold: .inf\n", "inf"),
+            ("blacklist: [[1, -.inf]]\n", "-inf"),
+        ] {
+            let e = RunConfig::from_yaml(y, "run.yaml").unwrap_err().to_string();
+            let key = y.split(':').next().unwrap();
+            assert_eq!(
+                e,
+                format!("run.yaml: `{key}`: {shown} is not a finite number"),
+                "{y}"
+            );
+        }
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub struct Dataset {
 const FIELDS: &str =
     "prompt (question), seed (seed_response), label, answers (answer, true_answer, true_answers)";
 
+#[derive(PartialEq)]
 enum Field {
     Prompt,
     Seed,
@@ -236,9 +237,47 @@ fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<DatasetItem>> {
         let at = format!("line {}", i + 1);
         let v: serde_json::Value = serde_json::from_str(t)
             .map_err(|e| err(path, &at, None, format!("not valid JSON: {e}")))?;
+        if v.is_object() {
+            if let Some(k) = duplicate_key(t) {
+                return Err(err(path, &at, Some(&k), "the key appears twice"));
+            }
+        }
         items.push(item_from_object(path, &at, &v)?);
     }
     Ok(items)
+}
+
+/// The first key that appears twice at the top level of the JSON object `t` (serde_json's
+/// `Value` keeps the last one silently).
+fn duplicate_key(t: &str) -> Option<String> {
+    struct Dup(Option<String>);
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Dup;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> std::result::Result<Dup, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut dup = None;
+            while let Some(k) = m.next_key::<String>()? {
+                m.next_value::<serde::de::IgnoredAny>()?;
+                if dup.is_none() && !seen.insert(k.clone()) {
+                    dup = Some(k);
+                }
+            }
+            Ok(Dup(dup))
+        }
+    }
+    impl<'de> Deserialize<'de> for Dup {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Dup, D::Error> {
+            d.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_str::<Dup>(t).ok().and_then(|d| d.0)
 }
 
 // ---------------------------------------------------------------- YAML
@@ -471,6 +510,15 @@ fn parse_csv(path: &Path, text: &str) -> Result<Vec<DatasetItem>> {
                 format!("unknown column; known columns: {FIELDS}"),
             )
         })?;
+        if columns.contains(&f) {
+            // Two columns for one field: which one wins would be an accident of order.
+            return Err(err(
+                path,
+                "row 1 (header)",
+                Some(name),
+                "names a field an earlier column already gives",
+            ));
+        }
         columns.push(f);
     }
     if !columns.iter().any(|c| matches!(c, Field::Prompt)) {
@@ -526,6 +574,33 @@ mod tests {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
         Dataset::load(&p)
+    }
+
+    #[test]
+    fn duplicate_jsonl_keys_and_csv_headers_are_errors() {
+        let e = load(
+            "d.jsonl",
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"prompt\": \"c\"}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("d.jsonl")
+                && e.contains("line 2")
+                && e.contains("prompt")
+                && e.contains("the key appears twice"),
+            "{e}"
+        );
+        let e = load("d.csv", "prompt,label,question\na,x,b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("d.csv")
+                && e.contains("row 1 (header)")
+                && e.contains("question")
+                && e.contains("names a field an earlier column already gives"),
+            "{e}"
+        );
     }
 
     fn item(p: &str, seed: Option<&str>, label: Option<&str>, answers: &[&str]) -> DatasetItem {

@@ -30,7 +30,6 @@
 //! `write`, `total`; `prompts_per_s`; `resumed_prompts`), `traced_at_unix`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -121,29 +120,10 @@ pub fn fingerprint_json(v: &serde_json::Value) -> String {
     fingerprint(&v.to_string())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`.
+/// Writes `bytes` to `path` atomically through the workspace's one [`adag_core::write_atomic`]
+/// (temporary file in the same folder, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    adag_core::write_atomic(path, bytes).map_err(|e| Error::io(path, e))
 }
 
 /// A circuit directory.
@@ -225,9 +205,28 @@ impl CircuitDir {
             }
             self.clear()?;
         }
+        self.remove_stale_temp_files()?;
         let json =
             serde_json::to_vec_pretty(stamp).map_err(|e| Error::circuit(&run, e.to_string()))?;
         write_atomic(&run, &json)
+    }
+
+    /// Removes the temporary files a killed `adag trace` left here (`.tmp-{PID}-*.parquet` and
+    /// `.json`, see [`adag_core::stale_temp_files`]); they are never finished files.
+    fn remove_stale_temp_files(&self) -> Result<()> {
+        for dir in [self.path.clone(), self.parts_dir()] {
+            if !dir.is_dir() {
+                continue;
+            }
+            for suffix in [".parquet", ".json"] {
+                let stale =
+                    adag_core::stale_temp_files(&dir, suffix).map_err(|e| Error::io(&dir, e))?;
+                for f in stale {
+                    std::fs::remove_file(&f).map_err(|e| Error::io(&f, e))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes this directory's circuit files (not unrelated files).
@@ -550,6 +549,35 @@ mod tests {
         let a = serde_json::json!({"config": {"k": 5, "edge_threshold": 0.01}, "model": "m"});
         let b = serde_json::json!({"config": {"k": 3, "edge_threshold": 0.01}, "model": "m"});
         assert_eq!(differing_keys(&a, &b), vec!["config.k".to_string()]);
+    }
+
+    #[test]
+    fn resume_removes_stale_temp_files_of_a_killed_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
+        let dir = CircuitDir::new(&d);
+        let stamp = RunStamp {
+            identity: serde_json::json!({"k": 1}),
+            fingerprint: "f".into(),
+            shard: Shard { index: 0, count: 1 },
+            prompt_range: (0, 2),
+        };
+        dir.begin(&stamp, false).unwrap();
+        std::fs::create_dir_all(d.join("parts")).unwrap();
+        let stale = [
+            d.join(".tmp-4242-nodes.parquet"),
+            d.join(".tmp-4242-manifest.json"),
+            d.join("parts/.tmp-4242-part-00000000-00000002.edges.parquet"),
+        ];
+        for f in &stale {
+            std::fs::write(f, b"half").unwrap();
+        }
+        std::fs::write(d.join("notes.parquet"), b"user's").unwrap();
+        dir.begin(&stamp, false).unwrap();
+        for f in &stale {
+            assert!(!f.exists(), "{} was left behind", f.display());
+        }
+        assert!(d.join("notes.parquet").exists());
     }
 
     #[test]

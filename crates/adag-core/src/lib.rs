@@ -13,6 +13,8 @@
 //! ```
 #![deny(missing_docs)]
 
+mod atomic;
 mod hooks;
 
+pub use atomic::{stale_temp_files, write_atomic, TEMP_PREFIX};
 pub use hooks::{HookName, ParseHookError, Site};

@@ -101,6 +101,12 @@ pub fn logit_difference(
             "logit difference {x} − {y}: token ids must be below {v}"
         )));
     }
+    if x == y {
+        // W_U[x] − W_U[x] = 0: every attribution would be exactly zero.
+        return Err(Error::Invalid(format!(
+            "logit difference {x} − {y}: the two tokens are the same; name two different tokens"
+        )));
+    }
     let u = unembed.to_dtype(DType::F32).ctx("unembedding")?;
     let dir = (u.get(x as usize).ctx("row")? - u.get(y as usize).ctx("row")?)
         .and_then(|t| t.to_vec1())
@@ -149,6 +155,13 @@ pub fn select_targets(
         } => {
             if *max_n_logits == 0 {
                 return Err(Error::Invalid("max_n_logits must be at least 1".into()));
+            }
+            // NaN compares false with everything, and values above 1 are never reached: both
+            // would silently mean "take max_n_logits targets".
+            if !(*desired_logit_prob > 0.0 && *desired_logit_prob <= 1.0) {
+                return Err(Error::Invalid(format!(
+                    "desired_logit_prob must be in (0, 1], found {desired_logit_prob}"
+                )));
             }
             let mut order: Vec<usize> = (0..d_vocab).collect();
             order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
@@ -221,6 +234,16 @@ mod tests {
             s.targets.iter().map(|t| t.vocab_idx).collect::<Vec<_>>(),
             vec![3]
         );
+        for p in [0.0, 1.5, f32::NAN] {
+            let e = select_targets(&spec(10, p), &logits, &unembed, &name)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.contains(&format!("desired_logit_prob must be in (0, 1], found {p}")),
+                "{e}"
+            );
+        }
         let s = select_targets(&spec(10, 0.8), &logits, &unembed, &name).unwrap();
         assert_eq!(
             s.targets.iter().map(|t| t.vocab_idx).collect::<Vec<_>>(),
@@ -249,5 +272,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.targets[0].vocab_idx, 4);
         assert!(logit_difference(&unembed, 9, 1, "x".into(), 1.0).is_err());
+        assert_eq!(
+            logit_difference(&unembed, 3, 3, "x".into(), 1.0)
+                .unwrap_err()
+                .to_string(),
+            "logit difference 3 − 3: the two tokens are the same; name two different tokens"
+        );
     }
 }

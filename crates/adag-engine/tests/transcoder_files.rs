@@ -189,3 +189,66 @@ fn bad_files_and_mismatches_are_named() {
     );
     t.check_model(&model("llama")).unwrap();
 }
+
+/// Rewrites one safetensors file of a transcoder directory through `f`.
+fn edit(path: &Path, f: impl FnOnce(&mut std::collections::HashMap<String, Tensor>)) {
+    let mut t = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    f(&mut t);
+    candle_core::safetensors::save(&t, path).unwrap();
+}
+
+#[test]
+fn wrong_length_vectors_on_a_later_layer_name_file_tensor_and_layer() {
+    for (tensor, want) in [
+        ("b_enc", "[32]"),
+        ("activation_function.threshold", "[32]"),
+        ("b_dec", "[64]"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        write_random_transcoders(dir.path(), &spec(false)).unwrap();
+        let file = dir.path().join("layer_2.safetensors");
+        edit(&file, |t| {
+            let short = t[tensor].narrow(0, 0, 7).unwrap();
+            t.insert(tensor.into(), short);
+        });
+        let e = err(dir.path());
+        assert!(
+            e.contains("layer_2.safetensors")
+                && e.contains(&format!(
+                    "layer 2: tensor `{tensor}` has shape [7], expected {want}"
+                )),
+            "{e}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_random_transcoders(
+        dir.path(),
+        &RandomSpec {
+            skip: true,
+            ..spec(false)
+        },
+    )
+    .unwrap();
+    edit(&dir.path().join("layer_1.safetensors"), |t| {
+        let bad = t["W_skip"].narrow(0, 0, 63).unwrap();
+        t.insert("W_skip".into(), bad);
+    });
+    let e = err(dir.path());
+    assert!(
+        e.contains("layer_1.safetensors")
+            && e.contains("layer 1: tensor `W_skip` has shape [63, 64], expected [64, 64]"),
+        "{e}"
+    );
+}
+
+#[test]
+fn clt_missing_a_middle_encoder_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write_random_transcoders(dir.path(), &spec(true)).unwrap();
+    std::fs::remove_file(dir.path().join("W_enc_2.safetensors")).unwrap();
+    let e = err(dir.path());
+    assert!(
+        e.contains("W_enc_2.safetensors is missing") && e.contains("writes to 3 layers"),
+        "{e}"
+    );
+}

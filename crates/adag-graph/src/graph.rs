@@ -186,9 +186,49 @@ impl Graph {
     }
 
     /// Checks that sizes agree with each other.
+    ///
+    /// Sizes declared by a file (`n_layers`) are checked against the adjacency actually present
+    /// before any node count is computed, so an absurd declaration is an error, never an
+    /// overflow; a non-finite adjacency entry or activation is refused here, naming it, because
+    /// influence would otherwise fail later with a misleading "not acyclic".
     pub fn validate(&self) -> Result<()> {
-        let n = self.n_nodes();
         let bad = |m: String| Err(Error::Inconsistent(m));
+        if self.input_tokens.is_empty() {
+            return bad("the graph has no input tokens".into());
+        }
+        if self.logit_targets.is_empty() {
+            return bad("the graph has no logit targets".into());
+        }
+        let n = self
+            .meta
+            .n_layers
+            .checked_mul(self.n_pos())
+            .and_then(|e| e.checked_add(self.n_features() + self.n_pos() + self.n_logits()))
+            .filter(|n| n.checked_mul(*n) == Some(self.adjacency.len()));
+        let Some(n) = n else {
+            return bad(format!(
+                "n_layers = {} with {} positions, {} features and {} logits does not match an adjacency of {} entries",
+                self.meta.n_layers,
+                self.n_pos(),
+                self.n_features(),
+                self.n_logits(),
+                self.adjacency.len()
+            ));
+        };
+        if let Some(k) = self.adjacency.iter().position(|x| !x.is_finite()) {
+            return bad(format!(
+                "adjacency[{}, {}] is {} (edges must be finite)",
+                k / n,
+                k % n,
+                self.adjacency[k]
+            ));
+        }
+        if let Some(k) = self.activation_values.iter().position(|x| !x.is_finite()) {
+            return bad(format!(
+                "activation_values[{k}] is {} (activations must be finite)",
+                self.activation_values[k]
+            ));
+        }
         if self.adjacency.len() != n * n {
             return bad(format!(
                 "adjacency has {} entries, expected {n}×{n}",

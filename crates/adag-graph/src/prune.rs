@@ -15,6 +15,10 @@ const MAX_ITER: usize = 1000;
 
 /// Row-normalised absolute adjacency (`n × n`, row-major).
 pub fn normalize(a: &[f32], n: usize) -> Vec<f32> {
+    if n == 0 {
+        // `chunks_exact(0)` panics; an empty graph normalises to nothing.
+        return Vec::new();
+    }
     let mut m = Vec::with_capacity(a.len());
     for row in a.chunks_exact(n) {
         let s: f32 = row.iter().map(|x| x.abs()).sum::<f32>().max(1e-10);

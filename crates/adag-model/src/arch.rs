@@ -150,10 +150,12 @@ pub fn load(
     } else {
         get("lm_head.weight", &[cfg.d_vocab, d])?
     };
+    let ln_final = norm("model.norm.weight", d)?;
+    files.check_all_used()?;
     Ok(TransformerWeights {
         embed,
         blocks,
-        ln_final: norm("model.norm.weight", d)?,
+        ln_final,
         unembed,
     })
 }

@@ -157,6 +157,10 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// `eos_token_id` from config.json (the first, when a list).
     pub eos_token_id: Option<u32>,
+    /// The context length (`max_position_embeddings`), when config.json gives it. Prompts longer
+    /// than this are refused ([`ModelConfig::check_prompt_len`]) before anything is allocated.
+    #[serde(default)]
+    pub n_ctx: Option<usize>,
 }
 
 /// config.json as written by transformers. Every field is optional here; [`ModelConfig::from_hf`]
@@ -170,6 +174,7 @@ pub struct HfConfig {
     pub hidden_size: Option<usize>,
     pub intermediate_size: Option<usize>,
     pub num_hidden_layers: Option<usize>,
+    pub max_position_embeddings: Option<usize>,
     pub num_attention_heads: Option<usize>,
     pub num_key_value_heads: Option<usize>,
     pub head_dim: Option<usize>,
@@ -213,6 +218,12 @@ impl HfConfig {
     }
 }
 
+/// The largest size field (`num_hidden_layers`, `hidden_size`, ...) adag accepts. Real models
+/// stay far below it (2^31 would already be a 2^31-wide vocabulary); an absurd declaration is
+/// refused naming its field before a `Vec` of that length is asked for (which would abort or
+/// panic with "capacity overflow"). The checkpoint itself then checks every shape.
+const MAX_SIZE: usize = 1 << 31;
+
 /// Resolves HF configs, remembering which file they came from for error messages.
 struct Resolver<'a> {
     path: &'a Path,
@@ -234,6 +245,10 @@ impl Resolver<'_> {
     fn positive(&self, v: Option<usize>, field: &str) -> Result<usize> {
         match self.req(v, field)? {
             0 => Err(self.err(field, "must be positive, found 0")),
+            n if n > MAX_SIZE => Err(self.err(
+                field,
+                format!("{n} is beyond any real model (at most {MAX_SIZE})"),
+            )),
             n => Ok(n),
         }
     }
@@ -262,18 +277,34 @@ impl Resolver<'_> {
                 scaling: RopeScaling::None,
             });
         };
+        if !p.is_object() {
+            // A string such as "llama3" would otherwise silently become plain RoPE.
+            return Err(self.err(
+                field,
+                format!("must be an object with `rope_type` and its parameters, found {p}"),
+            ));
+        }
         let kind = p
             .get("rope_type")
             .or_else(|| p.get("type"))
             .and_then(Value::as_str)
             .unwrap_or("default");
         let num = |key: &str| -> Result<f64> {
-            p.get(key).and_then(Value::as_f64).ok_or_else(|| {
+            let v = p.get(key).and_then(Value::as_f64).ok_or_else(|| {
                 self.err(
                     &format!("{field}.{key}"),
                     format!("required for rope_type `{kind}`"),
                 )
-            })
+            })?;
+            // Every rope parameter divides a frequency or a position: zero or negative gives
+            // inf/NaN rotations.
+            if !(v.is_finite() && v > 0.0) {
+                return Err(self.err(
+                    &format!("{field}.{key}"),
+                    format!("must be a positive number, found {v}"),
+                ));
+            }
+            Ok(v)
         };
         let scaling = match kind {
             "default" => RopeScaling::None,
@@ -369,6 +400,25 @@ fn token_id(v: &Option<Value>) -> Option<u32> {
 }
 
 impl ModelConfig {
+    /// Refuses a prompt of `len` tokens when it exceeds the context (`n_ctx`), before the
+    /// forward pass allocates `len`-sized activations (a 10k-token prompt on a 2k-context model
+    /// otherwise grows without bound and runs past the positions the model was trained on).
+    pub fn check_prompt_len(&self, len: usize) -> Result<()> {
+        self.check_len(len, "the prompt")
+    }
+
+    /// [`ModelConfig::check_prompt_len`], naming the input (a dataset item, a generation).
+    pub fn check_len(&self, len: usize, what: &str) -> Result<()> {
+        match self.n_ctx {
+            Some(limit) if len > limit => Err(Error::PromptTooLong {
+                what: what.into(),
+                len,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads `dir/config.json` and resolves it.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("config.json");
@@ -425,6 +475,17 @@ impl ModelConfig {
                 format!("rotary embeddings need an even head_dim, found {d_head}"),
             ));
         }
+        let norm_eps = hf.rms_norm_eps.unwrap_or(1e-6);
+        if !(norm_eps.is_finite() && norm_eps >= 0.0) {
+            return Err(r.err(
+                "rms_norm_eps",
+                format!("must be a non-negative number, found {norm_eps}"),
+            ));
+        }
+        let n_ctx = match hf.max_position_embeddings {
+            Some(_) => Some(r.positive(hf.max_position_embeddings, "max_position_embeddings")?),
+            None => None,
+        };
         let gemma = architecture == Architecture::Gemma2;
         let attn_scale = match (gemma, hf.query_pre_attn_scalar) {
             (true, Some(s)) if s > 0.0 => s.powf(-0.5),
@@ -451,7 +512,7 @@ impl ModelConfig {
             d_head,
             d_mlp: r.positive(hf.intermediate_size, "intermediate_size")?,
             d_vocab: r.positive(hf.vocab_size, "vocab_size")?,
-            norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
+            norm_eps,
             norm_offset: gemma,
             embed_scale: gemma.then(|| (d_model as f64).sqrt()),
             rope: r.rope(hf)?,
@@ -477,6 +538,7 @@ impl ModelConfig {
             tie_embeddings: hf.tie_word_embeddings.unwrap_or(gemma),
             bos_token_id: token_id(&hf.bos_token_id),
             eos_token_id: token_id(&hf.eos_token_id),
+            n_ctx,
         })
     }
 
@@ -585,5 +647,138 @@ mod tests {
         assert!(c.tie_embeddings && c.norm_offset && c.post_norms);
         assert_eq!(c.activation, Activation::GeluTanh);
         assert_eq!(c.embed_scale, Some(8.0));
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_naming_the_field() {
+        for n in ["9223372036854775808", "1000000000000"] {
+            let e = resolve(&LLAMA.replace(
+                r#""num_hidden_layers":2"#,
+                &format!(r#""num_hidden_layers":{n}"#),
+            ))
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "config.json: field `num_hidden_layers`: {n} is beyond any real model (at most 2147483648)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn rope_scaling_as_a_string_is_an_error() {
+        let json = LLAMA.replace(
+            r#"{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+        "original_max_position_embeddings":64,"rope_type":"llama3"}"#,
+            r#""llama3""#,
+        );
+        assert!(json.contains(r#""rope_scaling":"llama3""#), "{json}");
+        let e = resolve(&json).unwrap_err().to_string();
+        assert!(
+            e.contains("field `rope_scaling`") && e.contains(r#"must be an object"#),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn zero_rope_factor_and_negative_eps_are_errors() {
+        let e = resolve(&LLAMA.replace(r#""factor":8.0"#, r#""factor":0.0"#))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "config.json: field `rope_scaling.factor`: must be a positive number, found 0"
+        );
+        let e = resolve(&LLAMA.replace(
+            r#""vocab_size":100,"#,
+            r#""vocab_size":100,"rms_norm_eps":-1e-5,"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "config.json: field `rms_norm_eps`: must be a non-negative number, found -0.00001"
+        );
+    }
+
+    #[test]
+    fn prompt_length_is_checked_against_max_position_embeddings() {
+        let c = resolve(&LLAMA.replace(
+            r#""vocab_size":100,"#,
+            r#""vocab_size":100,"max_position_embeddings":8,"#,
+        ))
+        .unwrap();
+        assert_eq!(c.n_ctx, Some(8));
+        c.check_prompt_len(8).unwrap();
+        assert_eq!(
+            c.check_prompt_len(9).unwrap_err().to_string(),
+            "the prompt has 9 tokens, more than the model's context of 8 tokens (max_position_embeddings in config.json)"
+        );
+        // Without the field nothing is known, and nothing is refused.
+        assert_eq!(resolve(LLAMA).unwrap().n_ctx, None);
+    }
+
+    /// Bounded fuzz: seeded random mutations of config.json values (extreme numbers, wrong
+    /// types) resolve to a config or an error, never a panic.
+    #[test]
+    fn mutated_configs_never_panic() {
+        let base: Value = serde_json::from_str(LLAMA).unwrap();
+        let keys: Vec<String> = base.as_object().unwrap().keys().cloned().collect();
+        let extra = [
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "head_dim",
+            "sliding_window",
+            "layer_types",
+            "query_pre_attn_scalar",
+            "bos_token_id",
+            "rope_parameters",
+        ];
+        let values = [
+            "0",
+            "-1",
+            "1e308",
+            "-1e308",
+            "18446744073709551615",
+            "9223372036854775808",
+            "4294967296",
+            "0.5",
+            "\"llama3\"",
+            "null",
+            "[]",
+            "{}",
+            "[\"sliding_attention\"]",
+            "true",
+            "{\"rope_type\":\"linear\",\"factor\":-2}",
+            "{\"rope_type\":\"llama3\"}",
+        ];
+        let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            // xorshift64*: a fixed seed keeps the test reproducible.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        };
+        let mut ok = 0;
+        for _ in 0..3000 {
+            let mut v = base.clone();
+            for _ in 0..1 + next() % 3 {
+                let k = (next() as usize) % (keys.len() + extra.len());
+                let key = keys.get(k).map_or(extra[k - keys.len()], String::as_str);
+                let val: Value =
+                    serde_json::from_str(values[(next() as usize) % values.len()]).unwrap();
+                v[key] = val;
+            }
+            // Type errors surface in the parse; both outcomes are fine, a panic is not.
+            if let Ok(hf) = serde_json::from_value::<HfConfig>(v) {
+                if ModelConfig::from_hf(&hf, Path::new("config.json")).is_ok() {
+                    ok += 1;
+                }
+            }
+        }
+        assert!(ok > 0);
     }
 }

@@ -54,6 +54,14 @@ pub enum Error {
         actual: Vec<usize>,
     },
 
+    /// The checkpoint holds tensors the config never asked for.
+    #[error("{count} tensors in {files} are not used by the model config.json describes ({names}): does num_hidden_layers (or another size) match the checkpoint?")]
+    UnusedTensors {
+        files: String,
+        count: usize,
+        names: String,
+    },
+
     // ---- tokenizer and input ----
     /// Tokenizer loading, encoding or decoding failed.
     #[error("tokenizer: {0}")]
@@ -64,6 +72,16 @@ pub enum Error {
     /// The caller passed input the model cannot run on (empty prompt, token id out of range, ...).
     #[error("invalid input: {0}")]
     Input(String),
+    /// A prompt longer than the model's context (`max_position_embeddings`).
+    #[error("{what} has {len} tokens, more than the model's context of {limit} tokens (max_position_embeddings in config.json)")]
+    PromptTooLong {
+        what: String,
+        len: usize,
+        limit: usize,
+    },
+    /// The forward pass produced NaN or Inf (non-finite weights, an overflowing dtype).
+    #[error("non-finite values in the forward pass of batch item {item}: first at {at} (check the checkpoint's weights and config.json)")]
+    NonFinite { item: usize, at: String },
 
     // ---- tensors ----
     /// A tensor operation failed; `context` says which step.

@@ -48,6 +48,7 @@ pub fn llama_config(d_model: usize, n_layers: usize, d_mlp: usize, d_vocab: usiz
         tie_embeddings: false,
         bos_token_id: Some(0),
         eos_token_id: Some(1),
+        n_ctx: None,
     }
 }
 

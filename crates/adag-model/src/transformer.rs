@@ -264,6 +264,7 @@ impl Transformer {
         hooks: &mut dyn ForwardHooks,
     ) -> Result<ForwardOutput> {
         self.check_vocab(batch.tokens.iter().flatten())?;
+        self.cfg.check_prompt_len(batch.width)?;
         let (b, w) = (batch.size(), batch.width);
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
         let mut site = |hook: HookName, t: Tensor| -> Result<Tensor> {
@@ -283,7 +284,65 @@ impl Transformer {
                 .map_err(|e| in_layer(l, e))?;
         }
         let logits = self.unembed(&h, &mut site)?;
-        Ok(ForwardOutput { logits, cache })
+        let out = ForwardOutput { logits, cache };
+        self.check_finite(batch, &out)?;
+        Ok(out)
+    }
+
+    /// Refuses non-finite next-token logits (NaN/Inf weights, an overflowing dtype) instead of
+    /// printing NaN probabilities or writing NaN attributions. A non-finite value at any position
+    /// reaches the last one through causal attention, so the last position of each item is
+    /// checked (one `[d_vocab]` read per item); only on failure is the batch re-run layer by
+    /// layer to name the first layer whose residual stream is non-finite.
+    fn check_finite(&self, batch: &Batch, out: &ForwardOutput) -> Result<()> {
+        for item in 0..batch.size() {
+            let last = out
+                .last_logits(item)?
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_vec1::<f32>())
+                .context("reading logits")?;
+            if last.iter().all(|x| x.is_finite()) {
+                continue;
+            }
+            let at = self.first_non_finite(batch, item)?;
+            return Err(Error::NonFinite {
+                item,
+                at: at.unwrap_or_else(|| "the logits".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The first hook (`hook_embed` or `blocks.{l}.hook_resid_post`) where batch item `item`'s
+    /// residual stream holds a non-finite value, re-running the batch without hooks.
+    fn first_non_finite(&self, batch: &Batch, item: usize) -> Result<Option<String>> {
+        let (b, w) = (batch.size(), batch.width);
+        let finite = |h: &Tensor| -> Result<bool> {
+            let v = h
+                .get(item)
+                .and_then(|t| t.narrow(0, batch.pad[item], batch.tokens[item].len()))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_dtype(DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .context("reading the residual stream")?;
+            Ok(v.iter().all(|x| x.is_finite()))
+        };
+        let mut site = |_, x: Tensor| -> Result<Tensor> { Ok(x) };
+        let mut h = self.embed(&batch.padded_ids(), b, w)?;
+        if !finite(&h)? {
+            return Ok(Some(HookName::Embed.to_string()));
+        }
+        let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
+        let masks = self.layer_masks(|win| batch.mask(win, &self.device))?;
+        for (l, block) in self.weights.blocks.iter().enumerate() {
+            h = self
+                .block(l, block, h, &cos, &sin, &masks[l], None, &mut site)
+                .map_err(|e| in_layer(l, e))?;
+            if !finite(&h)? {
+                return Ok(Some(HookName::Block(l, Site::ResidPost).to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Refuses token ids outside the vocabulary (candle's index_select would panic or read

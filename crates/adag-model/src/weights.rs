@@ -5,7 +5,8 @@
 //! config field a shape came from; a researcher with a 4-shard checkpoint needs both. So this
 //! module keeps the routing table (tensor name → shard) itself and checks shapes before loading.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
@@ -18,6 +19,9 @@ pub struct WeightFiles {
     files: Vec<(PathBuf, MmapedSafetensors)>,
     /// tensor name → index into `files`
     route: HashMap<String, usize>,
+    /// Names handed out by [`WeightFiles::load`], so that tensors the config never asked for
+    /// (a checkpoint with more layers than `num_hidden_layers`) are noticed.
+    loaded: RefCell<BTreeSet<String>>,
 }
 
 impl WeightFiles {
@@ -25,10 +29,10 @@ impl WeightFiles {
     pub fn open(dir: &Path) -> Result<Self> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
-        let paths = if index.exists() {
+        let (paths, weight_map) = if index.exists() {
             shard_paths(dir, &index)?
         } else if single.exists() {
-            vec![single]
+            (vec![single], BTreeMap::new())
         } else {
             return Err(Error::MissingFile {
                 path: single,
@@ -57,11 +61,70 @@ impl WeightFiles {
                 ),
             })?;
             for (name, _) in st.tensors() {
-                route.insert(name, files.len());
+                // First shard wins unless the index says otherwise (below).
+                route.entry(name).or_insert(files.len());
             }
             files.push((path, st));
         }
-        Ok(WeightFiles { files, route })
+        // A tensor stored in two shards is read from the one the index's weight_map names.
+        for (name, shard) in &weight_map {
+            let i = files
+                .iter()
+                .position(|(p, _)| p == &dir.join(shard))
+                .ok_or_else(|| Error::BadFile {
+                    path: index.clone(),
+                    reason: format!("weight_map names unknown shard `{shard}`"),
+                })?;
+            if files[i].1.get(name).is_err() {
+                return Err(Error::BadFile {
+                    path: index.clone(),
+                    reason: format!(
+                        "weight_map puts tensor `{name}` in {shard}, which does not contain it"
+                    ),
+                });
+            }
+            route.insert(name.clone(), i);
+        }
+        Ok(WeightFiles {
+            files,
+            route,
+            loaded: RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// Refuses a checkpoint holding tensors the config did not ask for (once every needed
+    /// tensor was loaded): `num_hidden_layers: 1` on a 3-layer checkpoint would otherwise run a
+    /// different, 1-layer model without a word. A tied checkpoint's spare `lm_head.weight` and
+    /// the rotary buffers some exporters keep are not weights and are allowed.
+    pub fn check_all_used(&self) -> Result<()> {
+        let loaded = self.loaded.borrow();
+        let unused: Vec<&String> = {
+            let mut v: Vec<&String> = self
+                .route
+                .keys()
+                .filter(|n| !loaded.contains(*n))
+                .filter(|n| *n != "lm_head.weight" && !n.ends_with("rotary_emb.inv_freq"))
+                .collect();
+            v.sort();
+            v
+        };
+        if unused.is_empty() {
+            return Ok(());
+        }
+        let shown: Vec<String> = unused.iter().take(5).map(|n| format!("`{n}`")).collect();
+        Err(Error::UnusedTensors {
+            files: self.describe(),
+            count: unused.len(),
+            names: format!(
+                "{}{}",
+                shown.join(", "),
+                if unused.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ),
+        })
     }
 
     /// The list of files, for messages.
@@ -95,6 +158,22 @@ impl WeightFiles {
         let view = st
             .get(name)
             .context_with(|| format!("reading tensor `{name}` from {}", path.display()))?;
+        let stored = view.dtype();
+        if !matches!(
+            stored,
+            safetensors::Dtype::F16
+                | safetensors::Dtype::BF16
+                | safetensors::Dtype::F32
+                | safetensors::Dtype::F64
+        ) {
+            // Casting integers to floats would run a silently different model.
+            return Err(Error::BadFile {
+                path: path.clone(),
+                reason: format!(
+                    "tensor `{name}` is stored as {stored:?}; weights must be F32, F16, BF16 or F64"
+                ),
+            });
+        }
         if view.shape() != shape {
             return Err(Error::TensorShape {
                 name: name.to_string(),
@@ -103,6 +182,7 @@ impl WeightFiles {
                 actual: view.shape().to_vec(),
             });
         }
+        self.loaded.borrow_mut().insert(name.to_string());
         st.load(name, device)
             .and_then(|t| t.to_dtype(dtype))
             .context_with(|| format!("loading tensor `{name}` from {}", path.display()))
@@ -122,7 +202,8 @@ struct ShardIndex {
     weight_map: BTreeMap<String, String>,
 }
 
-fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
+/// The shard files an index lists, and its weight_map (tensor → shard file name).
+fn shard_paths(dir: &Path, index: &Path) -> Result<(Vec<PathBuf>, BTreeMap<String, String>)> {
     let text = std::fs::read_to_string(index).map_err(|e| Error::BadFile {
         path: index.to_path_buf(),
         reason: e.to_string(),
@@ -140,7 +221,7 @@ fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
             reason: "weight_map is empty".into(),
         });
     }
-    names
+    let paths = names
         .into_iter()
         .map(|n| {
             // Shard names are file names inside the model directory, never paths elsewhere.
@@ -153,7 +234,8 @@ fn shard_paths(dir: &Path, index: &Path) -> Result<Vec<PathBuf>> {
                 Ok(dir.join(n))
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((paths, idx.weight_map))
 }
 
 impl WeightFiles {

@@ -234,3 +234,138 @@ fn empty_prompt_and_bad_token_ids() {
         "{e}"
     );
 }
+
+#[test]
+fn fewer_layers_in_config_than_in_checkpoint() {
+    let dir = copy_of("llama");
+    edit_config(dir.path(), |c| c["num_hidden_layers"] = 1.into());
+    let (e, msg) = load_err(dir.path());
+    assert!(matches!(e, Error::UnusedTensors { .. }), "{msg}");
+    assert!(
+        msg.contains("18 tensors")
+            && msg.contains("`model.layers.1.input_layernorm.weight`")
+            && msg.contains("num_hidden_layers"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn rope_scaling_as_a_string() {
+    let dir = copy_of("llama");
+    edit_config(dir.path(), |c| c["rope_scaling"] = "llama3".into());
+    let (e, msg) = load_err(dir.path());
+    assert!(matches!(e, Error::BadConfig { .. }), "{msg}");
+    assert!(
+        msg.contains("config.json") && msg.contains("`rope_scaling`") && msg.contains("\"llama3\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn integer_weights_are_refused() {
+    let dir = copy_of("llama");
+    edit_weights(dir.path(), |t| {
+        let w = t["model.norm.weight"]
+            .to_dtype(candle_core::DType::I64)
+            .unwrap();
+        t.insert("model.norm.weight".into(), w);
+    });
+    let (_, msg) = load_err(dir.path());
+    assert!(
+        msg.contains("`model.norm.weight`") && msg.contains("stored as I64"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn non_finite_weights_name_the_first_bad_layer() {
+    let dir = copy_of("llama");
+    edit_weights(dir.path(), |t| {
+        let w = &t["model.layers.1.mlp.down_proj.weight"];
+        let nan = (w * f64::NAN).unwrap();
+        t.insert("model.layers.1.mlp.down_proj.weight".into(), nan);
+    });
+    let model = Transformer::load(dir.path(), &LoadOptions::default()).unwrap();
+    let e = model.logits(&[0, 5, 6]).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "non-finite values in the forward pass of batch item 0: first at blocks.1.hook_resid_post (check the checkpoint's weights and config.json)"
+    );
+}
+
+#[test]
+fn prompt_longer_than_the_context() {
+    let dir = copy_of("llama");
+    edit_config(dir.path(), |c| c["max_position_embeddings"] = 4.into());
+    let model = Transformer::load(dir.path(), &LoadOptions::default()).unwrap();
+    model.logits(&[0, 5, 6, 7]).unwrap();
+    let e = model.logits(&[0, 5, 6, 7, 8]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the prompt has 5 tokens, more than the model's context of 4 tokens (max_position_embeddings in config.json)"
+    );
+}
+
+#[test]
+fn tensor_in_two_shards_follows_the_weight_map() {
+    // Shard 1 holds a doubled final norm; shard 2 holds every tensor with the original one. The
+    // index assigns the norm to shard 1, so the model must equal the single file with the norm
+    // doubled (a routing that lets the later shard win would silently use the original).
+    let dir = copy_of("llama");
+    let path = dir.path().join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+    let doubled = (&tensors["model.norm.weight"] * 2.0).unwrap();
+    let mut expected = tensors.clone();
+    expected.insert("model.norm.weight".into(), doubled.clone());
+    let want_dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.path().join(f), want_dir.path().join(f)).unwrap();
+    }
+    candle_core::safetensors::save(&expected, want_dir.path().join("model.safetensors")).unwrap();
+
+    std::fs::remove_file(&path).unwrap();
+    let one: std::collections::HashMap<String, Tensor> =
+        [("model.norm.weight".to_string(), doubled)].into();
+    candle_core::safetensors::save(&one, dir.path().join("model-00001-of-00002.safetensors"))
+        .unwrap();
+    candle_core::safetensors::save(
+        &tensors,
+        dir.path().join("model-00002-of-00002.safetensors"),
+    )
+    .unwrap();
+    let weight_map: serde_json::Map<String, serde_json::Value> = tensors
+        .keys()
+        .map(|k| {
+            let shard = if k == "model.norm.weight" { 1 } else { 2 };
+            (
+                k.clone(),
+                format!("model-0000{shard}-of-00002.safetensors").into(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        serde_json::json!({ "weight_map": weight_map }).to_string(),
+    )
+    .unwrap();
+
+    let opts = LoadOptions::default();
+    let got = Transformer::load(dir.path(), &opts)
+        .unwrap()
+        .logits(&[0, 5, 6])
+        .unwrap();
+    let want = Transformer::load(want_dir.path(), &opts)
+        .unwrap()
+        .logits(&[0, 5, 6])
+        .unwrap();
+    let diff = (got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0);
+}

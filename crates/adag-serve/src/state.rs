@@ -17,7 +17,6 @@
 //!
 //! Everything else in the file (metadata, nodes, links) is copied byte for byte.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::value::RawValue;
@@ -120,25 +119,10 @@ pub fn write_qparams(path: &Path, qparams: &Value) -> Result<()> {
     write_atomic(path, &out)
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+/// Writes `bytes` to `path` atomically through the workspace's one [`adag_core::write_atomic`]
+/// (temporary file in the same folder, fsync, rename, fsync of the folder).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".adag-save-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::write(dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| Error::write(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::write(tmp.path(), e))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        // Keep the original file's permissions (tempfile creates 0600).
-        let _ = std::fs::set_permissions(tmp.path(), meta.permissions());
-    }
-    tmp.persist(path).map_err(|e| Error::write(path, e.error))?;
-    Ok(())
+    adag_core::write_atomic(path, bytes).map_err(|e| Error::write(path, e))
 }
 
 #[cfg(test)]

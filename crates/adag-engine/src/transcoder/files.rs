@@ -108,6 +108,14 @@ impl Matrix {
         }
     }
 
+    /// The file it is mapped from (`None` when held in memory).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Matrix::Mapped { file, .. } => Some(&file.path),
+            Matrix::Memory(_) => None,
+        }
+    }
+
     /// Where it comes from, for messages.
     pub fn describe(&self) -> String {
         match self {

@@ -215,6 +215,23 @@ impl TranscoderSet {
                     ),
                 ));
             }
+            if kind == TranscoderKind::CrossLayer && i == 0 {
+                // W_dec_0 writes to every layer: it says how many there are, so a missing
+                // W_enc_k is named instead of being reported as a W_dec_0 shape error.
+                if let Some(&covers) = l.w_dec.shape().get(1) {
+                    if covers > n {
+                        return Err(terr(
+                            &dir,
+                            format!(
+                                "W_enc_{n}.safetensors is missing: {} writes to {covers} layers but only W_enc_0..W_enc_{} exist",
+                                l.w_dec.describe(),
+                                n - 1
+                            ),
+                        ));
+                    }
+                }
+            }
+            check_vectors(&dir, kind, i, l, d_tc, d_model)?;
             let dec = l.w_dec.shape();
             let want = match kind {
                 TranscoderKind::PerLayer => vec![d_tc, d_model],
@@ -366,6 +383,53 @@ impl MlpPath for SkipPath<'_> {
             None => 0.0,
         }
     }
+}
+
+/// Checks the shapes of layer `i`'s biases, threshold and skip matrix, naming the file, tensor,
+/// layer and expected shape (a wrong length would otherwise surface as a bare broadcast error
+/// deep inside attribution).
+fn check_vectors(
+    dir: &Path,
+    kind: TranscoderKind,
+    i: usize,
+    l: &TranscoderLayer,
+    d_tc: usize,
+    d_model: usize,
+) -> Result<()> {
+    let file = l.w_enc.file().unwrap_or(dir);
+    let name = |base: &str| match kind {
+        TranscoderKind::CrossLayer => format!("{base}_{i}"),
+        TranscoderKind::PerLayer => base.to_string(),
+    };
+    let mut checks: Vec<(String, &Tensor, Vec<usize>)> = vec![
+        (name("b_enc"), &l.b_enc, vec![d_tc]),
+        (name("b_dec"), &l.b_dec, vec![d_model]),
+    ];
+    if let Some(t) = &l.threshold {
+        let th = match kind {
+            TranscoderKind::CrossLayer => format!("threshold_{i}"),
+            TranscoderKind::PerLayer if l.w_enc.file().is_some() => {
+                "activation_function.threshold".into()
+            }
+            TranscoderKind::PerLayer => "threshold".into(),
+        };
+        checks.push((th, t, vec![d_tc]));
+    }
+    if let Some(t) = &l.w_skip {
+        checks.push(("W_skip".into(), t, vec![d_model, d_model]));
+    }
+    for (tensor, t, want) in checks {
+        if t.dims() != want.as_slice() {
+            return Err(terr(
+                file,
+                format!(
+                    "layer {i}: tensor `{tensor}` has shape {:?}, expected {want:?}",
+                    t.dims()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn load_plt(

@@ -153,6 +153,11 @@ impl Transformer {
             )));
         }
         self.check_vocab(ids)?;
+        // Generation stops at the context: positions past it were never trained.
+        self.cfg.check_len(
+            cache.len + ids.len(),
+            "the prompt with its generated tokens",
+        )?;
         let past = cache.len;
         let out = self.run_cached_unchecked(cache, ids, last_only);
         match out {
