@@ -102,10 +102,16 @@ function currentUrlState() {
            linkType: state.linkType, pruningThreshold: state.pruningThreshold };
 }
 
+// The server accepts a save only as JSON from its own page: the browser adds a same-origin
+// Origin, and the token the server wrote into this page backs it up (docs/security.md).
+const saveToken = document.querySelector('meta[name="adag-save-token"]')?.content || '';
+
 async function save() {
   try {
     await fetchJson(`/save_graph/${encodeURIComponent(state.slug)}`, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(S.toQParams()),
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Adag-Token': saveToken },
+      body: JSON.stringify(S.toQParams()),
     });
     state.dirty = false;
     render(state, {});
