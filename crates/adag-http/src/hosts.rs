@@ -21,9 +21,7 @@ pub struct HostPolicy {
 impl HostPolicy {
     /// The policy for a server listening on `addr` (its real port, after binding port 0).
     pub fn for_bound(addr: SocketAddr) -> HostPolicy {
-        let mut names: Vec<String> = ["127.0.0.1", "localhost", "[::1]"]
-            .map(String::from)
-            .into();
+        let mut names: Vec<String> = ["127.0.0.1", "localhost", "[::1]"].map(String::from).into();
         let own = match addr.ip() {
             IpAddr::V4(ip) => ip.to_string(),
             IpAddr::V6(ip) => format!("[{ip}]"),

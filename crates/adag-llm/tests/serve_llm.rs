@@ -377,7 +377,8 @@ fn serve_llm_answers_only_its_own_host_names() {
     let server = LlmServer::start(model(), LOCALHOST, 0).unwrap();
     let a = server.addr();
     let port = a.port();
-    let body = json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).to_string();
+    let body =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).to_string();
     for host in [
         format!("rebind.example:{port}"),
         "rebind.example".to_string(),
@@ -405,7 +406,8 @@ fn serve_llm_closes_slow_header_sockets() {
     };
     let server = LlmServer::start_with(model(), LOCALHOST, 0, options).unwrap();
     let mut s = TcpStream::connect(server.addr()).unwrap();
-    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHo").unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+        .unwrap();
     s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
     let t = Instant::now();
     let mut buf = [0u8; 1024];
@@ -449,7 +451,12 @@ fn serve_llm_bounds_its_queue_and_cancels_on_disconnect() {
     // The long request, run to the end once: it stops at the context ("length"), never at EOS,
     // so the same request below can only end early by being cancelled.
     let t = Instant::now();
-    let (status, _, text) = raw(a, &host, "POST /v1/chat/completions HTTP/1.1", &long_body(100_000));
+    let (status, _, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(100_000),
+    );
     let full = t.elapsed();
     assert_eq!(status, 200, "{text}");
     let reply: Value = serde_json::from_str(&text).unwrap();
@@ -468,13 +475,24 @@ fn serve_llm_bounds_its_queue_and_cancels_on_disconnect() {
     .unwrap();
     let t = Instant::now();
     while server.in_flight() == 0 {
-        assert!(t.elapsed() < Duration::from_secs(10), "the request never started");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the request never started"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // The queue (0 waiting) is full: a second request is refused at once.
-    let (status, head, text) = raw(a, &host, "POST /v1/chat/completions HTTP/1.1", &long_body(1));
+    let (status, head, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(1),
+    );
     assert_eq!(status, 503, "{text}");
-    assert!(head.to_ascii_lowercase().contains("retry-after: 2"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 2"),
+        "{head}"
+    );
     let err: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(err["error"]["code"], "server_overloaded");
     // Hang up: the generation stops long before it could have finished.
@@ -495,6 +513,11 @@ fn serve_llm_bounds_its_queue_and_cancels_on_disconnect() {
         std::thread::sleep(Duration::from_millis(5));
     }
     // The server is free again.
-    let (status, _, text) = raw(a, &host, "POST /v1/chat/completions HTTP/1.1", &long_body(2));
+    let (status, _, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(2),
+    );
     assert_eq!(status, 200, "{text}");
 }

@@ -127,7 +127,10 @@ const CHUNK: usize = 64 * 1024;
 
 /// A response body that streams `range` (or all) of `path` from disk, so a large file costs one
 /// chunk of memory per request, not its size.
-pub async fn stream_range(path: &Path, range: Option<ByteRange>) -> std::io::Result<axum::body::Body> {
+pub async fn stream_range(
+    path: &Path,
+    range: Option<ByteRange>,
+) -> std::io::Result<axum::body::Body> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut f = tokio::fs::File::open(path).await?;
     let reader = match range {

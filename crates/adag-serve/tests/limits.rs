@@ -141,8 +141,10 @@ fn data_files_are_streamed_and_stalled_readers_cut_off() {
             let mut s = TcpStream::connect(a).unwrap();
             let enc = if i % 2 == 0 { "gzip" } else { "identity" };
             s.write_all(
-                format!("GET /data/big.bin HTTP/1.1\r\nHost: {a}\r\nAccept-Encoding: {enc}\r\n\r\n")
-                    .as_bytes(),
+                format!(
+                    "GET /data/big.bin HTTP/1.1\r\nHost: {a}\r\nAccept-Encoding: {enc}\r\n\r\n"
+                )
+                .as_bytes(),
             )
             .unwrap();
             let mut first = [0u8; 16];

@@ -591,7 +591,11 @@ fn cross_site_writes_are_refused() {
         let r = post_with(a, "/save_graph/austin-clt", headers, body);
         assert_eq!(r.status, 403, "{what}: {}", r.text());
         assert!(r.text().starts_with("refused:"), "{what}: {}", r.text());
-        assert_eq!(std::fs::read(&path).unwrap(), original, "{what} changed the file");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            original,
+            "{what} changed the file"
+        );
     }
     // Other methods are writes too.
     let r = request(
@@ -605,7 +609,10 @@ fn cross_site_writes_are_refused() {
     for (what, headers) in [
         (
             "same origin",
-            vec![("Content-Type", "application/json"), ("Origin", own.as_str())],
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", own.as_str()),
+            ],
         ),
         (
             "localhost origin",
@@ -616,7 +623,10 @@ fn cross_site_writes_are_refused() {
         ),
         (
             "token",
-            vec![("Content-Type", "application/json"), ("X-Adag-Token", &token)],
+            vec![
+                ("Content-Type", "application/json"),
+                ("X-Adag-Token", &token),
+            ],
         ),
     ] {
         let r = post_with(a, "/save_graph/austin-clt", &headers, body);
@@ -645,7 +655,12 @@ fn foreign_host_names_are_refused() {
         format!("10.1.2.3:{port}"),
         "127.0.0.1".to_string(),
     ] {
-        for target in ["/api/graphs", "/", "/data/austin-clt.json", "/api/graph/austin-clt"] {
+        for target in [
+            "/api/graphs",
+            "/",
+            "/data/austin-clt.json",
+            "/api/graph/austin-clt",
+        ] {
             let r = request_as_host(a, &host, &format!("GET {target} HTTP/1.1"), b"");
             assert_eq!(r.status, 421, "{host} {target}: {}", r.text());
             assert!(!r.text().contains("austin"), "{host} {target} leaked");
@@ -722,7 +737,10 @@ fn symlinks_out_of_the_folder_are_not_followed() {
             .iter()
             .map(|g| g["slug"].as_str().unwrap().to_string())
             .collect();
-        assert!(!slugs.contains(&"evil".to_string()), "{path} lists the link: {slugs:?}");
+        assert!(
+            !slugs.contains(&"evil".to_string()),
+            "{path} lists the link: {slugs:?}"
+        );
         assert!(slugs.contains(&"alias".to_string()), "{slugs:?}");
     }
     // A save through the outward link writes nothing, anywhere.
