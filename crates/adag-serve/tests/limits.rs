@@ -162,11 +162,11 @@ fn data_files_are_streamed_and_stalled_readers_cut_off() {
         grown >> 20
     );
     // Readers that stopped are cut off once their writes stall for the limit.
+    std::thread::sleep(Duration::from_secs(3));
     for s in &mut readers {
         let mut got = 16usize;
         let t = Instant::now();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        std::thread::sleep(Duration::from_secs(3));
         let mut buf = vec![0u8; 1 << 20];
         loop {
             match s.read(&mut buf) {
