@@ -162,26 +162,23 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
             "labelling kept the descriptions"
         );
     }
-    // Every supernode of prompt 0's graph is named by its cluster's label.
-    let labels: Vec<&str> = state
+    // Every supernode of prompt 0's graph is named "id: label" by its cluster ...
+    let labels: Vec<String> = state
         .clusters
         .iter()
-        .filter_map(|c| c.label.as_deref())
+        .filter_map(|c| c.label.as_deref().map(|l| format!("{}: {l}", c.id)))
         .collect();
     assert!(
-        names.iter().all(|n| labels.contains(&n.as_str())),
+        names.iter().all(|n| labels.contains(n)),
         "{names:?} vs {labels:?}"
     );
-    // ... and carries its cluster's description for the viewer.
+    // ... and carries its cluster's description for the viewer, keyed by cluster id.
     for n in &names {
-        let shown = graph["metadata"]["supernode_descriptions"][n].as_str();
+        let id = n.split(':').next().unwrap();
+        let shown = graph["metadata"]["supernode_descriptions"][id].as_str();
         assert!(shown.is_some(), "no description for {n}");
-        assert!(
-            state.clusters.iter().any(
-                |c| c.label.as_deref() == Some(n.as_str()) && c.description.as_deref() == shown
-            ),
-            "{n}: {shown:?}"
-        );
+        let c = state.clusters.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.description.as_deref(), shown, "{n}");
     }
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
     assert!(file
