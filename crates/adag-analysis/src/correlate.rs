@@ -88,7 +88,9 @@ impl Metric {
                 }
                 KeyKind::Label => {
                     let ids = by_label.get(key).ok_or_else(|| {
-                        bad(format!("line {line}: {key:?} is not a label of the circuit"))
+                        bad(format!(
+                            "line {line}: {key:?} is not a label of the circuit"
+                        ))
                     })?;
                     ids.iter().for_each(|&id| {
                         values.insert(id, v);
@@ -103,7 +105,9 @@ impl Metric {
                     path: path.to_path_buf(),
                     source,
                 })?;
-            let obj = json.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+            let obj = json
+                .as_object()
+                .ok_or_else(|| bad("not a JSON object".into()))?;
             let (kind, map) = match (obj.len(), obj.get("label"), obj.get("prompt_id")) {
                 (1, Some(serde_json::Value::Object(m)), _) => (KeyKind::Label, m),
                 (1, _, Some(serde_json::Value::Object(m))) => (KeyKind::PromptId, m),
@@ -135,9 +139,7 @@ impl Metric {
         let (key, kind) = match (ids, labels) {
             (Some(i), _) => (i, KeyKind::PromptId),
             (None, Some(l)) => (l, KeyKind::Label),
-            (None, None) => {
-                return Err(bad("the header needs a prompt_id or label column".into()))
-            }
+            (None, None) => return Err(bad("the header needs a prompt_id or label column".into())),
         };
         let val = match column {
             Some(name) => cols

@@ -277,7 +277,10 @@ fn noise_metric_has_no_discovery_but_the_affine_metric_does() {
     let rows = correlate_with(&c, None, &affine_m, Level::Neuron, &opts).unwrap();
     let top = &rows[0];
     assert_eq!(top.item, "L0N0+");
-    assert!((top.pearson_r - 1.0).abs() < 1e-6 && top.pearson_q < 0.05, "{top:?}");
+    assert!(
+        (top.pearson_r - 1.0).abs() < 1e-6 && top.pearson_q < 0.05,
+        "{top:?}"
+    );
     assert_eq!(top.permutation_p, Some(1.0 / 201.0));
     assert!(!top.low_n);
     let again = correlate_with(&c, None, &affine_m, Level::Neuron, &opts).unwrap();

@@ -26,8 +26,7 @@ fn clusters_sharing_a_label_keep_their_own_names_and_descriptions() {
     let path = dir.path().join("s-0.json");
     std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
     assert_eq!(write_cluster_supernodes(&cs, dir.path(), "s").unwrap(), 1);
-    let out: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(
         out["qParams"]["supernodes"],
         json!([["C0: is", "0_1_4"], ["C1: is", "1_2_4"], ["C2", "2_3_1"]])

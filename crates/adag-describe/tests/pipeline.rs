@@ -834,7 +834,11 @@ fn a_neg_side_description_keeps_its_sign_everywhere() {
         excerpts: vec![],
         threshold: None,
     };
-    let neg = ex(Side::Input, Some(adag_describe::exemplars::Sign::Neg), "the token \"is\"");
+    let neg = ex(
+        Side::Input,
+        Some(adag_describe::exemplars::Sign::Neg),
+        "the token \"is\"",
+    );
     let out = ex(Side::Output, None, "promotes \"Austin\"");
     let d = ClusterDescription {
         cluster: "C0".into(),
