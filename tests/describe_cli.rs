@@ -72,13 +72,28 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
     assert!(out.contains("LLM usage (rules"), "no usage report:\n{out}");
     let state = ClusterState::read(&state_path).unwrap();
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    // The table gives each score its n, interval and p, and says so when none is significant.
+    assert!(out.contains("input r (n, 95% CI, p)"), "{out}");
+    let significant = file.clusters.values().any(|e| {
+        let d = e.description.as_ref().unwrap();
+        [&d.best_input, &d.best_output].iter().any(|b| {
+            b.as_ref()
+                .and_then(|b| adag_describe::score::significance(b.score?, b.n_scored))
+                .is_some_and(|(_, (lo, _))| lo > 0.0)
+        })
+    });
+    assert_eq!(
+        out.contains("no score is significant"),
+        !significant,
+        "{out}"
+    );
     assert_eq!(file.clusters.len(), state.clusters.len());
     let mut scored = 0;
     for cl in &state.clusters {
         let d = file.clusters[&cl.id].description.as_ref().unwrap();
         // Every cluster reads its prompts: a positive input side exists and is described.
         let best = d.best_input.as_ref().expect("an input description");
-        assert_eq!(cl.input_description.as_deref(), Some(best.text.as_str()));
+        assert_eq!(cl.input_description, Some(best.signed_text()));
         assert_eq!(cl.description, d.combined());
         for e in &d.explanations {
             // Pads and BOS are never shown; at least one span is highlighted on the input side.
