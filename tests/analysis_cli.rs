@@ -271,6 +271,8 @@ fn correlate_sorts_by_strength_and_matches_a_hand_computation() {
         s(&mpath),
         "--min-prompts",
         "3",
+        "--level",
+        "cluster,neuron",
         "-o",
         s(&out),
     ]);
@@ -285,7 +287,10 @@ fn correlate_sorts_by_strength_and_matches_a_hand_computation() {
             "pearson_p",
             "spearman_rho",
             "spearman_p",
-            "mean_attribution"
+            "mean_attribution",
+            "pearson_q",
+            "permutation_p",
+            "low_n"
         ]
     );
     let f = |r: &Vec<String>, i: usize| r[i].parse::<f64>().unwrap();

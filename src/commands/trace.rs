@@ -317,7 +317,11 @@ pub fn run(mut args: Args) -> Result<()> {
         out: r.output_path.clone(),
         identity,
         config: serde_json::json!({ "run": r, "engine": opts }),
-        model: r.model.display().to_string(),
+        // Absolute, so that `adag steer DIR` / `adag describe DIR` work from any directory.
+        model: std::fs::canonicalize(&r.model)
+            .unwrap_or_else(|_| r.model.clone())
+            .display()
+            .to_string(),
         model_id: model_id.clone(),
         dataset: dataset_info,
         shard,
@@ -376,7 +380,19 @@ pub fn run(mut args: Args) -> Result<()> {
                     .map_err(|e| format!("writing graph {name}: {e:#}"))?;
             }
         }
-        Ok(circuits.iter().map(TracedPrompt::from).collect())
+        let traced: Vec<TracedPrompt> = circuits.iter().map(TracedPrompt::from).collect();
+        // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
+        // attributions are fractions of the goal.
+        for (p, t) in batch.iter().zip(&traced) {
+            if !p.answers.is_empty() && t.goal.is_finite() && t.goal <= 0.0 {
+                eprintln!(
+                    "warning: prompt {}: the model does not predict its answers {:?} \
+                     (goal {:.3} ≤ 0); its attributions are fractions of a non-positive goal",
+                    p.prompt_id, p.answers, t.goal
+                );
+            }
+        }
+        Ok(traced)
     };
 
     let bar = if args.quiet {

@@ -37,8 +37,9 @@ export function renderSubgraph(root, model, state, actions) {
       for (const m of members) { if (all.checked) selected.add(m); else selected.delete(m); }
       renderSubgraph(root, model, state, actions);
     });
-    // A cluster's description (adag describe), when the graph carries one for this name.
-    const desc = (model.meta.supernode_descriptions || {})[name];
+    // A cluster's description (adag describe), keyed by cluster id: the name is "C3: label".
+    const descs = model.meta.supernode_descriptions || {};
+    const desc = descs[name] ?? descs[String(name).split(':')[0]];
     return el('div', { class: 'supernode', 'data-name': name }, [
       el('div', { class: 'sn-head' }, [all, el('span', { title: desc || name }, name),
         el('button', { class: 'ungroup', title: 'ungroup', onclick: () => actions.ungroup(i) }, 'ungroup')]),
