@@ -37,6 +37,7 @@ pub struct MockRepo {
 struct Inner {
     repos: BTreeMap<String, MockRepo>,
     log: Vec<String>,
+    served: BTreeSet<String>,
     cut_next: Option<usize>,
     offline: bool,
     url: String,
@@ -152,9 +153,11 @@ impl MockHub {
         self.inner.lock().unwrap().log.clone()
     }
 
-    /// Forgets the request log.
+    /// Forgets the request log and the files served.
     pub fn clear_log(&self) {
-        self.inner.lock().unwrap().log.clear();
+        let mut g = self.inner.lock().unwrap();
+        g.log.clear();
+        g.served.clear();
     }
 
     /// Cuts the next LFS body after `n` bytes (the connection drops mid-download).
@@ -167,14 +170,9 @@ impl MockHub {
         self.inner.lock().unwrap().offline = down;
     }
 
-    /// The distinct files fetched (`GET`s of resolve URLs).
+    /// The files whose contents were sent (`org/name/path`), directly or from LFS storage.
     pub fn fetched(&self) -> BTreeSet<String> {
-        self.log()
-            .iter()
-            .filter_map(|l| l.strip_prefix("GET "))
-            .filter(|l| l.contains("/resolve/"))
-            .map(|l| l.split(' ').next().unwrap_or("").to_string())
-            .collect()
+        self.inner.lock().unwrap().served.clone()
     }
 }
 
@@ -246,7 +244,9 @@ async fn resolve(
     if method == Method::HEAD {
         b.body(Body::empty()).unwrap()
     } else {
-        b.body(Body::from(bytes.clone())).unwrap()
+        let body = Body::from(bytes.clone());
+        g.served.insert(format!("{org}/{name}/{file}"));
+        b.body(body).unwrap()
     }
 }
 
@@ -272,13 +272,14 @@ async fn lfs(
     }
     let found = g
         .repos
-        .values()
-        .flat_map(|r| r.files.values())
-        .find(|b| sha256_hex(b) == sha)
-        .cloned();
-    let Some(bytes) = found else {
+        .iter()
+        .flat_map(|(repo, r)| r.files.iter().map(move |(f, b)| (format!("{repo}/{f}"), b)))
+        .find(|(_, b)| sha256_hex(b) == sha)
+        .map(|(name, b)| (name, b.clone()));
+    let Some((name, bytes)) = found else {
         return status(StatusCode::NOT_FOUND);
     };
+    g.served.insert(name);
     let start = range
         .as_deref()
         .and_then(|r| r.strip_prefix("bytes="))

@@ -267,7 +267,10 @@ fn listed_hf_uris_resolve_to_cached_files_and_a_subfolder_is_a_set() {
     let dir = h.transcoders(&set).unwrap();
     assert!(dir.ends_with("transcoder_all/set_a") && dir.join("config.yaml").exists());
     // Listed files are fetched only when the loader asks for them.
-    assert!(!mock.fetched().iter().any(|f| f.contains("params.npz")));
+    assert_eq!(
+        mock.fetched().into_iter().collect::<Vec<_>>(),
+        vec!["mwhanna/gemma-scope-2-1b-pt/transcoder_all/set_a/config.yaml".to_string()]
+    );
     let p = h
         .resolve_listed(
             "hf://google/gemma-scope-2b-pt-transcoders/layer_0/width_16k/average_l0_76/params.npz",

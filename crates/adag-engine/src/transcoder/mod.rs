@@ -135,6 +135,18 @@ impl TranscoderSet {
     /// Loads a transcoder set from a directory holding `config.yaml`, or from the config file
     /// itself.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::load_with(path, device, &|_| Ok(None))
+    }
+
+    /// Like [`TranscoderSet::load`], with `resolve` turning remote entries of the config's
+    /// `transcoders:` list (`hf://…`) into local files
+    /// (the CLI passes the hub client, so only the listed files are downloaded). `Ok(None)` keeps
+    /// the entry's refusal; `Err(reason)` is reported against the config file.
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        resolve: &dyn Fn(&str) -> std::result::Result<Option<PathBuf>, String>,
+    ) -> Result<Self> {
         if !path.exists() {
             return Err(terr(path, "not found: expected a transcoder directory holding config.yaml, or the config.yaml itself"));
         }
@@ -177,7 +189,7 @@ impl TranscoderSet {
         )?;
         let layers = match kind {
             TranscoderKind::PerLayer => {
-                load_plt(&dir, &cfg_path, cfg.transcoders.as_deref(), device)?
+                load_plt(&dir, &cfg_path, cfg.transcoders.as_deref(), device, resolve)?
             }
             TranscoderKind::CrossLayer => load_clt(&dir, device)?,
         };
@@ -373,12 +385,16 @@ fn load_plt(
     cfg_path: &Path,
     listed: Option<&[String]>,
     device: &Device,
+    resolve: &dyn Fn(&str) -> std::result::Result<Option<PathBuf>, String>,
 ) -> Result<Vec<TranscoderLayer>> {
     let paths: Vec<PathBuf> = match listed {
         Some(list) => list
             .iter()
             .map(|p| {
                 if p.starts_with("hf://") || p.contains("://") {
+                    if let Some(local) = resolve(p).map_err(|e| terr(cfg_path, e))? {
+                        return Ok(local);
+                    }
                     Err(terr(cfg_path, format!("transcoder `{p}` is a remote URI; adag reads local files only (download it and list the local path)")))
                 } else {
                     Ok(dir.join(p))
