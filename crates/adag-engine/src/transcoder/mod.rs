@@ -426,6 +426,9 @@ fn load_plt(
 
 fn load_plt_layer(path: &Path, device: &Device) -> Result<TranscoderLayer> {
     let f = StFile::open(path)?;
+    if f.contains("w_enc") {
+        return load_gemmascope2_layer(&f, device);
+    }
     Ok(TranscoderLayer {
         w_enc: Matrix::mapped(&f, "W_enc")?,
         b_enc: f.load("b_enc", device)?,
@@ -438,6 +441,32 @@ fn load_plt_layer(path: &Path, device: &Device) -> Result<TranscoderLayer> {
         w_skip: f
             .contains("W_skip")
             .then(|| f.load("W_skip", device))
+            .transpose()?,
+    })
+}
+
+/// GemmaScope-2 per-layer safetensors: lower-case keys, `w_enc` stored `[d_in, d_tc]`
+/// (transposed once into memory, since every feature's encoder is read on each run), `w_dec`
+/// `[d_tc, d_out]` read lazily from the mapped file like the native `W_dec`, `threshold`, and an
+/// optional `affine_skip_connection` `[d_in, d_out]` applied as `x A`, i.e. `W_skip = Aᵀ`.
+fn load_gemmascope2_layer(f: &Arc<StFile>, device: &Device) -> Result<TranscoderLayer> {
+    let t = |name: &str| f.load(name, device);
+    let transpose = |x: Tensor, what: &str| x.t().and_then(|t| t.contiguous()).ctx(what);
+    Ok(TranscoderLayer {
+        w_enc: Matrix::Memory(transpose(t("w_enc")?, "transpose w_enc")?),
+        b_enc: t("b_enc")?,
+        threshold: f
+            .contains("threshold")
+            .then(|| t("threshold"))
+            .transpose()?,
+        w_dec: Matrix::mapped(f, "w_dec")?,
+        b_dec: t("b_dec")?,
+        w_skip: f
+            .contains("affine_skip_connection")
+            .then(|| {
+                t("affine_skip_connection")
+                    .and_then(|a| transpose(a, "transpose affine_skip_connection"))
+            })
             .transpose()?,
     })
 }
