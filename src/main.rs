@@ -39,6 +39,8 @@ enum Command {
     Run(commands::run::Args),
     /// Build an attribution graph over transcoder features for a prompt.
     Attribute(commands::attribute::Args),
+    /// List circuit-tracer's transcoder sets by name (for --transcoders), with model and basis.
+    Presets(commands::presets::Args),
     /// Prune a saved graph and print what survives, with its scores.
     Prune(commands::graph_tools::PruneArgs),
     /// Write a saved graph as circuit-tracer frontend JSON.
@@ -84,6 +86,7 @@ fn main() {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Attribute(a) => commands::attribute::run(a),
+        Command::Presets(a) => commands::presets::run(a),
         Command::Prune(a) => commands::graph_tools::run_prune(a),
         Command::Export(a) => commands::graph_tools::run_export(a),
         Command::Intervene(a) => commands::intervene::run(a),

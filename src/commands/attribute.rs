@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use adag_engine::{
-    attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec, TranscoderSet,
-};
+use adag_engine::{attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec};
 use adag_graph::{frontend, graph_scores, prune, Graph, GraphMeta, NodeKind, PruneResult};
 use adag_model::{LoadedModel, ModelTokenizer};
 use anyhow::{bail, Context, Result};
@@ -93,12 +91,12 @@ pub fn resolve_paths(
     transcoders: &Option<PathBuf>,
 ) -> Result<(PathBuf, PathBuf)> {
     let tc = match transcoders {
-        Some(p) => p.clone(),
+        Some(p) => crate::common::resolve_transcoders(p)?,
         None => adag_train::bundle::default_transcoders_dir()
             .context("no --transcoders given and the bundled demo transcoders are missing")?,
     };
     let model = match model {
-        Some(m) => m.clone(),
+        Some(m) => crate::common::resolve_model(m)?,
         None => {
             let cfg = if tc.is_dir() {
                 tc.join("config.yaml")
@@ -114,13 +112,23 @@ pub fn resolve_paths(
             // model_name may be a Hub id (not available offline), a path, or a path relative
             // to the transcoder directory.
             let base = cfg.parent().map(PathBuf::from).unwrap_or_default();
-            let candidates = named
+            let candidates = named.iter().flat_map(|n| [PathBuf::from(n), base.join(n)]);
+            let local = candidates
                 .into_iter()
-                .flat_map(|n| [PathBuf::from(&n), base.join(&n)]);
-            candidates
-                .into_iter()
-                .find(|p| p.join("config.json").exists())
-                .unwrap_or_else(crate::common::default_model)
+                .find(|p| p.join("config.json").exists());
+            match (local, &named) {
+                (Some(p), _) => p,
+                // A hub id (`google/gemma-2-2b`): fetched, as circuit-tracer does.
+                (None, Some(n))
+                    if matches!(
+                        adag_hub::Reference::parse(n),
+                        Ok(adag_hub::Reference::Hub(_))
+                    ) =>
+                {
+                    crate::common::resolve_model(std::path::Path::new(n))?
+                }
+                (None, _) => crate::common::default_model(),
+            }
         }
     };
     Ok((model, tc))
@@ -145,7 +153,7 @@ pub fn run(mut args: Args) -> Result<()> {
         dtype: args.dtype.into(),
         device: device(args.device)?,
     };
-    let tc = TranscoderSet::load(&tc_dir, &opts.device)
+    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
         .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use adag_engine::intervene::{feature_intervention, generate, Intervention, Mode};
-use adag_engine::{prepare_tokens, TranscoderSet};
+use adag_engine::prepare_tokens;
 use adag_model::{probabilities, LoadedModel};
 use anyhow::{Context, Result};
 use candle_core::Tensor;
@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<()> {
         device: device(args.device)?,
         ..Default::default()
     };
-    let tc = TranscoderSet::load(&tc_dir, &opts.device)
+    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
         .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod intervene;
 pub mod merge;
 pub mod plot;
+pub mod presets;
 pub mod run;
 pub mod serve;
 pub mod serve_llm;

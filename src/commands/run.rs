@@ -29,8 +29,9 @@ pub struct Args {
 /// Runs `adag run`.
 pub fn run(args: Args) -> Result<()> {
     let opts = args.model.load_options()?;
-    let m = LoadedModel::load(&args.model.model, &opts)
-        .with_context(|| format!("loading model from {}", args.model.model.display()))?;
+    let dir = crate::common::resolve_model(&args.model.model)?;
+    let m = LoadedModel::load(&dir, &opts)
+        .with_context(|| format!("loading model from {}", dir.display()))?;
     let ids = m.tokenizer.prompt_ids(&args.prompt, args.chat)?;
     let strings = m.tokenizer.token_strings(&ids)?;
     let logits = m.model.logits(&ids)?;
