@@ -509,7 +509,10 @@ class Circuit:
         result = json.loads(out)
         import pandas as pd
 
-        return SteerResult(pd.DataFrame(result["summary"]), result["runs"])
+        summary = pd.DataFrame(result["summary"])
+        first = [c for c in ("target", "scale", "n_prompts") if c in summary.columns]
+        summary = summary[first + [c for c in summary.columns if c not in first]]
+        return SteerResult(summary, result["runs"])
 
     def __repr__(self) -> str:
         m = self.manifest
