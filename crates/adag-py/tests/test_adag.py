@@ -126,6 +126,16 @@ def test_explicit_targets(demo_model):
     assert g.logit_targets == [" Austin"] and g.n_features == 50
 
 
+def test_progress_reports_every_row(demo_model):
+    seen = []
+    data = adag._adag.attribute(demo_model._native, str(adag.demo_paths()[1]), PROMPT, 10, 0.95, 20, 4,
+                                None, lambda done, total: seen.append((done, total)))
+    g = adag.Graph(data)
+    rows = len(g.logit_tokens) + g.n_features
+    assert seen[-1] == (rows, rows)
+    assert all(a[0] < b[0] for a, b in zip(seen, seen[1:]))
+
+
 # ---- the model -------------------------------------------------------------------------------
 
 
