@@ -6,17 +6,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use adag_circuit::config::{Answers, BlacklistEntry, Resolved, Rule, RunConfig};
+use adag_circuit::config::{Answers, BlacklistEntry, Rule, RunConfig};
+use adag_circuit::neuron_options;
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
 use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
 use adag_circuit::{Dataset, Shard, TracedPrompt};
-use adag_engine::neuron::{
-    neuron_graph, neuron_graph_extras, trace_prompts, NeuronOptions, PromptInput, RelpRule,
-    LLAMA_31_8B_INSTRUCT_BLACKLIST,
-};
+use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
 use adag_graph::{frontend, prune, GraphMeta};
 use adag_model::LoadedModel;
 use anyhow::{bail, Context, Result};
@@ -177,38 +175,6 @@ impl Args {
             shard: self.shard.clone(),
             verbose: self.verbose,
         })
-    }
-}
-
-fn engine_rule(r: Rule) -> RelpRule {
-    match r {
-        Rule::HalfRule => RelpRule::HalfRule,
-        Rule::NoHalfRule => RelpRule::NoHalfRule,
-        Rule::StopGate => RelpRule::StopGate,
-    }
-}
-
-/// The engine's options for a resolved run.
-pub fn neuron_options(
-    r: &Resolved,
-    model_id: Option<&str>,
-    backward_batch: usize,
-) -> NeuronOptions {
-    let mut blacklist = Vec::new();
-    if r.apply_blacklist && model_id.is_some_and(is_llama31_8b_instruct) {
-        blacklist.extend(LLAMA_31_8B_INSTRUCT_BLACKLIST);
-    }
-    // An explicit list is always applied; apply_blacklist toggles the model's known list.
-    blacklist.extend(r.blacklist.iter().copied());
-    NeuronOptions {
-        k: r.k,
-        percentage_threshold: r.percentage_threshold,
-        edge_threshold: r.edge_threshold,
-        rule: engine_rule(r.rule),
-        center_logits: r.center_logits,
-        ignore_bos: r.ignore_bos,
-        blacklist,
-        batch_size: backward_batch,
     }
 }
 

@@ -150,8 +150,32 @@ pub fn attribute(
     tokens: &[u32],
     transcoders: &TranscoderSet,
     opts: &AttributeOptions,
+    meta: GraphMeta,
+    token_str: &dyn Fn(u32) -> String,
+) -> Result<Graph> {
+    attribute_with_progress(
+        model,
+        tokens,
+        transcoders,
+        opts,
+        meta,
+        token_str,
+        &mut |_, _| true,
+    )
+}
+
+/// [`attribute`] that reports `(rows done, rows planned)` after every backward batch to
+/// `on_batch`, which returns `false` to stop: the call then fails with [`Error::Cancelled`].
+/// This is how a caller that owns the event loop (the Python package: Ctrl-C, progress bars)
+/// stays responsive during a long attribution without the engine knowing about it.
+pub fn attribute_with_progress(
+    model: &Transformer,
+    tokens: &[u32],
+    transcoders: &TranscoderSet,
+    opts: &AttributeOptions,
     mut meta: GraphMeta,
     token_str: &dyn Fn(u32) -> String,
+    on_batch: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Graph> {
     transcoders.check_model(&model.cfg)?;
     if opts.batch_size == 0 {
@@ -227,6 +251,9 @@ pub fn attribute(
             store.push(&rows[i * n_cols..(i + 1) * n_cols], n_cols + start + i);
         }
         pb.inc(m as u64);
+        if !on_batch(start + m, k + f_cap) {
+            return Err(Error::Cancelled);
+        }
     }
     phase("logit_attribution", &mut clock);
 
@@ -262,6 +289,9 @@ pub fn attribute(
             }
             n_visited += chunk.len();
             pb.inc(chunk.len() as u64);
+            if !on_batch(k + n_visited, k + f_cap) {
+                return Err(Error::Cancelled);
+            }
         }
     }
     pb.finish_and_clear();
