@@ -181,6 +181,7 @@ pub fn cluster(
             },
             seed,
             n_init,
+            k_range: None,
         };
         let clustering = spectral(&profiles, &opts).map_err(to_py)?;
         let state = clustering.to_state(&circuit.display().to_string(), &profiles, &opts);
