@@ -135,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
             Position::At(p) => (p, p + 1),
             Position::From(p) => (p, tokens.len()),
         };
-        for p in first..end.min(tokens.len()) {
+        for (p, &tok) in tokens.iter().enumerate().take(end).skip(first) {
             let a = acts
                 .get(p)
                 .and_then(|r| r.get(iv.feature as usize))
@@ -160,7 +160,7 @@ pub fn run(args: Args) -> Result<()> {
             println!(
                 "  {:<20} pos {p:<3} {:<12} {a:>9.4} → {new:.4}{note}",
                 describe(iv),
-                show(&m.tokenizer, tokens[p])?
+                show(&m.tokenizer, tok)?
             );
         }
         if first >= tokens.len() {
@@ -177,13 +177,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let ((lc, pc), (ls, ps)) = (logits(&clean)?, logits(&steered)?);
     let (before, after) = (top(&pc, args.top_k), top(&ps, args.top_k));
-    println!("\nnext token\n  {:<32} {}", "clean", "intervened");
+    println!("\nnext token\n  {:<32} intervened", "clean");
     for (b, a) in before.iter().zip(&after) {
-        println!(
-            "  {:<32} {}",
-            format!("{:>7.4}  {}", b.1, show(&m.tokenizer, b.0 as u32)?),
-            format!("{:>7.4}  {}", a.1, show(&m.tokenizer, a.0 as u32)?)
-        );
+        let clean = format!("{:>7.4}  {}", b.1, show(&m.tokenizer, b.0 as u32)?);
+        let after = format!("{:>7.4}  {}", a.1, show(&m.tokenizer, a.0 as u32)?);
+        println!("  {clean:<32} {after}");
     }
     println!("\nlogit changes (clean top {}):", before.len());
     println!(
