@@ -6,6 +6,7 @@
 
 mod commands;
 mod common;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 

@@ -218,6 +218,9 @@ pub fn run(mut args: Args) -> Result<()> {
         eprintln!("wrote {}/{slug}.json", dir.display());
     }
     print_summary(&graph, &pruned, args.top);
+    if let (false, Some(dir)) = (args.serve, &args.graph_dir) {
+        eprintln!("view: adag serve {}", dir.display());
+    }
     if args.out.is_none() && args.slug.is_none() {
         eprintln!("(nothing saved: add --out graph.safetensors, --slug NAME --graph-dir DIR, or --serve for the viewer)");
     }

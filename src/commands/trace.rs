@@ -52,11 +52,11 @@ pub struct Args {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Mask the model's known neuron blacklist (Llama-3.1-8B-Instruct) [default: true].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub apply_blacklist: Option<bool>,
-    /// Do not mask the blacklist.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub no_apply_blacklist: Option<bool>,
+    #[arg(long, overrides_with = "no_apply_blacklist")]
+    pub apply_blacklist: bool,
+    /// Do not mask the model's known blacklist (`--blacklist` entries still apply).
+    #[arg(long, overrides_with = "apply_blacklist")]
+    pub no_apply_blacklist: bool,
     /// Extra neurons to mask, LAYER/NEURON (repeatable; replaces the config's list; applied
     /// even with --no-apply-blacklist).
     #[arg(long = "blacklist", value_name = "L/N")]
@@ -140,8 +140,12 @@ impl Args {
             edge_threshold: self.edge_threshold,
             k: self.k,
             batch_size: self.batch_size,
-            apply_blacklist: self.apply_blacklist,
-            no_apply_blacklist: self.no_apply_blacklist,
+            // A plain flag pair: the last one given wins and sets both keys, so it overrides
+            // either spelling in the config file; neither flag leaves the file's choice.
+            apply_blacklist: (self.apply_blacklist || self.no_apply_blacklist)
+                .then_some(self.apply_blacklist),
+            no_apply_blacklist: (self.apply_blacklist || self.no_apply_blacklist)
+                .then_some(self.no_apply_blacklist),
             blacklist: (!self.blacklist.is_empty()).then(|| {
                 self.blacklist
                     .iter()
@@ -409,6 +413,9 @@ pub fn run(mut args: Args) -> Result<()> {
     );
     if let Some((dir, slug)) = &graph_export {
         println!("graphs: {}/{slug}-{{prompt_id}}.json", dir.display());
+        if !args.serve {
+            println!("view: adag serve {}", dir.display());
+        }
         if args.serve {
             adag_serve::serve_blocking(
                 adag_serve::ServeConfig::new(dir.clone())

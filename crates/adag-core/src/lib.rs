@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod decimal;
 mod hooks;
 
 pub use hooks::{HookName, ParseHookError, Site};

@@ -29,5 +29,6 @@ mod prune;
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
 pub use prune::{
-    find_threshold, graph_scores, influence, normalize, prune, GraphScores, PruneResult,
+    find_threshold, graph_scores, influence, normalize, prune, pruned_graph, GraphScores,
+    PruneResult,
 };
