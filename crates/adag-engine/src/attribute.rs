@@ -15,6 +15,7 @@ use adag_graph::{Graph, GraphMeta};
 use adag_model::{Batch, CacheFilter, ModelTokenizer, Transformer};
 use candle_core::Tensor;
 
+use crate::accounting::{account, Inputs, Rows};
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, Seeds};
 use crate::reading::RowCollector;
@@ -325,6 +326,27 @@ pub fn attribute_with_progress(
         dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
     }
     phase("assembly", &mut clock);
+
+    let target_ids: Vec<u32> = targets.targets.iter().map(|t| t.vocab_idx).collect();
+    meta.accounting = Some(account(
+        &Inputs {
+            model,
+            clean: &out.cache,
+            transcoders,
+            tokens,
+            directions: &targets.directions,
+            target_ids: &target_ids,
+            active: &comps.active,
+            selected: &selected,
+        },
+        &Rows {
+            rows: &store.rows,
+            node: &store.node,
+            n_active,
+            n_errors: n_layers * n_pos,
+        },
+    )?);
+    phase("accounting", &mut clock);
 
     meta.basis = "transcoder".into();
     meta.n_layers = n_layers;

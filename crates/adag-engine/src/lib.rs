@@ -11,6 +11,7 @@
 //! [`attribute`] builds circuit-tracer's attribution graph on top of that.
 #![deny(missing_docs)]
 
+pub mod accounting;
 pub mod attribute;
 pub mod constrained;
 pub mod error;
