@@ -296,7 +296,11 @@ mod tests {
     /// uninterrupted pass (what a resumed `adag features` relies on).
     #[test]
     fn save_load_resume_is_identical() {
-        let cfg = CollectConfig { k: 3, window: 1, per_bin: 2 };
+        let cfg = CollectConfig {
+            k: 3,
+            window: 1,
+            per_bin: 2,
+        };
         let seqs: Vec<Vec<f32>> = (0..12).map(|s| data(s + 7, 6 * 4)).collect();
         let tokens: Vec<u32> = (0..6).collect();
         let mut whole = Collector::new(4, cfg);
@@ -322,7 +326,14 @@ mod tests {
 
     #[test]
     fn wrong_shape_is_an_error() {
-        let mut c = Collector::new(3, CollectConfig { k: 1, window: 1, per_bin: 1 });
+        let mut c = Collector::new(
+            3,
+            CollectConfig {
+                k: 1,
+                window: 1,
+                per_bin: 1,
+            },
+        );
         let e = c.add_sequence(&[1, 2], &[0.0; 5]).unwrap_err();
         assert_eq!(
             e.to_string(),

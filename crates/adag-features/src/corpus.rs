@@ -21,10 +21,16 @@ pub fn read_documents(path: &Path) -> Result<Vec<String>> {
                 path: path.to_path_buf(),
                 reason: format!("line {}: {e}", i + 1),
             })?;
-            let text = v.get("text").and_then(|t| t.as_str()).ok_or_else(|| Error::Parse {
-                path: path.to_path_buf(),
-                reason: format!("line {}: expected an object with a string field `text`", i + 1),
-            })?;
+            let text = v
+                .get("text")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| Error::Parse {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "line {}: expected an object with a string field `text`",
+                        i + 1
+                    ),
+                })?;
             docs.push(text.to_string());
         } else {
             docs.push(line);
@@ -48,7 +54,10 @@ mod tests {
         let e = read_documents(&j).unwrap_err().to_string();
         assert_eq!(
             e,
-            format!("{}: line 2: expected an object with a string field `text`", j.display())
+            format!(
+                "{}: line 2: expected an object with a string field `text`",
+                j.display()
+            )
         );
         std::fs::write(&j, "{\"text\": \"a b\"}\n").unwrap();
         assert_eq!(read_documents(&j).unwrap(), ["a b"]);

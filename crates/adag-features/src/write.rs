@@ -43,8 +43,9 @@ fn example_json(ex: &Example, tok: &dyn Fn(u32) -> String) -> Value {
 }
 
 /// Three significant decimals: the viewer shows no more, and the files stay small.
+/// (`+ 0.0` turns the `-0.0` of a masked negative pre-activation into `0`.)
 fn round(a: f32) -> f64 {
-    (a as f64 * 1000.0).round() / 1000.0
+    (a as f64 * 1000.0).round() / 1000.0 + 0.0
 }
 
 /// The detail JSON of unit `j` of `c`.
@@ -84,6 +85,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
     tmp.write_all(bytes).map_err(io(path))?;
+    // Temporary files are private (0600); dashboards are meant to be read and served.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(io(path))?;
+    }
     tmp.persist(path).map_err(|e| crate::Error::Io {
         path: path.to_path_buf(),
         source: e.error,
@@ -117,9 +125,12 @@ pub fn write_feature_dir(dir: &Path, layers: &[Vec<Value>]) -> Result<()> {
         write_atomic(&dir.join(&name), &bytes)?;
         index.insert(l.to_string(), json!({"offsets": offsets, "filename": name}));
     }
-    let raw = serde_json::to_vec(&Value::Object(index)).map_err(|e| crate::Error::Shape(e.to_string()))?;
+    let raw = serde_json::to_vec(&Value::Object(index))
+        .map_err(|e| crate::Error::Shape(e.to_string()))?;
     // A fixed header (no mtime, no name) so that identical runs give identical bytes.
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
+    let mut gz = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::best());
     let p = dir.join("index.json.gz");
     gz.write_all(&raw).map_err(io(&p))?;
     write_atomic(&p, &gz.finish().map_err(io(&p))?)
@@ -135,22 +146,84 @@ pub fn read_detail(dir: &Path, layer: usize, f: usize) -> Result<Option<Value>> 
     flate2::read::GzDecoder::new(&bytes[..])
         .read_to_string(&mut s)
         .map_err(io(&p))?;
-    let parse = |reason: String| crate::Error::Parse { path: p.clone(), reason };
+    let parse = |reason: String| crate::Error::Parse {
+        path: p.clone(),
+        reason,
+    };
     let index: Value = serde_json::from_str(&s).map_err(|e| parse(e.to_string()))?;
     let Some(entry) = index.get(layer.to_string()) else {
         return Ok(None);
     };
-    let offs = entry["offsets"].as_array().ok_or_else(|| parse(format!("layer {layer}: no offsets")))?;
-    let name = entry["filename"].as_str().ok_or_else(|| parse(format!("layer {layer}: no filename")))?;
-    let (Some(a), Some(b)) = (offs.get(f).and_then(Value::as_u64), offs.get(f + 1).and_then(Value::as_u64)) else {
+    let offs = entry["offsets"]
+        .as_array()
+        .ok_or_else(|| parse(format!("layer {layer}: no offsets")))?;
+    let name = entry["filename"]
+        .as_str()
+        .ok_or_else(|| parse(format!("layer {layer}: no filename")))?;
+    let (Some(a), Some(b)) = (
+        offs.get(f).and_then(Value::as_u64),
+        offs.get(f + 1).and_then(Value::as_u64),
+    ) else {
         return Ok(None);
     };
     let lp = dir.join(name);
     let file = std::fs::read(&lp).map_err(io(&lp))?;
-    let rec = file.get(a as usize..b as usize).ok_or_else(|| parse(format!("offsets {a}..{b} past the end of {name}")))?;
+    let rec = file
+        .get(a as usize..b as usize)
+        .ok_or_else(|| parse(format!("offsets {a}..{b} past the end of {name}")))?;
     let mut json = String::new();
     flate2::read::ZlibDecoder::new(&rec[4..])
         .read_to_string(&mut json)
         .map_err(io(&lp))?;
-    serde_json::from_str(&json).map(Some).map_err(|e| parse(e.to_string()))
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| parse(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CollectConfig, Collector};
+
+    /// What the viewer reads back (index offsets, length prefix, zlib) is what was written.
+    #[test]
+    fn feature_dir_round_trip() {
+        let mut c = Collector::new(
+            3,
+            CollectConfig {
+                k: 2,
+                window: 1,
+                per_bin: 1,
+            },
+        );
+        c.add_sequence(&[5, 6, 7], &[0.0, 1.0, 0.0, 2.0, 0.0, 0.0, -0.5, 0.25, 0.0])
+            .unwrap();
+        let tok = |t: u32| format!("t{t}");
+        let details: Vec<Value> = (0..3)
+            .map(|j| {
+                let meta = UnitMeta {
+                    transcoder_id: "set/layer_0",
+                    index: j,
+                    top_logits: vec!["a".into()],
+                    bottom_logits: vec!["z".into()],
+                };
+                detail_json(&c, j, &meta, &tok)
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        write_feature_dir(dir.path(), &[details.clone(), vec![]]).unwrap();
+        for (j, d) in details.iter().enumerate() {
+            assert_eq!(read_detail(dir.path(), 0, j).unwrap().as_ref(), Some(d));
+        }
+        assert_eq!(read_detail(dir.path(), 0, 3).unwrap(), None);
+        let d = &details[0];
+        let top = &d["examples_quantiles"][0]["examples"][0];
+        assert_eq!(top["tokens"], json!(["t5", "t6", "t7"]));
+        assert_eq!(top["tokens_acts_list"], json!([0.0, 2.0, -0.5]));
+        assert_eq!(top["train_token_ind"], json!(1));
+        assert_eq!(d["activation_frequency"], json!(1.0 / 3.0));
+        // Unit 2 is never active: no examples, zero frequency.
+        assert_eq!(details[2]["examples_quantiles"][0]["examples"], json!([]));
+        assert_eq!(details[2]["activation_frequency"], json!(0.0));
+    }
 }
