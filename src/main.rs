@@ -51,6 +51,8 @@ enum Command {
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Feature dashboards: top activating contexts, density and logits of every feature or neuron.
+    Features(commands::features::Args),
     /// Open graphs in the browser: an interactive viewer on http://127.0.0.1:8041/.
     Serve(commands::serve::Args),
     /// Serve a model as an OpenAI-compatible LLM endpoint on http://127.0.0.1:8042/v1.
@@ -92,6 +94,7 @@ fn main() {
         Command::Export(a) => commands::graph_tools::run_export(a),
         Command::Intervene(a) => commands::intervene::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Features(a) => commands::features::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::ServeLlm(a) => commands::serve_llm::run(a),
         Command::Trace(a) => commands::trace::run(a),

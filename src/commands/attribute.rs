@@ -244,11 +244,15 @@ pub fn run(mut args: Args) -> Result<()> {
         eprintln!("(nothing saved: add --out graph.safetensors, --slug NAME --graph-dir DIR, or --serve for the viewer)");
     }
     if let (true, Some(slug), Some(dir)) = (args.serve, &args.slug, &args.graph_dir) {
-        adag_serve::serve_blocking(
-            adag_serve::ServeConfig::new(dir.clone())
-                .slug(slug.clone())
-                .port(args.port),
-        )?;
+        let mut config = adag_serve::ServeConfig::new(dir.clone())
+            .slug(slug.clone())
+            .port(args.port);
+        // Dashboards written by `adag features` sit next to the transcoders by convention.
+        let dashboards = tc.source.join("features");
+        if dashboards.join("index.json.gz").is_file() {
+            config = config.features_dir(dashboards);
+        }
+        adag_serve::serve_blocking(config)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod cluster;
 pub mod correlate;
 pub mod describe;
+pub mod features;
 pub mod graph_tools;
 pub mod inspect;
 pub mod intervene;
