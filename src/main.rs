@@ -6,6 +6,7 @@
 
 mod commands;
 mod common;
+mod tokens;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,8 @@ enum Command {
     Run(commands::run::Args),
     /// Build an attribution graph over transcoder features for a prompt.
     Attribute(commands::attribute::Args),
+    /// List circuit-tracer's transcoder sets by name (for --transcoders), with model and basis.
+    Presets(commands::presets::Args),
     /// Prune a saved graph and print what survives, with its scores.
     Prune(commands::graph_tools::PruneArgs),
     /// Write a saved graph as circuit-tracer frontend JSON.
@@ -48,6 +51,8 @@ enum Command {
     /// Measure throughput against this machine's matmul peak.
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Feature dashboards: top activating contexts, density and logits of every feature or neuron.
+    Features(commands::features::Args),
     /// Open graphs in the browser: an interactive viewer on http://127.0.0.1:8041/.
     Serve(commands::serve::Args),
     /// Serve a model as an OpenAI-compatible LLM endpoint on http://127.0.0.1:8042/v1.
@@ -84,10 +89,12 @@ fn main() {
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Attribute(a) => commands::attribute::run(a),
+        Command::Presets(a) => commands::presets::run(a),
         Command::Prune(a) => commands::graph_tools::run_prune(a),
         Command::Export(a) => commands::graph_tools::run_export(a),
         Command::Intervene(a) => commands::intervene::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Features(a) => commands::features::run(a),
         Command::Serve(a) => commands::serve::run(a),
         Command::ServeLlm(a) => commands::serve_llm::run(a),
         Command::Trace(a) => commands::trace::run(a),

@@ -271,6 +271,8 @@ fn correlate_sorts_by_strength_and_matches_a_hand_computation() {
         s(&mpath),
         "--min-prompts",
         "3",
+        "--level",
+        "cluster,neuron",
         "-o",
         s(&out),
     ]);
@@ -285,7 +287,10 @@ fn correlate_sorts_by_strength_and_matches_a_hand_computation() {
             "pearson_p",
             "spearman_rho",
             "spearman_p",
-            "mean_attribution"
+            "mean_attribution",
+            "pearson_q",
+            "permutation_p",
+            "low_n"
         ]
     );
     let f = |r: &Vec<String>, i: usize| r[i].parse::<f64>().unwrap();
@@ -342,6 +347,7 @@ fn plot_writes_valid_dot_svg_and_png() {
         .collect();
     let edges: Vec<(&str, &str)> = dot
         .lines()
+        .filter(|l| !l.contains("style=invis"))
         .filter_map(|l| l.trim().split_once("\" -> \""))
         .map(|(a, b)| (a.trim_start_matches('"'), b.split('"').next().unwrap()))
         .collect();
@@ -349,10 +355,43 @@ fn plot_writes_valid_dot_svg_and_png() {
     for (a, b) in &edges {
         assert!(declared.contains(a) && declared.contains(b), "{a} -> {b}");
     }
-    // Every token of the prompt and every cluster with nodes on it is a node.
+    // Every token of the prompt but BOS and every cluster with nodes on it is a node, and
+    // invisible edges keep the tokens in prompt order on their rank.
     let prompt = &circ.prompts[0];
-    for i in 0..prompt.token_ids.len() {
+    assert_eq!(prompt.token_strings[0], "<|begin_of_text|>");
+    assert!(!declared.contains("tok0"), "BOS is not drawn");
+    assert!(!dot.contains("\"tok0\""), "{dot}");
+    for i in 1..prompt.token_ids.len() {
         assert!(declared.contains(format!("tok{i}").as_str()));
+    }
+    let chain = (1..prompt.token_ids.len())
+        .map(|i| format!("\"tok{i}\""))
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    let rank0 = dot
+        .lines()
+        .find(|l| l.contains("\"tok1\" [label="))
+        .unwrap();
+    assert!(
+        rank0.contains("rank=same") && rank0.contains(&format!("{chain} [style=invis]")),
+        "{rank0}"
+    );
+    // Targets show their token visibly and a probability that is not rounded away.
+    for (i, t) in prompt.target_strings.iter().enumerate() {
+        let at = dot.find(&format!("\"out{i}\" [label=\"")).unwrap();
+        let label = dot[at..]
+            .split("[label=\"")
+            .nth(1)
+            .unwrap()
+            .split("\"];")
+            .next()
+            .unwrap();
+        let shown = t.replace(' ', "␣").replace('\n', "↵");
+        assert!(
+            label.starts_with(&format!("&quot;{shown}&quot; p=")),
+            "{label}"
+        );
+        assert!(!label.contains("p=0.00"), "{label}");
     }
     for n in circ.nodes.iter().filter(|n| n.prompt_id == 0) {
         if n.layer >= 0 && !n.input_profile.is_empty() {
@@ -373,6 +412,37 @@ fn plot_writes_valid_dot_svg_and_png() {
         "background"
     );
     assert_eq!(svg.matches("<line").count(), edges.len());
+    // Each edge has an arrowhead and starts and ends on a box border, never inside a box.
+    assert_eq!(svg.matches("marker-end=\"url(#arrow-").count(), edges.len());
+    assert!(svg.contains("<marker id=\"arrow-pos\"") && svg.contains("<marker id=\"arrow-neg\""));
+    let num = |tag: &str, name: &str| -> f64 {
+        let at = tag.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+        tag[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let boxes: Vec<[f64; 4]> = svg
+        .split("<rect x=")
+        .skip(1)
+        .map(|t| {
+            let t = format!(" x={t}");
+            let (x, y) = (num(&t, "x"), num(&t, "y"));
+            [x, y, x + num(&t, "width"), y + num(&t, "height")]
+        })
+        .collect();
+    for l in svg.split("<line").skip(1) {
+        for (xk, yk) in [("x1", "y1"), ("x2", "y2")] {
+            let (x, y) = (num(l, xk), num(l, yk));
+            let on_border = boxes.iter().any(|b| {
+                let inside =
+                    x >= b[0] - 0.11 && x <= b[2] + 0.11 && y >= b[1] - 0.11 && y <= b[3] + 0.11;
+                let edge = (x - b[0]).abs() < 0.11
+                    || (x - b[2]).abs() < 0.11
+                    || (y - b[1]).abs() < 0.11
+                    || (y - b[3]).abs() < 0.11;
+                inside && edge
+            });
+            assert!(on_border, "({x}, {y}) is not on a box border: {l}");
+        }
+    }
     assert_eq!(svg.matches("<text").count(), declared.len() + 1, "title");
 
     // PNG: Graphviz's when installed, else adag's own, with the SVG's size.

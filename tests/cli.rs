@@ -147,7 +147,7 @@ fn attribute_prune_export_and_intervene_on_fixture_transcoders() {
         "--node-threshold",
         "0.5",
     ]);
-    assert!(pruned.contains("pruned to"), "{pruned}");
+    assert!(pruned.contains("kept nodes"), "{pruned}");
     ok(&[
         "export",
         "--graph",
@@ -239,4 +239,200 @@ fn attribute_on_the_demo_model_with_its_cross_layer_transcoder() {
     };
     assert!(score("completeness") > 0.9, "{out}");
     assert!(score("replacement") > 0.8, "{out}");
+}
+
+/// What a newcomer meets: `prune` lists what it kept (even when only errors and tokens survive)
+/// and writes it; commands that write graphs say how to view them; `intervene` and `run` print
+/// tokens readably and echo what was done.
+#[test]
+fn newcomer_output_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("g.safetensors");
+    let graphs = dir.path().join("graphs");
+    let attr = common::adag(&[
+        "attribute",
+        "-t",
+        "models/demo/clt",
+        "-p",
+        "The capital of the state containing Dallas is",
+        "--out",
+        common::s(&g),
+        "--slug",
+        "dallas",
+        "--graph-dir",
+        common::s(&graphs),
+    ]);
+    assert!(attr.status.success());
+    let err = String::from_utf8_lossy(&attr.stderr);
+    assert_eq!(
+        err.lines().last(),
+        Some(format!("view: adag serve {}", graphs.display()).as_str()),
+        "{err}"
+    );
+    // The metadata keeps the threshold as typed, not the f32 widened; token nodes carry their
+    // text.
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(graphs.join("dallas.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["metadata"]["node_threshold"].as_f64(), Some(0.8));
+    let dallas = doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == "E_1082_7")
+        .unwrap();
+    assert_eq!(dallas["clerp"], "Emb: \" Dallas\"");
+
+    // At 0.2 only error and token nodes hold the influence: the table says so, not nothing.
+    let out = dir.path().join("p.safetensors");
+    let pruned = ok(&[
+        "prune",
+        "-g",
+        common::s(&g),
+        "--node-threshold",
+        "0.2",
+        "--top",
+        "0",
+        "--out",
+        common::s(&out),
+    ]);
+    let rows: Vec<&str> = pruned
+        .lines()
+        .skip_while(|l| !l.starts_with("kept nodes"))
+        .skip(2)
+        .take_while(|l| l.starts_with("  ") && !l.starts_with("  no feature"))
+        .collect();
+    let kept: usize = pruned
+        .split("kept ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(rows.len(), kept, "{pruned}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("E_1082_7") && r.contains("token") && r.contains("\" Dallas\"")),
+        "{pruned}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("logit") && r.contains("\" Austin\"")),
+        "{pruned}"
+    );
+    assert!(pruned.contains("no feature node survives"), "{pruned}");
+    assert!(pruned.contains("kept edges"), "{pruned}");
+    assert!(
+        pruned.ends_with(&format!("wrote {}\n", out.display())),
+        "{pruned}"
+    );
+    // The written graph is the pruned one: pruning it keeps the same kept nodes.
+    let again = ok(&[
+        "prune",
+        "-g",
+        common::s(&out),
+        "--node-threshold",
+        "1",
+        "--top",
+        "0",
+    ]);
+    assert!(again.contains(": 46 nodes, 0 features;"), "{again}");
+
+    // A threshold that keeps features lists them with their activations.
+    let pruned = ok(&[
+        "prune",
+        "-g",
+        common::s(&g),
+        "--node-threshold",
+        "0.5",
+        "--top",
+        "0",
+    ]);
+    let features: Vec<&str> = pruned.lines().filter(|l| l.contains(" feature ")).collect();
+    assert!(!features.is_empty(), "{pruned}");
+    assert!(!pruned.contains("no feature node survives"), "{pruned}");
+
+    let export = ok(&[
+        "export",
+        "-g",
+        common::s(&g),
+        "--slug",
+        "again",
+        "--graph-dir",
+        common::s(&graphs),
+    ]);
+    assert!(
+        export.ends_with(&format!("view: adag serve {}\n", graphs.display())),
+        "{export}"
+    );
+
+    // intervene: readable tokens, the interventions echoed with their clean activations, the
+    // logit changes, and a note when the feature was not active.
+    let iv = ok(&[
+        "intervene",
+        "-p",
+        "The capital of the state containing Dallas is",
+        "--set",
+        "3:8:36*0",
+        "--set",
+        "0:1:5*0",
+        "--top-k",
+        "3",
+    ]);
+    assert!(
+        iv.contains("L3 F36 @8 × 0        pos 8   ␣is             1.2646 → 0.0000\n"),
+        "{iv}"
+    );
+    assert!(iv.contains("L0 F5 @1 × 0         pos 1   The             0.0000 → 0.0000  (inactive here: scaling changes nothing)"), "{iv}");
+    assert!(iv.contains("logit changes (clean top 3):"), "{iv}");
+    let austin = iv
+        .lines()
+        .find(|l| l.trim_start().starts_with("␣Austin "))
+        .unwrap();
+    let nums: Vec<f64> = austin
+        .split_whitespace()
+        .skip(1)
+        .take(3)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(
+        (nums[0] + nums[2] - nums[1]).abs() < 2e-4,
+        "Δ = after − clean: {austin}"
+    );
+    assert!(
+        nums[2] < 0.0,
+        "ablating a say-Austin feature lowers Austin: {austin}"
+    );
+
+    // Byte tokens of a random-weight model: bytes, never U+FFFD or raw control characters.
+    let iv = ok(&[
+        "intervene",
+        "-t",
+        "fixtures/transcoders/llama-plt",
+        "-p",
+        "36+59=",
+        "--set",
+        "1:5:3*0",
+        "--generate",
+        "3",
+    ]);
+    assert!(
+        !iv.contains('\u{FFFD}') && !iv.chars().any(|c| c.is_control() && c != '\n'),
+        "{iv}"
+    );
+    assert!(
+        iv.contains("\\x"),
+        "partial UTF-8 bytes are shown as \\xNN: {iv}"
+    );
+
+    // run: a space-only token and a newline are visible.
+    let run = ok(&["run", "-m", "models/demo", "-p", "a  b\nc"]);
+    let toks: Vec<&str> = run
+        .lines()
+        .skip_while(|l| !l.contains("pos       id  token"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().nth(2).unwrap_or(""))
+        .collect();
+    assert_eq!(toks, ["<|bos|>", "a", "␣", "␣b", "↵", "c"], "{run}");
 }

@@ -72,13 +72,28 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
     assert!(out.contains("LLM usage (rules"), "no usage report:\n{out}");
     let state = ClusterState::read(&state_path).unwrap();
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
+    // The table gives each score its n, interval and p, and says so when none is significant.
+    assert!(out.contains("input r (n, 95% CI, p)"), "{out}");
+    let significant = file.clusters.values().any(|e| {
+        let d = e.description.as_ref().unwrap();
+        [&d.best_input, &d.best_output].iter().any(|b| {
+            b.as_ref()
+                .and_then(|b| adag_describe::score::significance(b.score?, b.n_scored))
+                .is_some_and(|(_, (lo, _))| lo > 0.0)
+        })
+    });
+    assert_eq!(
+        out.contains("no score is significant"),
+        !significant,
+        "{out}"
+    );
     assert_eq!(file.clusters.len(), state.clusters.len());
     let mut scored = 0;
     for cl in &state.clusters {
         let d = file.clusters[&cl.id].description.as_ref().unwrap();
         // Every cluster reads its prompts: a positive input side exists and is described.
         let best = d.best_input.as_ref().expect("an input description");
-        assert_eq!(cl.input_description.as_deref(), Some(best.text.as_str()));
+        assert_eq!(cl.input_description, Some(best.signed_text()));
         assert_eq!(cl.description, d.combined());
         for e in &d.explanations {
             // Pads and BOS are never shown; at least one span is highlighted on the input side.
@@ -162,26 +177,23 @@ fn describe_and_label_a_demo_circuit_in_process_and_through_a_chat_simulator() {
             "labelling kept the descriptions"
         );
     }
-    // Every supernode of prompt 0's graph is named by its cluster's label.
-    let labels: Vec<&str> = state
+    // Every supernode of prompt 0's graph is named "id: label" by its cluster ...
+    let labels: Vec<String> = state
         .clusters
         .iter()
-        .filter_map(|c| c.label.as_deref())
+        .filter_map(|c| c.label.as_deref().map(|l| format!("{}: {l}", c.id)))
         .collect();
     assert!(
-        names.iter().all(|n| labels.contains(&n.as_str())),
+        names.iter().all(|n| labels.contains(n)),
         "{names:?} vs {labels:?}"
     );
-    // ... and carries its cluster's description for the viewer.
+    // ... and carries its cluster's description for the viewer, keyed by cluster id.
     for n in &names {
-        let shown = graph["metadata"]["supernode_descriptions"][n].as_str();
+        let id = n.split(':').next().unwrap();
+        let shown = graph["metadata"]["supernode_descriptions"][id].as_str();
         assert!(shown.is_some(), "no description for {n}");
-        assert!(
-            state.clusters.iter().any(
-                |c| c.label.as_deref() == Some(n.as_str()) && c.description.as_deref() == shown
-            ),
-            "{n}: {shown:?}"
-        );
+        let c = state.clusters.iter().find(|c| c.id == id).unwrap();
+        assert_eq!(c.description.as_deref(), shown, "{n}");
     }
     let file = DescriptionsFile::read_or_new(&desc_path, &circuit, &state_path).unwrap();
     assert!(file

@@ -292,6 +292,16 @@ fn clusters_become_named_supernodes_on_each_prompts_graph() {
         &[],
     );
     assert!(text.contains("supernodes to 7 graph(s)"), "{text}");
+    // The config names its model relative to itself; the manifest stores it absolute, so the
+    // circuit works from any directory (`cd /tmp && adag steer DIR`).
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(circuit.join("manifest.json")).unwrap())
+            .unwrap();
+    let model = std::path::Path::new(manifest["model"].as_str().unwrap());
+    assert!(
+        model.is_absolute() && model.join("config.json").exists(),
+        "{model:?}"
+    );
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(circuit.join("clusters.json")).unwrap())
             .unwrap();

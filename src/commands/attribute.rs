@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 
-use adag_engine::{
-    attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec, TranscoderSet,
-};
+use adag_engine::{attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec};
 use adag_graph::{frontend, graph_scores, prune, Graph, GraphMeta, NodeKind, PruneResult};
 use adag_model::{LoadedModel, ModelTokenizer};
 use anyhow::{bail, Context, Result};
@@ -73,6 +71,10 @@ pub struct Args {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Print a machine-readable JSON summary on stdout (targets, probabilities, accounting,
+    /// scores, node counts, output paths) instead of the text summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The single token a string encodes to, or an error saying how many it has.
@@ -93,12 +95,12 @@ pub fn resolve_paths(
     transcoders: &Option<PathBuf>,
 ) -> Result<(PathBuf, PathBuf)> {
     let tc = match transcoders {
-        Some(p) => p.clone(),
+        Some(p) => crate::common::resolve_transcoders(p)?,
         None => adag_train::bundle::default_transcoders_dir()
             .context("no --transcoders given and the bundled demo transcoders are missing")?,
     };
     let model = match model {
-        Some(m) => m.clone(),
+        Some(m) => crate::common::resolve_model(m)?,
         None => {
             let cfg = if tc.is_dir() {
                 tc.join("config.yaml")
@@ -114,13 +116,23 @@ pub fn resolve_paths(
             // model_name may be a Hub id (not available offline), a path, or a path relative
             // to the transcoder directory.
             let base = cfg.parent().map(PathBuf::from).unwrap_or_default();
-            let candidates = named
+            let candidates = named.iter().flat_map(|n| [PathBuf::from(n), base.join(n)]);
+            let local = candidates
                 .into_iter()
-                .flat_map(|n| [PathBuf::from(&n), base.join(&n)]);
-            candidates
-                .into_iter()
-                .find(|p| p.join("config.json").exists())
-                .unwrap_or_else(crate::common::default_model)
+                .find(|p| p.join("config.json").exists());
+            match (local, &named) {
+                (Some(p), _) => p,
+                // A hub id (`google/gemma-2-2b`): fetched, as circuit-tracer does.
+                (None, Some(n))
+                    if matches!(
+                        adag_hub::Reference::parse(n),
+                        Ok(adag_hub::Reference::Hub(_))
+                    ) =>
+                {
+                    crate::common::resolve_model(std::path::Path::new(n))?
+                }
+                (None, _) => crate::common::default_model(),
+            }
         }
     };
     Ok((model, tc))
@@ -145,7 +157,7 @@ pub fn run(mut args: Args) -> Result<()> {
         dtype: args.dtype.into(),
         device: device(args.device)?,
     };
-    let tc = TranscoderSet::load(&tc_dir, &opts.device)
+    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
         .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
@@ -209,16 +221,38 @@ pub fn run(mut args: Args) -> Result<()> {
         frontend::write_graph_files(&graph, &pruned, slug, dir, args.node_threshold)?;
         eprintln!("wrote {}/{slug}.json", dir.display());
     }
-    print_summary(&graph, &pruned, args.top);
+    if args.json {
+        let frontend_json = match (&args.slug, &args.graph_dir) {
+            (Some(slug), Some(dir)) => Some(dir.join(format!("{slug}.json"))),
+            _ => None,
+        };
+        let summary = json_summary(
+            &graph,
+            &pruned,
+            args.out.as_deref(),
+            frontend_json.as_deref(),
+        );
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&graph, &pruned, args.top);
+        print_accounting(&graph);
+    }
+    if let (false, Some(dir)) = (args.serve, &args.graph_dir) {
+        eprintln!("view: adag serve {}", dir.display());
+    }
     if args.out.is_none() && args.slug.is_none() {
         eprintln!("(nothing saved: add --out graph.safetensors, --slug NAME --graph-dir DIR, or --serve for the viewer)");
     }
     if let (true, Some(slug), Some(dir)) = (args.serve, &args.slug, &args.graph_dir) {
-        adag_serve::serve_blocking(
-            adag_serve::ServeConfig::new(dir.clone())
-                .slug(slug.clone())
-                .port(args.port),
-        )?;
+        let mut config = adag_serve::ServeConfig::new(dir.clone())
+            .slug(slug.clone())
+            .port(args.port);
+        // Dashboards written by `adag features` sit next to the transcoders by convention.
+        let dashboards = tc.source.join("features");
+        if dashboards.join("index.json.gz").is_file() {
+            config = config.features_dir(dashboards);
+        }
+        adag_serve::serve_blocking(config)?;
     }
     Ok(())
 }
@@ -256,6 +290,7 @@ pub fn eprint_timings(graph: &Graph, total: f64) {
         "logit_attribution",
         "feature_attribution",
         "assembly",
+        "accounting",
     ]
     .iter()
     .filter_map(|k| {
@@ -322,4 +357,80 @@ pub fn print_summary(graph: &Graph, pruned: &PruneResult, top: usize) {
             );
         }
     }
+}
+
+/// One line per target: how its de-meaned logit splits into the graph's edges and the named
+/// terms, so that a reader can see where a logit the edges do not explain comes from.
+pub fn print_accounting(graph: &Graph) {
+    let Some(acc) = &graph.meta.accounting else {
+        return;
+    };
+    println!("accounting (de-meaned logit = Σ feature, error and token edges + named terms):");
+    for (t, a) in graph.logit_targets.iter().zip(&acc.targets) {
+        let n = &a.account;
+        let mut parts = vec![
+            format!("features {:+.3}", n.features),
+            format!("errors {:+.3}", n.errors),
+            format!("tokens {:+.3}", n.tokens),
+        ];
+        parts.extend(
+            n.terms
+                .iter()
+                .map(|t| format!("{} {:+.3}", t.name, t.value)),
+        );
+        let demean = a
+            .demean_constant
+            .map(|c| format!("; logit {:.3} = that + mean logit {c:.3}", n.value + c))
+            .unwrap_or_default();
+        println!(
+            "  {:<14} {:.3} = {} (residual {:.1e}){demean}",
+            format!("{:?}", t.token),
+            n.value,
+            parts.join(" + "),
+            n.residual
+        );
+    }
+}
+
+/// The `--json` summary: everything a script needs to check a run without parsing text.
+pub fn json_summary(
+    graph: &Graph,
+    pruned: &PruneResult,
+    out: Option<&std::path::Path>,
+    frontend_json: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let acc = graph.meta.accounting.as_ref();
+    let targets: Vec<serde_json::Value> = graph
+        .logit_targets
+        .iter()
+        .zip(&graph.logit_probabilities)
+        .enumerate()
+        .map(|(k, (t, p))| {
+            serde_json::json!({
+                "token": t.token,
+                "vocab_idx": t.vocab_idx,
+                "probability": p,
+                "accounting": acc.and_then(|a| a.targets.get(k)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "prompt": graph.meta.prompt,
+        "model": graph.meta.model,
+        "transcoders": graph.meta.scan,
+        "targets": targets,
+        "scores": graph.meta.scores,
+        "accounting_worst_relative_residual": acc.map(|a| a.worst_relative_residual()),
+        "nodes": {
+            "active_features": graph.active_features.len(),
+            "feature_nodes": graph.n_features(),
+            "all": graph.n_nodes(),
+            "pruned_nodes": pruned.node_mask.iter().filter(|&&k| k).count(),
+            "pruned_edges": pruned.edge_mask.iter().filter(|&&k| k).count(),
+        },
+        "outputs": {
+            "graph": out,
+            "frontend_json": frontend_json,
+        },
+    })
 }

@@ -25,6 +25,10 @@ pub struct Args {
     /// k-means restarts.
     #[arg(long, default_value_t = 10)]
     pub n_init: usize,
+    /// Range A..B of k searched for the largest eigengap (default 2..max(2k, 20), capped at
+    /// units − 1).
+    #[arg(long, value_parser = parse_k_range)]
+    pub k_range: Option<[usize; 2]>,
     /// Cluster-state file to write (default: CIRCUIT/clusters.json).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -50,6 +54,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         seed: args.seed,
         n_init: args.n_init,
+        k_range: args.k_range,
     };
     let clustering = cluster(&profiles, &opts)?;
     let state = clustering.to_state(&args.circuit.display().to_string(), &profiles, &opts);
@@ -74,9 +79,11 @@ pub fn run(args: Args) -> Result<()> {
         out.display()
     );
     println!(
-        "eigengap {:.4} (largest gap at k = {}), silhouette {:.3}, intra/inter similarity {:.3}/{:.3}, sign conflicts {:.1}%, {} eigensolver",
+        "eigengap {:.4} (largest gap at k = {} in {}..{}), silhouette {:.3}, intra/inter similarity {:.3}/{:.3}, sign conflicts {:.1}%, {} eigensolver",
         d.eigengap,
         d.suggested_k,
+        d.k_range[0],
+        d.k_range[1],
         d.silhouette,
         d.intra_similarity,
         d.inter_similarity,
@@ -84,11 +91,11 @@ pub fn run(args: Args) -> Result<()> {
         d.eigensolver
     );
     println!(
-        "{:<6} {:>6} {:>8} {:>12}  top units",
+        "{:<6} {:>6} {:>8} {:>12}  top units (most Σ|attribution|)",
         "id", "units", "prompts", "attribution"
     );
     for c in &state.clusters {
-        let top: Vec<&str> = c.units.iter().take(4).map(String::as_str).collect();
+        let top = state.top_units(&profiles, &c.id, 4);
         println!(
             "{:<6} {:>6} {:>8} {:>12.4}  {}",
             c.id,
@@ -99,4 +106,22 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `A..B` (or `A..=B`, the same: both ends included) with 1 ≤ A ≤ B.
+fn parse_k_range(s: &str) -> std::result::Result<[usize; 2], String> {
+    let (a, b) = s
+        .split_once("..=")
+        .or_else(|| s.split_once(".."))
+        .ok_or_else(|| format!("{s:?}: expected A..B, e.g. 2..30"))?;
+    let num = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{s:?}: {x:?} is not a whole number"))
+    };
+    let (a, b) = (num(a)?, num(b)?);
+    if a == 0 || a > b {
+        return Err(format!("{s:?}: need 1 ≤ A ≤ B"));
+    }
+    Ok([a, b])
 }

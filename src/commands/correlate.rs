@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use adag_analysis::correlate::{correlate, to_csv, Level, Metric};
+use adag_analysis::correlate::{correlate_with, to_csv, CorrelateOptions, Level, Metric};
 use adag_analysis::ClusterState;
 use anyhow::{Context, Result};
 
@@ -12,23 +12,29 @@ use anyhow::{Context, Result};
 pub struct Args {
     /// A circuit directory.
     pub circuit: PathBuf,
-    /// Per-prompt metric: CSV/TSV with a prompt_id or label column, or a JSON object.
+    /// Per-prompt metric: CSV/TSV whose header has a prompt_id (integer ids) or else a label
+    /// column (labels, even numeric ones), or a JSON object of prompt ids (`{"label": {...}}`
+    /// for labels).
     #[arg(long)]
     pub metric: PathBuf,
     /// The metric's value column (default: the first column besides the key).
     #[arg(long)]
     pub column: Option<String>,
     /// What to correlate: cluster, neuron, edge (cluster → cluster) or neuron-edge
-    /// (unit → unit). Repeatable.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "cluster,neuron,edge,neuron-edge"
-    )]
+    /// (unit → unit). Repeatable. Only the levels asked for are tested (each level is its own
+    /// q-value family); the unit levels hold thousands of tests.
+    #[arg(long, value_delimiter = ',', default_value = "cluster")]
     pub level: Vec<LevelArg>,
-    /// Items present on fewer prompts are left out.
+    /// Rows of items present on fewer prompts are flagged (`*` and `low_n` in the CSV); the
+    /// metric must cover at least this many prompts.
     #[arg(long, default_value_t = 10)]
     pub min_prompts: usize,
+    /// Permutation p-values from this many seeded shuffles of the metric per row (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub permutations: usize,
+    /// Seed of the permutations.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
     /// Cluster-state file (default: CIRCUIT/clusters.json).
     #[arg(long)]
     pub clusters: Option<PathBuf>,
@@ -101,12 +107,16 @@ pub fn run(args: Args) -> Result<()> {
             eprintln!("(no {}: skipping {level:?} level)", cs_path.display());
             continue;
         }
-        rows.extend(correlate(
+        rows.extend(correlate_with(
             &circuit,
             clusters.as_ref(),
             &metric,
             level,
-            args.min_prompts,
+            &CorrelateOptions {
+                min_prompts: args.min_prompts,
+                permutations: args.permutations,
+                seed: args.seed,
+            },
         )?);
     }
     rows.sort_by(|a, b| b.pearson_r.abs().total_cmp(&a.pearson_r.abs()));
@@ -116,20 +126,43 @@ pub fn run(args: Args) -> Result<()> {
     }
     println!("{} prompts with a metric", metric.values.len());
     println!(
-        "{:<11} {:<24} {:>5} {:>8} {:>9} {:>8} {:>9}",
-        "level", "item", "n", "r", "p", "rho", "p"
+        "{:<11} {:<24} {:>6} {:>8} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "level", "item", "n", "r", "p", "q (BH)", "p (perm)", "rho", "p"
     );
     for r in rows.iter().take(args.top) {
+        let n = format!("{}{}", r.n, if r.low_n { "*" } else { "" });
+        let perm = r
+            .permutation_p
+            .map(|p| format!("{p:.2e}"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "{:<11} {:<24} {:>5} {:>8.3} {:>9.2e} {:>8.3} {:>9.2e}",
+            "{:<11} {:<24} {:>6} {:>8.3} {:>9.2e} {:>9.2e} {:>9} {:>8.3} {:>9.2e}",
             level_name(r.level),
             r.item,
-            r.n,
+            n,
             r.pearson_r,
             r.pearson_p,
+            r.pearson_q,
+            perm,
             r.spearman_rho,
             r.spearman_p
         );
+    }
+    if rows.iter().any(|r| r.low_n) {
+        println!(
+            "* n below --min-prompts {}: read with care",
+            args.min_prompts
+        );
+    }
+    let discoveries = rows.iter().filter(|r| r.pearson_q < 0.05).count();
+    if discoveries == 0 {
+        println!(
+            "no row has q < 0.05: none of the {} correlations is significant after \
+             Benjamini–Hochberg correction",
+            rows.len()
+        );
+    } else {
+        println!("{discoveries} of {} rows have q < 0.05", rows.len());
     }
     Ok(())
 }

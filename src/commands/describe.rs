@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{DeviceArg, DtypeArg};
 use adag_analysis::ClusterState;
+use adag_describe::score::significance;
 use adag_describe::{
     apply_descriptions, apply_labels, build_records, describe_cluster, label_clusters,
     label_inputs, ChatSimulator, ClusterRecords, DescribeOptions, DescriptionsFile, LabelMode,
@@ -362,23 +363,46 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
     }
     pb.finish_and_clear();
     println!(
-        "{:<5} {:>7} {:>7}  best input | best output",
-        "id", "input", "output"
+        "{:<5} {:>30} {:>30}  best input | best output",
+        "id", "input r (n, 95% CI, p)", "output r (n, 95% CI, p)"
     );
+    let mut any_significant = false;
     for d in &done {
+        let mut cell = |e: Option<&adag_describe::Explanation>| -> String {
+            let Some(e) = e else { return "-".into() };
+            match e
+                .score
+                .and_then(|r| Some((r, significance(r, e.n_scored)?)))
+            {
+                Some((r, (p, (lo, hi)))) => {
+                    if lo > 0.0 {
+                        any_significant = true;
+                    }
+                    format!("{r:+.3} ({}, {lo:+.2}..{hi:+.2}, {p:.1e})", e.n_scored)
+                }
+                None => fmt_score(e.score),
+            }
+        };
+        let (i, o) = (cell(d.best_input.as_ref()), cell(d.best_output.as_ref()));
         println!(
-            "{:<5} {:>7} {:>7}  {} | {}",
+            "{:<5} {:>30} {:>30}  {} | {}",
             d.cluster,
-            fmt_score(d.best_input.as_ref().and_then(|e| e.score)),
-            fmt_score(d.best_output.as_ref().and_then(|e| e.score)),
+            i,
+            o,
             d.best_input
                 .as_ref()
-                .map(|e| e.text.as_str())
-                .unwrap_or("-"),
+                .map(|e| e.signed_text())
+                .unwrap_or_else(|| "-".into()),
             d.best_output
                 .as_ref()
                 .map(|e| e.text.as_str())
                 .unwrap_or("-"),
+        );
+    }
+    if !any_significant {
+        println!(
+            "no score is significant: every best description's 95% interval reaches 0 or below \
+             (with this simulator the winners are noise)"
         );
     }
     println!(

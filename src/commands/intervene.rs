@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use adag_engine::intervene::{feature_intervention, generate, Intervention, Mode};
-use adag_engine::{prepare_tokens, TranscoderSet};
+use crate::common::{device, DeviceArg};
+use crate::tokens::{show, show_all};
+use adag_engine::intervene::{
+    feature_intervention, generate, Action, Intervention, Mode, Position,
+};
+use adag_engine::prepare_tokens;
 use adag_model::{probabilities, LoadedModel};
 use anyhow::{Context, Result};
-use candle_core::Tensor;
-
-use crate::common::{device, printable, DeviceArg};
 
 /// How downstream layers respond.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -52,14 +53,24 @@ pub struct Args {
     device: DeviceArg,
 }
 
-fn top(m: &LoadedModel, logits: &Tensor, k: usize) -> Result<Vec<(String, f32)>> {
-    let p = probabilities(logits)?.to_vec1::<f32>()?;
+/// The `k` most probable next tokens: (id, probability).
+fn top(p: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut idx: Vec<usize> = (0..p.len()).collect();
-    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]));
-    idx.into_iter()
-        .take(k)
-        .map(|i| Ok((m.tokenizer.token_strings(&[i as u32])?.remove(0), p[i])))
-        .collect()
+    idx.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, p[i])).collect()
+}
+
+/// How an intervention reads back to the user: `L1 F3 @5 ×0`.
+fn describe(iv: &Intervention) -> String {
+    let pos = match iv.pos {
+        Position::At(p) => format!("@{p}"),
+        Position::From(p) => format!("@{p}+"),
+    };
+    let op = match iv.action {
+        Action::Set(v) => format!("= {v}"),
+        Action::Scale(f) => format!("× {f}"),
+    };
+    format!("L{} F{} {pos} {op}", iv.layer, iv.feature)
 }
 
 /// Runs `adag intervene`.
@@ -69,7 +80,7 @@ pub fn run(args: Args) -> Result<()> {
         device: device(args.device)?,
         ..Default::default()
     };
-    let tc = TranscoderSet::load(&tc_dir, &opts.device)
+    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
         .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
@@ -90,29 +101,109 @@ pub fn run(args: Args) -> Result<()> {
     let last = tokens.len() - 1;
     let clean = feature_intervention(&m.model, &tokens, &tc, &[], mode)?;
     let steered = feature_intervention(&m.model, &tokens, &tc, &ivs, mode)?;
-    let (before, after) = (
-        top(&m, &clean.logits.get(last)?, args.top_k)?,
-        top(&m, &steered.logits.get(last)?, args.top_k)?,
+    // Activations as the features fire (post-activation), whatever the mode reports.
+    let fired = match mode {
+        Mode::Constrained => Some(feature_intervention(
+            &m.model,
+            &tokens,
+            &tc,
+            &[],
+            Mode::OpenLoop {
+                freeze_attention: false,
+            },
+        )?),
+        Mode::OpenLoop { .. } => None,
+    };
+    let fired = fired.as_ref().unwrap_or(&clean);
+
+    println!(
+        "prompt: {}",
+        tokens
+            .iter()
+            .enumerate()
+            .map(|(p, &id)| Ok(format!("{p}:{}", show(&m.tokenizer, id)?)))
+            .collect::<Result<Vec<_>>>()?
+            .join(" ")
     );
-    println!("{:<32} {:<32}", "clean", "intervened");
+    println!("interventions (clean activation → set to):");
+    for iv in &ivs {
+        let acts = fired
+            .activations
+            .get(iv.layer)
+            .with_context(|| format!("{}: no layer {}", describe(iv), iv.layer))?;
+        let (first, end) = match iv.pos {
+            Position::At(p) => (p, p + 1),
+            Position::From(p) => (p, tokens.len()),
+        };
+        for (p, &tok) in tokens.iter().enumerate().take(end).skip(first) {
+            let a = acts
+                .get(p)
+                .and_then(|r| r.get(iv.feature as usize))
+                .and_then(|v| v.to_scalar::<f32>())
+                .with_context(|| {
+                    format!(
+                        "{}: no feature {} at position {p}",
+                        describe(iv),
+                        iv.feature
+                    )
+                })?
+                + 0.0; // no "-0.0000"
+            let new = match iv.action {
+                Action::Set(v) => v,
+                Action::Scale(f) => a * f + 0.0,
+            };
+            let note = match (a == 0.0, iv.action) {
+                (true, Action::Scale(_)) => "  (inactive here: scaling changes nothing)",
+                (true, Action::Set(_)) => "  (inactive in the clean run)",
+                _ => "",
+            };
+            println!(
+                "  {:<20} pos {p:<3} {:<12} {a:>9.4} → {new:.4}{note}",
+                describe(iv),
+                show(&m.tokenizer, tok)?
+            );
+        }
+        if first >= tokens.len() {
+            println!(
+                "  {:<20} starts after the prompt: it acts on generated tokens only",
+                describe(iv)
+            );
+        }
+    }
+
+    let logits = |o: &adag_engine::intervene::InterventionOutput| -> Result<(Vec<f32>, Vec<f32>)> {
+        let l = o.logits.get(last)?;
+        Ok((l.to_vec1::<f32>()?, probabilities(&l)?.to_vec1::<f32>()?))
+    };
+    let ((lc, pc), (ls, ps)) = (logits(&clean)?, logits(&steered)?);
+    let (before, after) = (top(&pc, args.top_k), top(&ps, args.top_k));
+    println!("\nnext token\n  {:<32} intervened", "clean");
     for (b, a) in before.iter().zip(&after) {
+        let clean = format!("{:>7.4}  {}", b.1, show(&m.tokenizer, b.0 as u32)?);
+        let after = format!("{:>7.4}  {}", a.1, show(&m.tokenizer, a.0 as u32)?);
+        println!("  {clean:<32} {after}");
+    }
+    println!("\nlogit changes (clean top {}):", before.len());
+    println!(
+        "  {:<16} {:>9} {:>9} {:>9}   prob",
+        "token", "clean", "after", "Δ"
+    );
+    for &(i, _) in &before {
         println!(
-            "{:<32} {:<32}",
-            format!("{:>7.4}  {}", b.1, printable(&b.0)),
-            format!("{:>7.4}  {}", a.1, printable(&a.0))
+            "  {:<16} {:>9.4} {:>9.4} {:>+9.4}   {:.4} → {:.4}",
+            show(&m.tokenizer, i as u32)?,
+            lc[i],
+            ls[i],
+            ls[i] - lc[i],
+            pc[i],
+            ps[i]
         );
     }
     if args.generate > 0 {
         let (plain, _) = generate(&m.model, &tokens, &tc, &[], args.generate)?;
         let (new, _) = generate(&m.model, &tokens, &tc, &ivs, args.generate)?;
-        println!(
-            "\nclean:      {}",
-            printable(&m.tokenizer.decode(&plain, false)?)
-        );
-        println!(
-            "intervened: {}",
-            printable(&m.tokenizer.decode(&new, false)?)
-        );
+        println!("\nclean:      {}", show_all(&m.tokenizer, &plain)?);
+        println!("intervened: {}", show_all(&m.tokenizer, &new)?);
     }
     Ok(())
 }

@@ -4,7 +4,8 @@ use adag_model::{probabilities, LoadedModel};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::common::{printable, ModelArgs};
+use crate::common::ModelArgs;
+use crate::tokens::show;
 
 /// Arguments of `adag run`.
 #[derive(Debug, clap::Args)]
@@ -29,8 +30,9 @@ pub struct Args {
 /// Runs `adag run`.
 pub fn run(args: Args) -> Result<()> {
     let opts = args.model.load_options()?;
-    let m = LoadedModel::load(&args.model.model, &opts)
-        .with_context(|| format!("loading model from {}", args.model.model.display()))?;
+    let dir = crate::common::resolve_model(&args.model.model)?;
+    let m = LoadedModel::load(&dir, &opts)
+        .with_context(|| format!("loading model from {}", dir.display()))?;
     let ids = m.tokenizer.prompt_ids(&args.prompt, args.chat)?;
     let strings = m.tokenizer.token_strings(&ids)?;
     let logits = m.model.logits(&ids)?;
@@ -71,13 +73,19 @@ pub fn run(args: Args) -> Result<()> {
             _ => " (no BOS added)".to_string(),
         }
     );
-    for (p, (id, s)) in ids.iter().zip(&strings).enumerate() {
-        println!("  {p:>4}  {id:>7}  {}", printable(s));
+    // Whitespace shown (␣ space, ↵ newline, ⇥ tab), so a space-only token is not a blank.
+    println!("   pos       id  token");
+    for (p, id) in ids.iter().enumerate() {
+        println!("  {p:>4}  {id:>7}  {}", show(&m.tokenizer, *id)?);
     }
     println!("\nnext token (top {}):", top.len());
     println!("  rank       id   prob      logit  token");
-    for (r, (i, t, p, l)) in top.iter().enumerate() {
-        println!("  {:>4}  {i:>7}  {p:.4}  {l:>9.4}  {}", r + 1, printable(t));
+    for (r, (i, _, p, l)) in top.iter().enumerate() {
+        println!(
+            "  {:>4}  {i:>7}  {p:.4}  {l:>9.4}  {}",
+            r + 1,
+            show(&m.tokenizer, *i as u32)?
+        );
     }
     Ok(())
 }

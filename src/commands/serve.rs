@@ -20,7 +20,8 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
     /// Folder of feature-detail files: `index.json.gz` + `layer_{i}.bin`, or `{index}.json`,
-    /// optionally in one subfolder per transcoder set (the graph's `metadata.scan`).
+    /// optionally in one subfolder per transcoder set (the graph's `metadata.scan`). Default:
+    /// the bundled demo transcoders' `features/` folder, when it exists.
     #[arg(long)]
     features_dir: Option<PathBuf>,
     /// Graph to open in the printed URL.
@@ -33,7 +34,15 @@ pub fn run(args: Args) -> Result<()> {
     let mut config = adag_serve::ServeConfig::new(&args.dir)
         .port(args.port)
         .host(args.host);
-    if let Some(f) = &args.features_dir {
+    // Without a flag: the dashboards of the bundled demo transcoders (`adag features` writes
+    // them to `<transcoders>/features`), so the README's graphs show their examples.
+    let features_dir = args.features_dir.clone().or_else(|| {
+        adag_train::bundle::default_transcoders_dir()
+            .ok()
+            .map(|t| t.join("features"))
+            .filter(|d| d.join("index.json.gz").is_file())
+    });
+    if let Some(f) = &features_dir {
         config = config.features_dir(f);
     }
     if let Some(s) = &args.slug {

@@ -6,17 +6,15 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use adag_circuit::config::{Answers, BlacklistEntry, Resolved, Rule, RunConfig};
+use adag_circuit::config::{Answers, BlacklistEntry, Rule, RunConfig};
+use adag_circuit::neuron_options;
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
 use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
 use adag_circuit::{Dataset, Shard, TracedPrompt};
-use adag_engine::neuron::{
-    neuron_graph, neuron_graph_extras, trace_prompts, NeuronOptions, PromptInput, RelpRule,
-    LLAMA_31_8B_INSTRUCT_BLACKLIST,
-};
+use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
 use adag_graph::{frontend, prune, GraphMeta};
 use adag_model::LoadedModel;
 use anyhow::{bail, Context, Result};
@@ -54,11 +52,11 @@ pub struct Args {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Mask the model's known neuron blacklist (Llama-3.1-8B-Instruct) [default: true].
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub apply_blacklist: Option<bool>,
-    /// Do not mask the blacklist.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    pub no_apply_blacklist: Option<bool>,
+    #[arg(long, overrides_with = "no_apply_blacklist")]
+    pub apply_blacklist: bool,
+    /// Do not mask the model's known blacklist (`--blacklist` entries still apply).
+    #[arg(long, overrides_with = "apply_blacklist")]
+    pub no_apply_blacklist: bool,
     /// Extra neurons to mask, LAYER/NEURON (repeatable; replaces the config's list; applied
     /// even with --no-apply-blacklist).
     #[arg(long = "blacklist", value_name = "L/N")]
@@ -142,8 +140,12 @@ impl Args {
             edge_threshold: self.edge_threshold,
             k: self.k,
             batch_size: self.batch_size,
-            apply_blacklist: self.apply_blacklist,
-            no_apply_blacklist: self.no_apply_blacklist,
+            // A plain flag pair: the last one given wins and sets both keys, so it overrides
+            // either spelling in the config file; neither flag leaves the file's choice.
+            apply_blacklist: (self.apply_blacklist || self.no_apply_blacklist)
+                .then_some(self.apply_blacklist),
+            no_apply_blacklist: (self.apply_blacklist || self.no_apply_blacklist)
+                .then_some(self.no_apply_blacklist),
             blacklist: (!self.blacklist.is_empty()).then(|| {
                 self.blacklist
                     .iter()
@@ -177,38 +179,6 @@ impl Args {
             shard: self.shard.clone(),
             verbose: self.verbose,
         })
-    }
-}
-
-fn engine_rule(r: Rule) -> RelpRule {
-    match r {
-        Rule::HalfRule => RelpRule::HalfRule,
-        Rule::NoHalfRule => RelpRule::NoHalfRule,
-        Rule::StopGate => RelpRule::StopGate,
-    }
-}
-
-/// The engine's options for a resolved run.
-pub fn neuron_options(
-    r: &Resolved,
-    model_id: Option<&str>,
-    backward_batch: usize,
-) -> NeuronOptions {
-    let mut blacklist = Vec::new();
-    if r.apply_blacklist && model_id.is_some_and(is_llama31_8b_instruct) {
-        blacklist.extend(LLAMA_31_8B_INSTRUCT_BLACKLIST);
-    }
-    // An explicit list is always applied; apply_blacklist toggles the model's known list.
-    blacklist.extend(r.blacklist.iter().copied());
-    NeuronOptions {
-        k: r.k,
-        percentage_threshold: r.percentage_threshold,
-        edge_threshold: r.edge_threshold,
-        rule: engine_rule(r.rule),
-        center_logits: r.center_logits,
-        ignore_bos: r.ignore_bos,
-        blacklist,
-        batch_size: backward_batch,
     }
 }
 
@@ -325,7 +295,11 @@ pub fn run(mut args: Args) -> Result<()> {
         out: r.output_path.clone(),
         identity,
         config: serde_json::json!({ "run": r, "engine": opts }),
-        model: r.model.display().to_string(),
+        // Absolute, so that `adag steer DIR` / `adag describe DIR` work from any directory.
+        model: std::fs::canonicalize(&r.model)
+            .unwrap_or_else(|_| r.model.clone())
+            .display()
+            .to_string(),
         model_id: model_id.clone(),
         dataset: dataset_info,
         shard,
@@ -384,7 +358,19 @@ pub fn run(mut args: Args) -> Result<()> {
                     .map_err(|e| format!("writing graph {name}: {e:#}"))?;
             }
         }
-        Ok(circuits.iter().map(TracedPrompt::from).collect())
+        let traced: Vec<TracedPrompt> = circuits.iter().map(TracedPrompt::from).collect();
+        // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
+        // attributions are fractions of the goal.
+        for (p, t) in batch.iter().zip(&traced) {
+            if !p.answers.is_empty() && t.goal.is_finite() && t.goal <= 0.0 {
+                eprintln!(
+                    "warning: prompt {}: the model does not predict its answers {:?} \
+                     (goal {:.3} ≤ 0); its attributions are fractions of a non-positive goal",
+                    p.prompt_id, p.answers, t.goal
+                );
+            }
+        }
+        Ok(traced)
     };
 
     let bar = if args.quiet {
@@ -435,6 +421,9 @@ pub fn run(mut args: Args) -> Result<()> {
     );
     if let Some((dir, slug)) = &graph_export {
         println!("graphs: {}/{slug}-{{prompt_id}}.json", dir.display());
+        if !args.serve {
+            println!("view: adag serve {}", dir.display());
+        }
         if args.serve {
             adag_serve::serve_blocking(
                 adag_serve::ServeConfig::new(dir.clone())

@@ -29,6 +29,21 @@ pub struct ClusterOptions {
     pub seed: u64,
     /// k-means restarts (the best inertia wins).
     pub n_init: usize,
+    /// Range `[a, b]` of k searched for the largest eigengap ([`Diagnostics::suggested_k`]);
+    /// `None`: `[2, min(max(2k, 20), units − 1)]`.
+    #[serde(default)]
+    pub k_range: Option<[usize; 2]>,
+}
+
+impl ClusterOptions {
+    /// The k range searched for the eigengap on `n` units (see [`ClusterOptions::k_range`]),
+    /// clamped to `[1, n − 1]` since λ_{k+1} must exist.
+    pub fn k_range_for(&self, n: usize) -> [usize; 2] {
+        let hi_cap = n.saturating_sub(1).max(1);
+        let [a, b] = self.k_range.unwrap_or([2, (2 * self.k).max(20)]);
+        let b = b.min(hi_cap);
+        [a.clamp(1, b), b]
+    }
 }
 
 impl Default for ClusterOptions {
@@ -38,6 +53,7 @@ impl Default for ClusterOptions {
             similarity: SimilarityOptions::default(),
             seed: 42,
             n_init: 10,
+            k_range: None,
         }
     }
 }
@@ -45,12 +61,17 @@ impl Default for ClusterOptions {
 /// Quality figures of a clustering.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostics {
-    /// The k+1 largest eigenvalues of the normalised affinity, descending.
+    /// The largest eigenvalues of the normalised affinity, descending (up to λ_{b+1} for the
+    /// searched range `[a, b]`).
     pub eigenvalues: Vec<f64>,
     /// `λ_k − λ_{k+1}`: a large gap says the graph has about k well-separated groups.
     pub eigengap: f64,
-    /// The k (1..=k) with the largest gap `λ_k − λ_{k+1}` among the computed eigenvalues.
+    /// The k in [`Diagnostics::k_range`] with the largest gap `λ_k − λ_{k+1}`.
     pub suggested_k: usize,
+    /// The range `[a, b]` searched for `suggested_k` (`[0, 0]` in files from before it was
+    /// recorded, which searched only 1..=k).
+    #[serde(default)]
+    pub k_range: [usize; 2],
     /// Mean silhouette with distance `1 − (S+1)/2` (singletons score 0), in [−1, 1].
     pub silhouette: f64,
     /// Mean similarity over pairs of units in the same cluster.
@@ -183,6 +204,29 @@ impl ClusterState {
         self.cluster_map.get(&unit.key()).map(String::as_str)
     }
 
+    /// The `n` member units of cluster `id` with the most Σ|attribution| over the prompts
+    /// of `profiles` (ties: unit order), as `"layer,neuron,polarity"` keys: what a table's
+    /// "top units" column should show, rather than the lowest ids.
+    pub fn top_units(&self, profiles: &Profiles, id: &str, n: usize) -> Vec<String> {
+        let mut weight: BTreeMap<String, f64> = BTreeMap::new();
+        for p in &profiles.prompts {
+            for u in &p.units {
+                *weight.entry(profiles.units[u.unit].key()).or_default() +=
+                    u.attribution.abs() as f64;
+            }
+        }
+        let Some(c) = self.clusters.iter().find(|c| c.id == id) else {
+            return Vec::new();
+        };
+        let mut units: Vec<(&String, f64)> = c
+            .units
+            .iter()
+            .map(|u| (u, weight.get(u).copied().unwrap_or(0.0)))
+            .collect();
+        units.sort_by(|a, b| b.1.total_cmp(&a.1));
+        units.into_iter().take(n).map(|(u, _)| u.clone()).collect()
+    }
+
     /// The cluster with this id or name.
     pub fn find(&self, id_or_name: &str) -> Option<&ClusterInfo> {
         self.clusters
@@ -222,7 +266,14 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
     let s = similarity(profiles, &opts.similarity);
     seconds.insert("similarity".to_string(), t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
-    let emb = spectral::embed(&s, opts.k, opts.seed)?;
+    let k_range = opts.k_range_for(n);
+    let emb = spectral::embed_eigs(
+        &s,
+        opts.k,
+        k_range[1] + 1,
+        opts.seed,
+        n > spectral::DENSE_LIMIT,
+    )?;
     seconds.insert("eigensolver".to_string(), t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
     let km = spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed);
@@ -246,7 +297,7 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
     }
     let labels: Vec<usize> = km.labels.iter().map(|&l| rename[l]).collect();
     let t = std::time::Instant::now();
-    let mut diagnostics = diagnose(profiles, &s, &labels, opts.k, &emb.eigenvalues);
+    let mut diagnostics = diagnose(profiles, &s, &labels, opts.k, &emb.eigenvalues, k_range);
     seconds.insert("diagnostics".to_string(), t.elapsed().as_secs_f64());
     diagnostics.eigensolver = emb.solver.to_string();
     diagnostics.seconds = seconds;
@@ -257,14 +308,21 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
     })
 }
 
-fn diagnose(p: &Profiles, s: &Similarity, labels: &[usize], k: usize, eig: &[f64]) -> Diagnostics {
+fn diagnose(
+    p: &Profiles,
+    s: &Similarity,
+    labels: &[usize],
+    k: usize,
+    eig: &[f64],
+    k_range: [usize; 2],
+) -> Diagnostics {
     let n = labels.len();
     let eigengap = if eig.len() > k {
         eig[k - 1] - eig[k]
     } else {
         0.0
     };
-    let suggested_k = (1..eig.len())
+    let suggested_k = (k_range[0].max(1)..=k_range[1].min(eig.len().saturating_sub(1)))
         .max_by(|&a, &b| {
             (eig[a - 1] - eig[a])
                 .total_cmp(&(eig[b - 1] - eig[b]))
@@ -336,6 +394,7 @@ fn diagnose(p: &Profiles, s: &Similarity, labels: &[usize], k: usize, eig: &[f64
     let conflicts: usize = (0..k).map(|c| pos[c].min(neg[c])).sum();
     Diagnostics {
         eigenvalues: eig.to_vec(),
+        k_range,
         eigengap,
         suggested_k,
         silhouette: sil / n as f64,

@@ -8,7 +8,7 @@
 //! logits as `outputs`; at unit level they keep their token: `tok{id}` and `out{id}`, so an
 //! edge reads `tok412->L0N17+` or `L3N5-->out99`. Positions are summed, as for units. Only
 //! prompts where the item is present count (the reference's convention), and items present on
-//! fewer than `min_prompts` prompts are left out. Rows are sorted by |Pearson r|, strongest
+//! fewer than `min_prompts` prompts are flagged `low_n`. Rows are sorted by |Pearson r|, strongest
 //! first.
 //!
 //! A metric that covers fewer than `min_prompts` (at least 3) of the circuit's prompts is an
@@ -17,14 +17,29 @@
 //!
 //! # Metric file
 //!
-//! CSV (or TSV) with a header. The key column is `prompt_id` if present, else `label`; the
-//! value column is the one named by `column`, else the first other column. Also accepted:
-//! a JSON object `{"<prompt_id or label>": value, ...}`.
+//! CSV (or TSV) with a header. The key column is `prompt_id` if the header has one (every key
+//! must then be an integer prompt id), else `label` (every key must be a label of the circuit,
+//! numeric or not): the header decides, the keys' look never does. The value column is the one
+//! named by `column`, else the first other column. Also accepted: a JSON object of prompt ids
+//! `{"<prompt_id>": value, ...}`, or of labels wrapped as `{"label": {"<label>": value, ...}}`.
+//!
+//! # Multiple testing
+//!
+//! A table holds hundreds to thousands of tests, so a raw p of 5e-4 is expected by chance.
+//! Each row carries its Benjamini–Hochberg q-value over the rows of its level (the family
+//! tested together), and optionally a permutation p-value: the metric shuffled among the
+//! item's prompts `permutations` times (seeded), `p = (1 + #{|r_perm| ≥ |r|}) / (1 + N)`,
+//! which assumes nothing about normality. Rows whose n is below `min_prompts` are kept
+//! but flagged `low_n` (and still counted in the q-value family); items on fewer than 3 prompts
+//! have no correlation and are left out.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use adag_circuit::Circuit;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::ClusterState;
@@ -37,6 +52,14 @@ use crate::stats;
 pub struct Metric {
     /// prompt id → value.
     pub values: BTreeMap<u64, f64>,
+}
+
+/// What the keys of a metric file name: decided by the header (CSV) or the wrapper (JSON),
+/// never by whether a key looks like a number (a numeric label is a label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    PromptId,
+    Label,
 }
 
 impl Metric {
@@ -55,28 +78,46 @@ impl Metric {
             }
         }
         let mut values = BTreeMap::new();
-        let mut put = |key: &str, v: f64, line: usize| -> Result<()> {
-            if let Ok(id) = key.parse::<u64>() {
-                values.insert(id, v);
-            } else if let Some(ids) = by_label.get(key) {
-                ids.iter().for_each(|&id| {
+        let mut put = |kind: KeyKind, key: &str, v: f64, line: usize| -> Result<()> {
+            match kind {
+                KeyKind::PromptId => {
+                    let id = key.parse::<u64>().map_err(|_| {
+                        bad(format!("line {line}: prompt_id {key:?} is not an integer"))
+                    })?;
                     values.insert(id, v);
-                });
-            } else {
-                return Err(bad(format!(
-                    "line {line}: {key:?} is neither a prompt id nor a label of the circuit"
-                )));
+                }
+                KeyKind::Label => {
+                    let ids = by_label.get(key).ok_or_else(|| {
+                        bad(format!(
+                            "line {line}: {key:?} is not a label of the circuit"
+                        ))
+                    })?;
+                    ids.iter().for_each(|&id| {
+                        values.insert(id, v);
+                    });
+                }
             }
             Ok(())
         };
         if text.trim_start().starts_with('{') {
-            let m: BTreeMap<String, f64> =
+            let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|source| Error::Json {
                     path: path.to_path_buf(),
                     source,
                 })?;
-            for (k, v) in m {
-                put(&k, v, 1)?;
+            let obj = json
+                .as_object()
+                .ok_or_else(|| bad("not a JSON object".into()))?;
+            let (kind, map) = match (obj.len(), obj.get("label"), obj.get("prompt_id")) {
+                (1, Some(serde_json::Value::Object(m)), _) => (KeyKind::Label, m),
+                (1, _, Some(serde_json::Value::Object(m))) => (KeyKind::PromptId, m),
+                _ => (KeyKind::PromptId, obj),
+            };
+            for (k, v) in map {
+                let v = v
+                    .as_f64()
+                    .ok_or_else(|| bad(format!("the value of {k:?} is not a number")))?;
+                put(kind, k, v, 1)?;
             }
             return Ok(Metric { values });
         }
@@ -93,11 +134,13 @@ impl Metric {
             .next()
             .ok_or_else(|| bad("empty metric file".into()))?;
         let cols: Vec<&str> = header.split(sep).map(str::trim).collect();
-        let key = cols
-            .iter()
-            .position(|&c| c == "prompt_id")
-            .or_else(|| cols.iter().position(|&c| c == "label"))
-            .ok_or_else(|| bad("the header needs a prompt_id or label column".into()))?;
+        let ids = cols.iter().position(|&c| c == "prompt_id");
+        let labels = cols.iter().position(|&c| c == "label");
+        let (key, kind) = match (ids, labels) {
+            (Some(i), _) => (i, KeyKind::PromptId),
+            (None, Some(l)) => (l, KeyKind::Label),
+            (None, None) => return Err(bad("the header needs a prompt_id or label column".into())),
+        };
         let val = match column {
             Some(name) => cols
                 .iter()
@@ -115,7 +158,7 @@ impl Metric {
             let v: f64 = v
                 .parse()
                 .map_err(|_| bad(format!("line {}: {v:?} is not a number", i + 1)))?;
-            put(k, v, i + 1)?;
+            put(kind, k, v, i + 1)?;
         }
         Ok(Metric { values })
     }
@@ -154,6 +197,33 @@ pub struct CorrelationRow {
     pub spearman_p: f64,
     /// Mean attribution over those prompts.
     pub mean_attribution: f64,
+    /// Benjamini–Hochberg q-value of `pearson_p` among the rows of this level.
+    pub pearson_q: f64,
+    /// Permutation p-value of |r|, when permutations were asked for.
+    pub permutation_p: Option<f64>,
+    /// n is below the minimum asked for: read the row with care.
+    pub low_n: bool,
+}
+
+/// Options of [`correlate_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelateOptions {
+    /// Rows with fewer prompts are flagged `low_n`; the metric must cover at least this many.
+    pub min_prompts: usize,
+    /// Shuffles of the metric per row for a permutation p-value (0: none).
+    pub permutations: usize,
+    /// Seed of the shuffles.
+    pub seed: u64,
+}
+
+impl Default for CorrelateOptions {
+    fn default() -> Self {
+        CorrelateOptions {
+            min_prompts: 10,
+            permutations: 0,
+            seed: 42,
+        }
+    }
 }
 
 /// (prompt, layer, position, neuron) → (activation, is a neuron node).
@@ -266,7 +336,7 @@ pub fn item_values(
     Ok(out)
 }
 
-/// Correlates every item of `level` with the metric.
+/// Correlates every item of `level` with the metric (no permutations).
 pub fn correlate(
     circuit: &Circuit,
     clusters: Option<&ClusterState>,
@@ -274,12 +344,34 @@ pub fn correlate(
     level: Level,
     min_prompts: usize,
 ) -> Result<Vec<CorrelationRow>> {
+    correlate_with(
+        circuit,
+        clusters,
+        metric,
+        level,
+        &CorrelateOptions {
+            min_prompts,
+            permutations: 0,
+            seed: 0,
+        },
+    )
+}
+
+/// Correlates every item of `level` with the metric, with q-values and optional permutation
+/// p-values (see the module docs).
+pub fn correlate_with(
+    circuit: &Circuit,
+    clusters: Option<&ClusterState>,
+    metric: &Metric,
+    level: Level,
+    opts: &CorrelateOptions,
+) -> Result<Vec<CorrelationRow>> {
     let covered = circuit
         .prompts
         .iter()
         .filter(|p| metric.values.contains_key(&p.prompt_id))
         .count();
-    let needed = min_prompts.max(3);
+    let needed = opts.min_prompts.max(3);
     if covered < needed {
         return Err(Error::Input(format!(
             "the metric covers {covered} of the circuit's {} prompts; correlation needs at \
@@ -288,6 +380,7 @@ pub fn correlate(
         )));
     }
     let items = item_values(circuit, clusters, level)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut rows = Vec::new();
     for (item, per_prompt) in items {
         let ids: BTreeSet<u64> = per_prompt
@@ -295,7 +388,7 @@ pub fn correlate(
             .copied()
             .filter(|id| metric.values.contains_key(id))
             .collect();
-        if ids.len() < needed {
+        if ids.len() < 3 {
             continue;
         }
         let x: Vec<f64> = ids.iter().map(|id| per_prompt[id]).collect();
@@ -303,6 +396,19 @@ pub fn correlate(
         let (Some(r), Some(rho)) = (stats::pearson(&x, &y), stats::spearman(&x, &y)) else {
             continue;
         };
+        let permutation_p = (opts.permutations > 0).then(|| {
+            let mut shuffled = y.clone();
+            let mut hits = 0usize;
+            for _ in 0..opts.permutations {
+                shuffled.shuffle(&mut rng);
+                // A constant shuffle cannot happen (y is not constant: r exists).
+                let rp = stats::pearson(&x, &shuffled).unwrap_or(0.0);
+                if rp.abs() >= r.abs() - 1e-12 {
+                    hits += 1;
+                }
+            }
+            (1 + hits) as f64 / (1 + opts.permutations) as f64
+        });
         rows.push(CorrelationRow {
             level,
             item,
@@ -312,7 +418,14 @@ pub fn correlate(
             spearman_rho: rho,
             spearman_p: stats::p_value(rho, x.len()),
             mean_attribution: x.iter().sum::<f64>() / x.len() as f64,
+            pearson_q: 1.0,
+            permutation_p,
+            low_n: x.len() < needed,
         });
+    }
+    let q = stats::benjamini_hochberg(&rows.iter().map(|r| r.pearson_p).collect::<Vec<_>>());
+    for (row, q) in rows.iter_mut().zip(q) {
+        row.pearson_q = q;
     }
     rows.sort_by(|a, b| {
         b.pearson_r
@@ -326,10 +439,10 @@ pub fn correlate(
 /// The table as CSV.
 pub fn to_csv(rows: &[CorrelationRow]) -> String {
     let mut s =
-        String::from("level,item,n,pearson_r,pearson_p,spearman_rho,spearman_p,mean_attribution\n");
+        String::from("level,item,n,pearson_r,pearson_p,spearman_rho,spearman_p,mean_attribution,pearson_q,permutation_p,low_n\n");
     for r in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{}\n",
             serde_json::to_value(r.level)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
@@ -340,7 +453,10 @@ pub fn to_csv(rows: &[CorrelationRow]) -> String {
             r.pearson_p,
             r.spearman_rho,
             r.spearman_p,
-            r.mean_attribution
+            r.mean_attribution,
+            r.pearson_q,
+            r.permutation_p.map(|p| p.to_string()).unwrap_or_default(),
+            r.low_n
         ));
     }
     s

@@ -27,7 +27,6 @@
 pub mod cluster;
 pub mod correlate;
 pub mod error;
-mod font;
 pub mod plot;
 pub mod profiles;
 pub mod raster;

@@ -58,6 +58,26 @@ pub struct ClusterGraph {
 const BOX_W: f64 = 116.0;
 const BOX_H: f64 = 30.0;
 
+/// The part of the segment between box centres `a` and `b` that lies outside both boxes, so
+/// that an edge starts and ends at box borders instead of crossing its own boxes.
+fn clip(a: (f64, f64), b: (f64, f64)) -> ((f64, f64), (f64, f64)) {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let t = [
+        if dx != 0.0 {
+            BOX_W / 2.0 / dx.abs()
+        } else {
+            f64::INFINITY
+        },
+        if dy != 0.0 {
+            BOX_H / 2.0 / dy.abs()
+        } else {
+            f64::INFINITY
+        },
+    ];
+    let t = t[0].min(t[1]).min(0.5);
+    ((a.0 + t * dx, a.1 + t * dy), (b.0 - t * dx, b.1 - t * dy))
+}
+
 /// Positions from [`ClusterGraph::layout`]: canvas size and each node's centre.
 struct Layout<'a> {
     width: f64,
@@ -73,6 +93,36 @@ fn fill(id: &str) -> [u8; 3] {
         [0xff, 0xf2, 0xcc]
     } else {
         [0xdd, 0xe8, 0xff]
+    }
+}
+
+/// A special token such as `<s>`, `<bos>` or `<|begin_of_text|>`.
+fn is_special(t: &str) -> bool {
+    t.len() > 2 && t.starts_with('<') && t.ends_with('>') && !t.contains(' ')
+}
+
+/// A token with its whitespace visible: `␣` for spaces, `↵` for newlines, `⇥` for tabs, `∅`
+/// for an empty string.
+pub fn visible(t: &str) -> String {
+    if t.is_empty() {
+        return "∅".into();
+    }
+    t.chars()
+        .map(|c| match c {
+            ' ' => '␣',
+            '\n' => '↵',
+            '\t' => '⇥',
+            c => c,
+        })
+        .collect()
+}
+
+/// A probability for a label: two decimals, or one significant digit below 0.01.
+fn probability(p: f32) -> String {
+    if p >= 0.01 || p == 0.0 {
+        format!("{p:.2}")
+    } else {
+        format!("{p:.0e}")
     }
 }
 
@@ -186,9 +236,14 @@ impl ClusterGraph {
         let top_rank = distinct.len() + 1;
         let mut nodes = Vec::new();
         for (i, s) in prompt.token_strings.iter().enumerate() {
+            // The BOS token carries no meaning of its own (its position is zeroed in attribution):
+            // a special token like `<|begin_of_text|>` at position 0 is not drawn.
+            if i == 0 && is_special(s) {
+                continue;
+            }
             nodes.push(PlotNode {
                 id: format!("tok{i}"),
-                label: s.clone(),
+                label: visible(s),
                 rank: 0,
                 value: 0.0,
             });
@@ -211,16 +266,21 @@ impl ClusterGraph {
             });
         }
         for (i, s) in prompt.target_strings.iter().enumerate() {
+            let p = prompt.target_probs.get(i).copied().unwrap_or(0.0);
             nodes.push(PlotNode {
                 id: format!("out{i}"),
-                label: format!(
-                    "{s} (p={:.2})",
-                    prompt.target_probs.get(i).copied().unwrap_or(0.0)
-                ),
+                // The token made visible (a space-only target read "  (p=0.00)"), and a
+                // probability that is not rounded to 0.
+                label: format!("\"{}\" p={}", visible(s), probability(p)),
                 rank: top_rank,
                 value: prompt.target_probs.get(i).copied().unwrap_or(0.0) as f64,
             });
         }
+        let drawn: std::collections::BTreeSet<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+        let edges = edges
+            .into_iter()
+            .filter(|e| drawn.contains(e.source.as_str()) && drawn.contains(e.target.as_str()))
+            .collect();
         Ok(ClusterGraph {
             nodes,
             edges,
@@ -250,8 +310,15 @@ impl ClusterGraph {
         let max_rank = self.nodes.iter().map(|n| n.rank).max().unwrap_or(0);
         for r in 0..=max_rank {
             s.push_str("  { rank=same;");
-            for n in self.nodes.iter().filter(|n| n.rank == r) {
+            let row: Vec<&PlotNode> = self.nodes.iter().filter(|n| n.rank == r).collect();
+            for n in &row {
                 s.push_str(&format!(" \"{}\" [label=\"{}\"];", n.id, esc(&n.label)));
+            }
+            // Invisible edges along the row keep the prompt's tokens in order (Graphviz
+            // otherwise reorders a rank to shorten edges).
+            if r == 0 && row.len() > 1 {
+                let chain: Vec<String> = row.iter().map(|n| format!("\"{}\"", n.id)).collect();
+                s.push_str(&format!(" {} [style=invis];", chain.join(" -> ")));
             }
             s.push_str(" }\n");
         }
@@ -298,7 +365,11 @@ impl ClusterGraph {
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
              font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"10\" y=\"18\" font-size=\"13\">{}</text>\n",
+             <text x=\"10\" y=\"18\" font-size=\"13\">{}</text>\n\
+             <defs><marker id=\"arrow-pos\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" \
+             markerHeight=\"6\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#2060d0\"/></marker>\
+             <marker id=\"arrow-neg\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" markerWidth=\"6\" \
+             markerHeight=\"6\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#d03020\"/></marker></defs>\n",
             esc(&self.title)
         );
         for e in self.edges.iter().rev() {
@@ -306,15 +377,26 @@ impl ClusterGraph {
             else {
                 continue;
             };
+            let (a, b) = clip(*a, *b);
             s.push_str(&format!(
                 "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{}\" \
-                 stroke-opacity=\"0.6\" stroke-width=\"{:.2}\"><title>{} → {}: {:.4}</title></line>\n",
+                 stroke-opacity=\"0.6\" stroke-width=\"{:.2}\" marker-end=\"url(#{})\">\
+                 <title>{} → {}: {:.4}</title></line>\n",
                 a.0,
-                a.1 - box_h / 2.0,
+                a.1,
                 b.0,
-                b.1 + box_h / 2.0,
-                if e.weight >= 0.0 { "#2060d0" } else { "#d03020" },
+                b.1,
+                if e.weight >= 0.0 {
+                    "#2060d0"
+                } else {
+                    "#d03020"
+                },
                 self.width(e.weight),
+                if e.weight >= 0.0 {
+                    "arrow-pos"
+                } else {
+                    "arrow-neg"
+                },
                 esc(&e.source),
                 esc(&e.target),
                 e.weight
@@ -341,7 +423,8 @@ impl ClusterGraph {
     }
 
     /// The same picture as [`ClusterGraph::to_svg`] as a PNG, rendered by adag (no Graphviz):
-    /// labels in a 5×7 bitmap font, cut to 18 characters as in the SVG, non-ASCII as `?`.
+    /// labels in DejaVu Sans (see [`crate::raster`]), cut with "…" to fit their boxes, and an
+    /// arrowhead at each edge's target.
     pub fn to_png(&self) -> Vec<u8> {
         use crate::raster::Canvas;
         let Layout { width, height, pos } = self.layout();
@@ -349,11 +432,7 @@ impl ClusterGraph {
         c.text_centred(
             width / 2.0,
             8.0,
-            &self
-                .title
-                .chars()
-                .take(width as usize / 6 - 2)
-                .collect::<String>(),
+            &c.fit(&self.title, width - 20.0),
             [0, 0, 0],
         );
         for e in self.edges.iter().rev() {
@@ -366,15 +445,10 @@ impl ClusterGraph {
             } else {
                 [0xd0, 0x30, 0x20]
             };
-            c.line(
-                a.0,
-                a.1 - BOX_H / 2.0,
-                b.0,
-                b.1 + BOX_H / 2.0,
-                self.width(e.weight),
-                colour,
-                0.6,
-            );
+            let (a, b) = clip(*a, *b);
+            let w = self.width(e.weight);
+            c.line(a.0, a.1, b.0, b.1, w, colour, 0.6);
+            c.arrowhead(a, b, 7.0 + w, colour);
         }
         for n in &self.nodes {
             let Some(&(x, y)) = pos.get(n.id.as_str()) else {
@@ -383,8 +457,7 @@ impl ClusterGraph {
             let (bx, by) = (x - BOX_W / 2.0, y - BOX_H / 2.0);
             c.fill_rect(bx, by, BOX_W, BOX_H, fill(&n.id));
             c.stroke_rect(bx, by, BOX_W, BOX_H, [0x55, 0x55, 0x55]);
-            let label: String = n.label.chars().take(18).collect();
-            c.text_centred(x, y - 3.0, &label, [0, 0, 0]);
+            c.text_centred(x, y - 7.0, &c.fit(&n.label, BOX_W - 8.0), [0, 0, 0]);
         }
         c.to_png()
     }

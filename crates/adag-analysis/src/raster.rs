@@ -1,11 +1,44 @@
 //! A minimal RGB canvas and PNG encoder, so `adag plot` writes a PNG without Graphviz.
 //!
 //! The cluster graph needs filled boxes, outlined boxes, thick semi-transparent lines and
-//! short ASCII labels; nothing more. Lines are covered by distance to the segment (a cheap
-//! anti-alias); text uses the 5×7 bitmap font in [`crate::font`], one pixel per dot, six pixels
-//! per character. The PNG is 8-bit RGB, unfiltered scanlines in one zlib stream (flate2).
+//! short labels; nothing more. Lines are covered by distance to the segment (a cheap
+//! anti-alias); text is DejaVu Sans rasterised by `ab_glyph` (a hand-made bitmap font made "g"
+//! read as "9"). The PNG is 8-bit RGB, unfiltered scanlines in one zlib stream (flate2).
 
 use std::io::Write;
+use std::sync::OnceLock;
+
+use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
+
+/// Label size in pixels.
+pub const FONT_PX: f32 = 12.0;
+
+/// DejaVu Sans (Bitstream Vera licence, see `fonts/DejaVuSans-LICENSE.txt`), bundled so that
+/// PNGs look the same everywhere and need no system fonts.
+static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        FontRef::try_from_slice(FONT_BYTES).expect("the bundled DejaVu Sans parses")
+    })
+}
+
+/// Width of `text` in pixels in the label font.
+pub fn text_width(text: &str) -> f64 {
+    let scaled = font().as_scaled(PxScale::from(FONT_PX));
+    let mut w = 0.0f32;
+    let mut prev = None;
+    for ch in text.chars() {
+        let id = scaled.glyph_id(ch);
+        if let Some(p) = prev {
+            w += scaled.kern(p, id);
+        }
+        w += scaled.h_advance(id);
+        prev = Some(id);
+    }
+    w as f64
+}
 
 /// An RGB colour.
 pub type Rgb = [u8; 3];
@@ -107,21 +140,86 @@ impl Canvas {
         }
     }
 
-    /// Writes `text` centred on `cx` with its top at `top`; characters outside printable
-    /// ASCII are drawn as `?`.
+    /// Writes `text` centred on `cx` with its top at `top`, in DejaVu Sans at [`FONT_PX`],
+    /// anti-aliased; characters the font lacks show as its missing-glyph box.
     pub fn text_centred(&mut self, cx: f64, top: f64, text: &str, colour: Rgb) {
-        let n = text.chars().count() as f64;
-        let width = n * crate::font::ADVANCE as f64 - 1.0;
-        let x0 = (cx - width / 2.0).round() as i64;
-        let y0 = top.round() as i64;
-        for (i, ch) in text.chars().enumerate() {
-            let rows = crate::font::glyph(ch);
-            let gx = x0 + (i * crate::font::ADVANCE) as i64;
-            for (r, bits) in rows.iter().enumerate() {
-                for c in 0..5 {
-                    if bits & (0x10 >> c) != 0 {
-                        self.blend(gx + c, y0 + r as i64, colour, 1.0);
-                    }
+        let font = font();
+        let scaled = font.as_scaled(PxScale::from(FONT_PX));
+        let x0 = cx - text_width(text) / 2.0;
+        let baseline = top + scaled.ascent() as f64;
+        let mut x = x0 as f32;
+        let mut prev = None;
+        for ch in text.chars() {
+            let id = scaled.glyph_id(ch);
+            if let Some(p) = prev {
+                x += scaled.kern(p, id);
+            }
+            let g = id.with_scale_and_position(FONT_PX, point(x, baseline as f32));
+            x += scaled.h_advance(id);
+            prev = Some(id);
+            if let Some(outline) = font.outline_glyph(g) {
+                let b = outline.px_bounds();
+                outline.draw(|gx, gy, cov| {
+                    let (px, py) = (b.min.x as i64 + gx as i64, b.min.y as i64 + gy as i64);
+                    self.blend(px, py, colour, cov.clamp(0.0, 1.0) as f64);
+                });
+            }
+        }
+    }
+
+    /// `text`, cut with "…" so that it is at most `max_width` pixels wide in the label font.
+    pub fn fit(&self, text: &str, max_width: f64) -> String {
+        if text_width(text) <= max_width {
+            return text.to_string();
+        }
+        let chars: Vec<char> = text.chars().collect();
+        let mut n = chars.len();
+        while n > 0 {
+            n -= 1;
+            let cut: String = chars[..n].iter().collect::<String>() + "…";
+            if text_width(&cut) <= max_width {
+                return cut;
+            }
+        }
+        "…".into()
+    }
+
+    /// A filled arrowhead of the given length at `to`, pointing from `from` to `to`.
+    pub fn arrowhead(&mut self, from: (f64, f64), to: (f64, f64), len: f64, colour: Rgb) {
+        let (dx, dy) = (to.0 - from.0, to.1 - from.1);
+        let d = (dx * dx + dy * dy).sqrt();
+        if d == 0.0 {
+            return;
+        }
+        let (ux, uy) = (dx / d, dy / d);
+        let (bx, by) = (to.0 - ux * len, to.1 - uy * len);
+        let half = len * 0.45;
+        let tri = [
+            to,
+            (bx - uy * half, by + ux * half),
+            (bx + uy * half, by - ux * half),
+        ];
+        let (x0, x1) = (
+            tri.iter().map(|p| p.0).fold(f64::MAX, f64::min),
+            tri.iter().map(|p| p.0).fold(f64::MIN, f64::max),
+        );
+        let (y0, y1) = (
+            tri.iter().map(|p| p.1).fold(f64::MAX, f64::min),
+            tri.iter().map(|p| p.1).fold(f64::MIN, f64::max),
+        );
+        let edge = |a: (f64, f64), b: (f64, f64), p: (f64, f64)| {
+            (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0)
+        };
+        for py in y0.floor() as i64..=y1.ceil() as i64 {
+            for px in x0.floor() as i64..=x1.ceil() as i64 {
+                let p = (px as f64 + 0.5, py as f64 + 0.5);
+                let e = [
+                    edge(tri[0], tri[1], p),
+                    edge(tri[1], tri[2], p),
+                    edge(tri[2], tri[0], p),
+                ];
+                if e.iter().all(|&v| v >= 0.0) || e.iter().all(|&v| v <= 0.0) {
+                    self.blend(px, py, colour, 1.0);
                 }
             }
         }
@@ -196,7 +294,6 @@ mod tests {
         let mut c = Canvas::new(40, 20, [255, 255, 255]);
         c.fill_rect(2.0, 2.0, 10.0, 6.0, [10, 20, 30]);
         c.line(20.0, 10.0, 38.0, 10.0, 3.0, [200, 0, 0], 1.0);
-        c.text_centred(10.0, 11.0, "A", [0, 0, 0]);
         let png = c.to_png();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let mut i = 8;
@@ -231,9 +328,59 @@ mod tests {
         assert_eq!(px(0, 0), [255, 255, 255]);
         assert_eq!(px(30, 10), [200, 0, 0]);
         assert_eq!(px(30, 14), [255, 255, 255]);
-        // 'A' is 5 wide centred on x = 10 (columns 8..13), its top row is .###.
-        assert_eq!(px(8, 11), [255, 255, 255]);
-        assert_eq!(px(9, 11), [0, 0, 0]);
-        assert_eq!(c.get(9, 11), Some([0, 0, 0]));
+        assert_eq!(c.get(30, 10), Some([200, 0, 0]));
+    }
+
+    /// Text is inked where the font puts it: "g" and "9" differ (the bitmap font drew them
+    /// alike), the ink is centred, and widths come from the font's advances.
+    #[test]
+    fn text_uses_the_font() {
+        let ink = |t: &str| {
+            let mut c = Canvas::new(40, 24, [255, 255, 255]);
+            c.text_centred(20.0, 4.0, t, [0, 0, 0]);
+            c.pixels.iter().map(|p| p[0] < 128).collect::<Vec<bool>>()
+        };
+        let (g, nine) = (ink("g"), ink("9"));
+        assert!(g.iter().any(|&x| x) && nine.iter().any(|&x| x));
+        let differ = g.iter().zip(&nine).filter(|(a, b)| a != b).count();
+        assert!(differ > 10, "g and 9 differ in {differ} pixels");
+        // "g" descends below the baseline, "9" does not.
+        let lowest = |v: &[bool]| {
+            (0..24)
+                .rev()
+                .find(|&y| (0..40).any(|x| v[y * 40 + x]))
+                .unwrap()
+        };
+        assert!(
+            lowest(&g) > lowest(&nine),
+            "{} {}",
+            lowest(&g),
+            lowest(&nine)
+        );
+        let cols: Vec<usize> = (0..40)
+            .filter(|&x| (0..24).any(|y| ink("H")[y * 40 + x]))
+            .collect();
+        let mid = (cols[0] + cols[cols.len() - 1]) as f64 / 2.0;
+        assert!((mid - 19.5).abs() <= 1.0, "centred: {cols:?}");
+        assert!(text_width("WWW") > text_width("iii"));
+        let c = Canvas::new(1, 1, [0, 0, 0]);
+        let cut = c.fit("a long cluster name that does not fit", 60.0);
+        assert!(cut.ends_with('…') && text_width(&cut) <= 60.0, "{cut}");
+        assert_eq!(c.fit("short", 60.0), "short");
+    }
+
+    #[test]
+    fn arrowheads_point_at_the_target() {
+        let mut c = Canvas::new(40, 40, [255, 255, 255]);
+        c.arrowhead((20.0, 39.0), (20.0, 5.0), 10.0, [0, 0, 255]);
+        // Tip at y = 5, base at y = 15, widest at the base.
+        let width = |y: usize| {
+            (0..40)
+                .filter(|&x| c.get(x, y) == Some([0, 0, 255]))
+                .count()
+        };
+        assert!(width(6) < width(13), "{} {}", width(6), width(13));
+        assert_eq!(width(3), 0);
+        assert_eq!(width(17), 0);
     }
 }

@@ -31,7 +31,8 @@ pub struct Embedding {
     pub rows: Vec<f64>,
     /// Number of columns (k).
     pub dim: usize,
-    /// The k+1 largest eigenvalues of M, descending (fewer when n ≤ k).
+    /// The largest eigenvalues of M (k+1, or as many as asked for), descending (fewer when n
+    /// is smaller).
     pub eigenvalues: Vec<f64>,
     /// `"dense"` or `"partial"`.
     pub solver: &'static str,
@@ -45,6 +46,18 @@ pub fn embed(s: &Similarity, k: usize, seed: u64) -> Result<Embedding> {
 /// [`embed`] with the solver chosen by the caller (`partial`: Krylov–Schur), so that tests
 /// can check both solvers agree.
 pub fn embed_with(s: &Similarity, k: usize, seed: u64, partial_solver: bool) -> Result<Embedding> {
+    embed_eigs(s, k, k + 1, seed, partial_solver)
+}
+
+/// [`embed_with`] computing `n_eigs` (at least k + 1) leading eigenvalues, so that the
+/// eigengap can be searched over a range of k wider than the one clustered.
+pub fn embed_eigs(
+    s: &Similarity,
+    k: usize,
+    n_eigs: usize,
+    seed: u64,
+    partial_solver: bool,
+) -> Result<Embedding> {
     let n = s.n;
     if k == 0 || k > n {
         return Err(Error::Input(format!(
@@ -65,7 +78,7 @@ pub fn embed_with(s: &Similarity, k: usize, seed: u64, partial_solver: bool) -> 
         })
         .collect();
     let inv: Vec<f64> = deg.iter().map(|d| 1.0 / d.sqrt()).collect();
-    let want = (k + 1).min(n);
+    let want = n_eigs.max(k + 1).min(n);
     // The Krylov solver needs a subspace larger than the wanted eigenpairs.
     let dense = !partial_solver || n < 2 * want + 2;
     // Dense: M itself. Partial: (M + I)/2.

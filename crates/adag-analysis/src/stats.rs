@@ -47,6 +47,22 @@ pub fn spearman(x: &[f64], y: &[f64]) -> Option<f64> {
     pearson(&ranks(x), &ranks(y))
 }
 
+/// Benjamini–Hochberg q-values (same order as `p`): `q_(i) = min_{j ≥ i} p_(j)·m/j` over the
+/// ascending p-values, capped at 1. Rejecting rows with q < α controls the false discovery
+/// rate at α across the family, which a raw p does not when thousands of rows are tested.
+pub fn benjamini_hochberg(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let mut q = vec![1.0; m];
+    let mut running = 1.0f64;
+    for (rank, &i) in order.iter().enumerate().rev() {
+        running = running.min(p[i] * m as f64 / (rank + 1) as f64);
+        q[i] = running.min(1.0);
+    }
+    q
+}
+
 /// Two-sided p-value of a correlation r over n samples: `t = r·sqrt((n−2)/(1−r²))`,
 /// `p = I_{df/(df+t²)}(df/2, 1/2)`.
 pub fn p_value(r: f64, n: usize) -> f64 {

@@ -5,8 +5,10 @@
 //! neuron node of such a file is mapped to its unit (layer, neuron, sign of its activation) and
 //! then to its cluster, and the file's `qParams.supernodes` becomes one `[name, node_id, …]`
 //! group per cluster present on that prompt (the reference frontend's supernode format, which
-//! adag serve draws as labelled boxes). The name is the cluster's label when it has one, and the
-//! cluster's description (from `adag describe`) goes into `metadata.supernode_descriptions`.
+//! adag serve draws as labelled boxes). The name is `"C3: label"` as the reference writes it
+//! (the bare id until the cluster is labelled or renamed), so clusters sharing a label stay
+//! apart; the cluster's description (from `adag describe`) goes into
+//! `metadata.supernode_descriptions`, keyed by cluster id.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,19 +71,29 @@ pub fn write_cluster_supernodes(state: &ClusterState, dir: &Path, slug: &str) ->
     Ok(updated)
 }
 
-/// A cluster's name on the viewer: its label once it has one.
-fn supernode_name(c: &crate::cluster::ClusterInfo) -> String {
-    c.label.clone().unwrap_or_else(|| c.name.clone())
+/// A cluster's name on the viewer: `"{id}: {label}"` (or `"{id}: {name}"` once renamed), the
+/// bare id otherwise. The id prefix keeps names unique: labels are short and often repeat
+/// (six clusters labelled `is` would otherwise read as one).
+pub fn supernode_name(c: &crate::cluster::ClusterInfo) -> String {
+    match (&c.label, &c.name) {
+        (Some(label), _) => format!("{}: {label}", c.id),
+        (None, name) if *name != c.id => format!("{}: {name}", c.id),
+        _ => c.id.clone(),
+    }
 }
 
-/// `metadata.supernode_descriptions`: supernode name → its cluster's description, for the
-/// supernodes of this graph whose cluster has one (the viewer shows it under the name; the
-/// reference frontend ignores the key). Removed when no supernode has a description.
+/// `metadata.supernode_descriptions`: cluster id → its description, for the clusters of this
+/// graph that have one (the viewer shows it under the supernode whose name starts with the
+/// id; the reference frontend ignores the key). Removed when no supernode has a description.
 fn set_descriptions(state: &ClusterState, groups: &[Value], doc: &mut Value) {
-    let by_name: BTreeMap<String, &str> = state
+    let by_name: BTreeMap<String, (&str, &str)> = state
         .clusters
         .iter()
-        .filter_map(|c| c.description.as_deref().map(|d| (supernode_name(c), d)))
+        .filter_map(|c| {
+            c.description
+                .as_deref()
+                .map(|d| (supernode_name(c), (c.id.as_str(), d)))
+        })
         .collect();
     let descriptions: serde_json::Map<String, Value> = groups
         .iter()
@@ -89,7 +101,7 @@ fn set_descriptions(state: &ClusterState, groups: &[Value], doc: &mut Value) {
         .filter_map(|name| {
             by_name
                 .get(name)
-                .map(|d| (name.to_string(), Value::String(d.to_string())))
+                .map(|(id, d)| (id.to_string(), Value::String(d.to_string())))
         })
         .collect();
     if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -297,3 +297,50 @@ fn bad_k_is_an_error_not_a_panic() {
     let empty = Profiles::from_circuit(&adag_circuit::Circuit::default());
     assert!(cluster(&empty, &ClusterOptions::default()).is_err());
 }
+
+/// The eigengap is searched over a range wider than k: five planted groups clustered with
+/// k = 3 still suggest 5 (the old search over 1..=k could not), and the range is recorded.
+#[test]
+fn suggested_k_is_searched_over_a_range_wider_than_k() {
+    let (c, _) = planted(5, 6, 30, 1);
+    let p = Profiles::from_circuit(&c);
+    let opts = ClusterOptions {
+        k: 3,
+        ..Default::default()
+    };
+    let d = cluster(&p, &opts).unwrap().diagnostics;
+    assert_eq!(d.k_range, [2, 20]);
+    assert_eq!(d.eigenvalues.len(), 21);
+    assert_eq!(d.suggested_k, 5, "{d:?}");
+    let narrow = ClusterOptions {
+        k_range: Some([2, 4]),
+        ..opts
+    };
+    let d = cluster(&p, &narrow).unwrap().diagnostics;
+    assert_eq!(d.k_range, [2, 4]);
+    assert!((2..=4).contains(&d.suggested_k), "{d:?}");
+}
+
+/// The "top units" of a cluster are those with the most Σ|attribution|, not the lowest ids.
+#[test]
+fn top_units_are_the_ones_with_the_most_attribution() {
+    let mut c = adag_circuit::Circuit::default();
+    for p in 0..3u64 {
+        c.prompts.push(common::prompt(p, 3, 1));
+        for (neuron, attr) in [(1u32, 0.01f32), (2, -0.5), (3, 0.2)] {
+            c.nodes.push(common::neuron(
+                p,
+                0,
+                0,
+                neuron,
+                1.0,
+                attr,
+                vec![1.0, 0.0, 0.0],
+                vec![1.0],
+            ));
+        }
+    }
+    let p = Profiles::from_circuit(&c);
+    let cs = common::state(&[("0,1,1", "C0"), ("0,2,1", "C0"), ("0,3,1", "C0")]);
+    assert_eq!(cs.top_units(&p, "C0", 2), ["0,2,1", "0,3,1"]);
+}

@@ -2,7 +2,7 @@
 
 mod common;
 
-use adag_analysis::correlate::{correlate, Level, Metric};
+use adag_analysis::correlate::{correlate, correlate_with, CorrelateOptions, Level, Metric};
 use adag_circuit::{Circuit, EdgeRow};
 use common::{neuron, prompt, state};
 
@@ -88,7 +88,7 @@ fn metric_errors_name_the_line() {
     assert!(e.contains("line 3") && e.contains("abc"), "{e}");
     std::fs::write(&path, "prompt_id,asr\nnope,1\n").unwrap();
     let e = Metric::read(&path, None, &c).unwrap_err().to_string();
-    assert!(e.contains("neither a prompt id nor a label"), "{e}");
+    assert!(e.contains("prompt_id \"nope\" is not an integer"), "{e}");
     let e = Metric::read(&path, Some("missing"), &c)
         .unwrap_err()
         .to_string();
@@ -208,4 +208,116 @@ fn too_few_prompts_is_an_error() {
     assert!(e.contains("at least 5"), "{e}");
     let rows = correlate(&c, None, &metric, Level::Neuron, 4).unwrap();
     assert_eq!(rows.len(), 1);
+}
+
+/// BH q-values by hand: p = [0.01, 0.04, 0.03, 0.2] (m = 4) gives p·m/rank =
+/// [0.04, 0.0533, 0.06, 0.2] in ascending order, then the running minimum from the top.
+#[test]
+fn benjamini_hochberg_matches_hand_computation() {
+    let q = adag_analysis::stats::benjamini_hochberg(&[0.01, 0.04, 0.03, 0.2]);
+    let want = [0.04, 0.16 / 3.0, 0.16 / 3.0, 0.2];
+    for (a, b) in q.iter().zip(want) {
+        assert!((a - b).abs() < 1e-12, "{q:?}");
+    }
+}
+
+/// The per-prompt sum of one unit's attribution (0 where it is absent).
+fn unit_sum(c: &Circuit, layer: i32, neuron: u32) -> Vec<f64> {
+    c.prompts
+        .iter()
+        .map(|p| {
+            c.nodes
+                .iter()
+                .filter(|n| n.prompt_id == p.prompt_id && n.layer == layer && n.neuron == neuron)
+                .map(|n| n.attribution as f64)
+                .sum()
+        })
+        .collect()
+}
+
+fn write_metric(dir: &std::path::Path, name: &str, values: &[f64]) -> std::path::PathBuf {
+    let mut text = String::from("prompt_id,metric\n");
+    for (i, v) in values.iter().enumerate() {
+        text.push_str(&format!("{i},{v}\n"));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A Gaussian-noise metric gives no row with q < 0.05 over the 30 units, while an affine
+/// function of one unit's attribution gives that unit q < 0.05 (and a permutation p at its
+/// floor 1/(N+1)); the permutation p-values are reproducible from the seed.
+#[test]
+fn noise_metric_has_no_discovery_but_the_affine_metric_does() {
+    use rand::{Rng, SeedableRng};
+    let (c, _) = common::planted(5, 6, 40, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let noise: Vec<f64> = (0..c.prompts.len())
+        .map(|_| {
+            // Box–Muller.
+            let (u, v): (f64, f64) = (rng.random::<f64>().max(1e-12), rng.random());
+            (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        })
+        .collect();
+    let affine: Vec<f64> = unit_sum(&c, 0, 0).iter().map(|x| 3.0 * x - 1.0).collect();
+    let opts = CorrelateOptions {
+        min_prompts: 10,
+        permutations: 200,
+        seed: 5,
+    };
+    let noise_m = Metric::read(&write_metric(dir.path(), "n.csv", &noise), None, &c).unwrap();
+    let rows = correlate_with(&c, None, &noise_m, Level::Neuron, &opts).unwrap();
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().all(|r| r.pearson_q >= 0.05), "{rows:?}");
+    assert!(rows.iter().all(|r| r.pearson_q >= r.pearson_p));
+
+    let affine_m = Metric::read(&write_metric(dir.path(), "a.csv", &affine), None, &c).unwrap();
+    let rows = correlate_with(&c, None, &affine_m, Level::Neuron, &opts).unwrap();
+    let top = &rows[0];
+    assert_eq!(top.item, "L0N0+");
+    assert!(
+        (top.pearson_r - 1.0).abs() < 1e-6 && top.pearson_q < 0.05,
+        "{top:?}"
+    );
+    assert_eq!(top.permutation_p, Some(1.0 / 201.0));
+    assert!(!top.low_n);
+    let again = correlate_with(&c, None, &affine_m, Level::Neuron, &opts).unwrap();
+    assert_eq!(rows, again);
+    // Rows below the minimum are kept, flagged.
+    let strict = CorrelateOptions {
+        min_prompts: 29,
+        ..opts
+    };
+    let rows = correlate_with(&c, None, &affine_m, Level::Neuron, &strict).unwrap();
+    assert!(rows.iter().any(|r| r.low_n && r.n < 29));
+    assert!(rows.iter().all(|r| r.low_n == (r.n < 29)));
+}
+
+/// Numeric labels are labels: a `label,value` file with labels "1".."n" (in the reverse of
+/// prompt-id order) gives the same table as the same metric keyed by prompt_id.
+#[test]
+fn a_numeric_label_is_read_as_a_label_not_a_prompt_id() {
+    let (mut c, _) = common::planted(2, 3, 12, 3);
+    let n = c.prompts.len();
+    for p in &mut c.prompts {
+        p.label = Some((n as u64 - p.prompt_id).to_string());
+    }
+    let x = unit_sum(&c, 0, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let by_id = write_metric(dir.path(), "id.csv", &x);
+    let mut text = String::from("label,metric\n");
+    for (i, v) in x.iter().enumerate() {
+        text.push_str(&format!("{},{v}\n", n - i));
+    }
+    let by_label = dir.path().join("label.csv");
+    std::fs::write(&by_label, text).unwrap();
+    let a = Metric::read(&by_id, None, &c).unwrap();
+    let b = Metric::read(&by_label, None, &c).unwrap();
+    assert_eq!(a, b);
+    // A prompt_id column must hold integers.
+    std::fs::write(&by_label, "prompt_id,metric\np1,0.5\n").unwrap();
+    let e = Metric::read(&by_label, None, &c).unwrap_err().to_string();
+    assert!(e.contains("prompt_id \"p1\" is not an integer"), "{e}");
 }

@@ -160,7 +160,9 @@ pub struct Resolved {
     pub output_path: PathBuf,
     pub model: PathBuf,
     pub model_id: Option<String>,
+    #[serde(serialize_with = "adag_core::decimal::serialize_f32")]
     pub percentage_threshold: f32,
+    #[serde(serialize_with = "adag_core::decimal::serialize_f32")]
     pub edge_threshold: f32,
     pub k: usize,
     pub batch_size: usize,
@@ -466,6 +468,10 @@ mod tests {
         assert_eq!(r.percentage_threshold, 0.005);
         assert_eq!(r.edge_threshold, 0.01);
         assert_eq!(r.batch_size, 1);
+        // The manifest stores the thresholds as typed, not the f32 widened (0.009999999776…).
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["edge_threshold"].as_f64(), Some(0.01));
+        assert_eq!(v["percentage_threshold"].as_f64(), Some(0.005));
     }
 
     #[test]

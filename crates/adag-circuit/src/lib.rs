@@ -22,6 +22,7 @@
 pub mod circuit;
 pub mod config;
 pub mod dataset;
+pub mod engine_options;
 pub mod error;
 pub mod pipeline;
 pub mod prepare;
@@ -31,6 +32,7 @@ pub mod store;
 pub use circuit::{Circuit, EdgeRow, NodeRow, PromptRow, TracedEdge, TracedNode, TracedPrompt};
 pub use config::{Resolved, Rule, RunConfig};
 pub use dataset::{Dataset, DatasetItem};
+pub use engine_options::neuron_options;
 pub use error::{Error, Result};
 pub use pipeline::{Progress, RunSpec, Tracer};
 pub use prepare::{prepare, PreparedPrompt, PromptOptions};

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod atomic;
+pub mod decimal;
 mod hooks;
 
 pub use atomic::{stale_temp_files, write_atomic, TEMP_PREFIX};

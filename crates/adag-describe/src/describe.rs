@@ -95,6 +95,9 @@ pub struct Explanation {
     /// Pearson's r against the truth on the held-out records (negated for neg); `None` when
     /// undefined (constant simulation or truth).
     pub score: Option<f64>,
+    /// How many (simulated, true) pairs the score is over: the n of its p-value.
+    #[serde(default)]
+    pub n_scored: usize,
     /// Prompt ids of the excerpts the explainer saw, in the order shown.
     pub exemplars: Vec<u64>,
     /// The excerpts as shown (input side: with `{{…}}` highlights; output side: the
@@ -151,12 +154,29 @@ pub struct ClusterDescription {
     pub notes: Vec<String>,
 }
 
+impl Explanation {
+    /// The text as stored and shown everywhere outside the descriptions file: a neg-side
+    /// input explanation describes what *lowers* the cluster, so it carries the marker
+    /// [`NEG_MARKER`]; read unmarked it would say the opposite of what was scored.
+    pub fn signed_text(&self) -> String {
+        match (self.side, self.sign) {
+            (Side::Input, Some(Sign::Neg)) => format!("{NEG_MARKER}{}", self.text),
+            _ => self.text.clone(),
+        }
+    }
+}
+
+/// Prefix of a neg-side input description wherever it leaves the descriptions file
+/// (`clusters.json`, the viewer, the label prompt): "what suppresses this cluster: …".
+pub const NEG_MARKER: &str = "[neg: suppressed by] ";
+
 impl ClusterDescription {
-    /// The combined description the reference stores: `"input | output"`.
+    /// The combined description the reference stores: `"input | output"`, the input side
+    /// with its sign (see [`Explanation::signed_text`]).
     pub fn combined(&self) -> Option<String> {
         match (&self.best_input, &self.best_output) {
-            (Some(i), Some(o)) => Some(format!("{} | {}", i.text, o.text)),
-            (Some(i), None) => Some(i.text.clone()),
+            (Some(i), Some(o)) => Some(format!("{} | {}", i.signed_text(), o.text)),
+            (Some(i), None) => Some(i.signed_text()),
             (None, Some(o)) => Some(o.text.clone()),
             (None, None) => None,
         }
@@ -372,6 +392,7 @@ fn input_side(
             text,
             sample_index: s,
             score: r,
+            n_scored: truth.len(),
             exemplars: shown,
             excerpts,
             threshold: thr,
@@ -478,6 +499,7 @@ fn output_side(
             text,
             sample_index: s,
             score: pearson(&sim, &truth),
+            n_scored: truth.len(),
             exemplars: shown,
             excerpts,
             threshold: None,

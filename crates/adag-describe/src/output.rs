@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 use adag_analysis::ClusterState;
 use serde::{Deserialize, Serialize};
 
-use crate::describe::{ClusterDescription, DescribeOptions};
+use crate::describe::{ClusterDescription, DescribeOptions, Explanation};
 use crate::error::{Error, Result};
 use crate::label::LabelResult;
 use crate::llm::Totals;
@@ -152,11 +152,12 @@ impl DescriptionsFile {
 }
 
 /// Puts the best descriptions into the cluster state: input, output and the combined
-/// `"input | output"` (reference format).
+/// `"input | output"` (reference format). A neg-side input description keeps its sign
+/// ([`crate::describe::NEG_MARKER`]), so the viewer and the labeller read it as such.
 pub fn apply_descriptions(state: &mut ClusterState, ds: &[ClusterDescription]) {
     for d in ds {
         if let Some(c) = state.clusters.iter_mut().find(|c| c.id == d.cluster) {
-            c.input_description = d.best_input.as_ref().map(|e| e.text.clone());
+            c.input_description = d.best_input.as_ref().map(Explanation::signed_text);
             c.output_description = d.best_output.as_ref().map(|e| e.text.clone());
             c.description = d.combined();
         }

@@ -169,10 +169,12 @@ of what drives it (input side), a description of what it does to the model's pre
 - lowercase, except proper nouns;\n\
 - be specific: name the concept, token or operation, not a generic role;\n\
 - never use these words: {};\n\
-- if the group is inhibitory (it suppresses the prediction), write the label as not[label].\n\
+- if the group is inhibitory (it suppresses the prediction), write the label as not[label];\n\
+- an input side starting with \"{}\" names what suppresses the group, not what drives it.\n\
 Example: a group that reads the city Dallas and promotes the state it is in, on prompts such \
 as \"The capital of the state containing Dallas is\", is labelled: Texas",
-        BANNED_LABEL_WORDS.join(", ")
+        BANNED_LABEL_WORDS.join(", "),
+        crate::describe::NEG_MARKER.trim_end()
     )
 }
 

@@ -24,6 +24,20 @@ pub fn pearson(x: &[f32], y: &[f32]) -> Option<f64> {
     r.is_finite().then_some(r.clamp(-1.0, 1.0))
 }
 
+/// Significance of a score r over n pairs: the two-sided p-value (Student's t) and the 95%
+/// confidence interval by Fisher's z (`tanh(atanh r ± 1.96/√(n−3))`). Tokens of one record
+/// are not independent, so both are optimistic: a score whose interval still contains 0 is
+/// noise. `None` when n < 4.
+pub fn significance(r: f64, n: usize) -> Option<(f64, (f64, f64))> {
+    if n < 4 || !r.is_finite() {
+        return None;
+    }
+    let p = adag_analysis::stats::p_value(r, n);
+    let z = r.clamp(-0.999_999_999, 0.999_999_999).atanh();
+    let half = 1.959_963_984_540_054 / ((n - 3) as f64).sqrt();
+    Some((p, ((z - half).tanh(), (z + half).tanh())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,5 +53,23 @@ mod tests {
         assert_eq!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), None);
         assert_eq!(pearson(&[1.0], &[1.0]), None);
         assert_eq!(pearson(&[1.0, 2.0], &[1.0]), None);
+    }
+}
+
+#[cfg(test)]
+mod significance_tests {
+    use super::significance;
+
+    /// r = 0 on n = 7: p = 1 and the interval is ±tanh(1.96/2); a strong r on many pairs is
+    /// significant and its interval excludes 0.
+    #[test]
+    fn fisher_interval_and_p_by_hand() {
+        let (p, (lo, hi)) = significance(0.0, 7).unwrap();
+        assert!((p - 1.0).abs() < 1e-9);
+        let h = (1.959_963_984_540_054f64 / 2.0).tanh();
+        assert!((lo + h).abs() < 1e-12 && (hi - h).abs() < 1e-12);
+        let (p, (lo, _)) = significance(0.5, 103).unwrap();
+        assert!(p < 1e-6 && lo > 0.3, "{p} {lo}");
+        assert!(significance(0.5, 3).is_none());
     }
 }

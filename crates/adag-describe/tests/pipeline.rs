@@ -817,3 +817,54 @@ fn chat_simulator_can_put_several_records_in_one_call() {
     assert_eq!(sim.simulate_tokens("x", &recs).unwrap(), v);
     assert_eq!(one.requests().len(), 2);
 }
+
+/// A neg-side input description carries its sign into the state file, the combined
+/// description (what the viewer shows) and the label prompt.
+#[test]
+fn a_neg_side_description_keeps_its_sign_everywhere() {
+    let (_, mut state) = fixture();
+    let ex = |side, sign, text: &str| adag_describe::Explanation {
+        side,
+        sign,
+        text: text.into(),
+        sample_index: 0,
+        score: Some(0.3),
+        n_scored: 10,
+        exemplars: vec![],
+        excerpts: vec![],
+        threshold: None,
+    };
+    let neg = ex(
+        Side::Input,
+        Some(adag_describe::exemplars::Sign::Neg),
+        "the token \"is\"",
+    );
+    let out = ex(Side::Output, None, "promotes \"Austin\"");
+    let d = ClusterDescription {
+        cluster: "C0".into(),
+        explanations: vec![neg.clone(), out.clone()],
+        best_input: Some(neg),
+        best_output: Some(out),
+        pools: vec![],
+        unusable: vec![],
+        notes: vec![],
+    };
+    apply_descriptions(&mut state, &[d]);
+    let c0 = &state.clusters[0];
+    let marked = format!("{}the token \"is\"", adag_describe::describe::NEG_MARKER);
+    assert_eq!(c0.input_description.as_deref(), Some(marked.as_str()));
+    assert_eq!(
+        c0.description.as_deref(),
+        Some(format!("{marked} | promotes \"Austin\"").as_str())
+    );
+    let inputs = label_inputs(&state, &records());
+    let msgs = prompts::label_one(&inputs[0]);
+    assert!(
+        msgs[1].content.contains(&format!("Input side: {marked}\n")),
+        "{}",
+        msgs[1].content
+    );
+    assert!(msgs[0]
+        .content
+        .contains(adag_describe::describe::NEG_MARKER.trim_end()));
+}

@@ -15,6 +15,7 @@ use adag_graph::{Graph, GraphMeta};
 use adag_model::{Batch, CacheFilter, ModelTokenizer, Transformer};
 use candle_core::Tensor;
 
+use crate::accounting::{account, Inputs, Rows};
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, Seeds};
 use crate::reading::RowCollector;
@@ -150,8 +151,32 @@ pub fn attribute(
     tokens: &[u32],
     transcoders: &TranscoderSet,
     opts: &AttributeOptions,
+    meta: GraphMeta,
+    token_str: &dyn Fn(u32) -> String,
+) -> Result<Graph> {
+    attribute_with_progress(
+        model,
+        tokens,
+        transcoders,
+        opts,
+        meta,
+        token_str,
+        &mut |_, _| true,
+    )
+}
+
+/// [`attribute`] that reports `(rows done, rows planned)` after every backward batch to
+/// `on_batch`, which returns `false` to stop: the call then fails with [`Error::Cancelled`].
+/// This is how a caller that owns the event loop (the Python package: Ctrl-C, progress bars)
+/// stays responsive during a long attribution without the engine knowing about it.
+pub fn attribute_with_progress(
+    model: &Transformer,
+    tokens: &[u32],
+    transcoders: &TranscoderSet,
+    opts: &AttributeOptions,
     mut meta: GraphMeta,
     token_str: &dyn Fn(u32) -> String,
+    on_batch: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Graph> {
     transcoders.check_model(&model.cfg)?;
     if opts.batch_size == 0 {
@@ -227,6 +252,9 @@ pub fn attribute(
             store.push(&rows[i * n_cols..(i + 1) * n_cols], n_cols + start + i);
         }
         pb.inc(m as u64);
+        if !on_batch(start + m, k + f_cap) {
+            return Err(Error::Cancelled);
+        }
     }
     phase("logit_attribution", &mut clock);
 
@@ -262,6 +290,9 @@ pub fn attribute(
             }
             n_visited += chunk.len();
             pb.inc(chunk.len() as u64);
+            if !on_batch(k + n_visited, k + f_cap) {
+                return Err(Error::Cancelled);
+            }
         }
     }
     pb.finish_and_clear();
@@ -295,6 +326,27 @@ pub fn attribute(
         dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
     }
     phase("assembly", &mut clock);
+
+    let target_ids: Vec<u32> = targets.targets.iter().map(|t| t.vocab_idx).collect();
+    meta.accounting = Some(account(
+        &Inputs {
+            model,
+            clean: &out.cache,
+            transcoders,
+            tokens,
+            directions: &targets.directions,
+            target_ids: &target_ids,
+            active: &comps.active,
+            selected: &selected,
+        },
+        &Rows {
+            rows: &store.rows,
+            node: &store.node,
+            n_active,
+            n_errors: n_layers * n_pos,
+        },
+    )?);
+    phase("accounting", &mut clock);
 
     meta.basis = "transcoder".into();
     meta.n_layers = n_layers;

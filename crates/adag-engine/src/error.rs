@@ -21,6 +21,9 @@ pub enum Error {
     /// Invalid settings or targets.
     #[error("{0}")]
     Invalid(String),
+    /// The caller's progress callback asked to stop (e.g. Ctrl-C in Python).
+    #[error("interrupted")]
+    Cancelled,
     /// A tensor operation failed; `context` says which step.
     #[error("{context}: {source}")]
     Candle {

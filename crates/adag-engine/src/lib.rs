@@ -11,6 +11,7 @@
 //! [`attribute`] builds circuit-tracer's attribution graph on top of that.
 #![deny(missing_docs)]
 
+pub mod accounting;
 pub mod attribute;
 pub mod constrained;
 pub mod error;
@@ -21,7 +22,7 @@ pub mod reading;
 pub mod targets;
 pub mod transcoder;
 
-pub use attribute::{attribute, prepare_tokens, AttributeOptions};
+pub use attribute::{attribute, attribute_with_progress, prepare_tokens, AttributeOptions};
 pub use error::{Error, Result};
 pub use frozen::{FrozenModel, MlpJvp, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 pub use targets::{CustomTarget, TargetSpec};

@@ -279,3 +279,51 @@ fn graph_file_round_trip_preserves_everything() {
     g.save(&p).unwrap();
     assert_eq!(Graph::load(&p).unwrap(), g);
 }
+
+#[test]
+fn progress_callback_counts_every_row_and_can_stop_attribution() {
+    let (m, _d, tc, tokens) = setup();
+    let opts = AttributeOptions {
+        targets: salient(3),
+        batch_size: 4,
+        max_feature_nodes: Some(10),
+        ..Default::default()
+    };
+    let name = |i: u32| format!("t{i}");
+    let mut seen = Vec::new();
+    let g = adag_engine::attribute_with_progress(
+        &m.model,
+        &tokens,
+        &tc,
+        &opts,
+        GraphMeta::default(),
+        &name,
+        &mut |done, total| {
+            seen.push((done, total));
+            true
+        },
+    )
+    .unwrap();
+    // One report per backward batch, ending at every logit and feature row; same graph as
+    // plain attribute().
+    let rows = g.n_logits() + g.n_features();
+    assert_eq!(seen.last(), Some(&(rows, rows)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(g.adjacency, run(&m, &tc, &tokens, &opts).adjacency);
+
+    let mut calls = 0;
+    let stopped = adag_engine::attribute_with_progress(
+        &m.model,
+        &tokens,
+        &tc,
+        &opts,
+        GraphMeta::default(),
+        &name,
+        &mut |_, _| {
+            calls += 1;
+            false
+        },
+    );
+    assert!(matches!(stopped, Err(adag_engine::Error::Cancelled)));
+    assert_eq!(calls, 1, "attribution stops at the first `false`");
+}

@@ -32,6 +32,58 @@ fn err(path: &Path) -> String {
 }
 
 #[test]
+fn gemmascope2_safetensors_match_the_native_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let native = dir.path().join("native");
+    let mut sp = spec(false);
+    sp.skip = true;
+    write_random_transcoders(&native, &sp).unwrap();
+    let a = TranscoderSet::load(&native, &Device::Cpu).unwrap();
+    // The same weights under GemmaScope-2's keys: w_enc [d_in, d_tc], affine skip [d_in, d_out].
+    let gs = dir.path().join("gemmascope2");
+    std::fs::create_dir_all(&gs).unwrap();
+    let mut list = String::new();
+    for l in 0..3 {
+        let t = candle_core::safetensors::load(
+            native.join(format!("layer_{l}.safetensors")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let tr = |x: &Tensor| x.t().unwrap().contiguous().unwrap();
+        let mut m = std::collections::HashMap::new();
+        m.insert("w_enc".to_string(), tr(&t["W_enc"]));
+        m.insert("w_dec".to_string(), t["W_dec"].clone());
+        m.insert("b_enc".to_string(), t["b_enc"].clone());
+        m.insert("b_dec".to_string(), t["b_dec"].clone());
+        m.insert(
+            "threshold".to_string(),
+            t["activation_function.threshold"].clone(),
+        );
+        m.insert("affine_skip_connection".to_string(), tr(&t["W_skip"]));
+        candle_core::safetensors::save(&m, gs.join(format!("params_{l}.safetensors"))).unwrap();
+        list.push_str(&format!("  - params_{l}.safetensors\n"));
+    }
+    std::fs::write(gs.join("config.yaml"), format!("model_kind: transcoder_set\nfeature_input_hook: ln2.hook_normalized\nfeature_output_hook: hook_mlp_out\ntranscoders:\n{list}")).unwrap();
+    let b = TranscoderSet::load(&gs, &Device::Cpu).unwrap();
+    assert_eq!(b.activation, FeatureActivation::JumpRelu);
+    let x = Tensor::randn(0f32, 1.0, (5, 64), &Device::Cpu).unwrap();
+    for l in 0..3 {
+        let pa = a.activate(l, &a.pre_activations(l, &x).unwrap()).unwrap();
+        let pb = b.activate(l, &b.pre_activations(l, &x).unwrap()).unwrap();
+        assert_eq!(pa.to_vec2::<f32>().unwrap(), pb.to_vec2::<f32>().unwrap());
+        let da = a.decoder_rows(l, &[0, 7, 31], &Device::Cpu).unwrap();
+        let db = b.decoder_rows(l, &[0, 7, 31], &Device::Cpu).unwrap();
+        assert_eq!(
+            da.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            db.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
+        let sa = a.layers[l].w_skip.as_ref().unwrap().flatten_all().unwrap();
+        let sb = b.layers[l].w_skip.as_ref().unwrap().flatten_all().unwrap();
+        assert_eq!(sa.to_vec1::<f32>().unwrap(), sb.to_vec1::<f32>().unwrap());
+    }
+}
+
+#[test]
 fn gemmascope_npz_matches_the_native_format() {
     let dir = tempfile::tempdir().unwrap();
     let native = dir.path().join("native");

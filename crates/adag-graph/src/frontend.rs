@@ -15,6 +15,8 @@
 //! | feature | `{l}_{f}_{p}` | cantor(l, f) | `l` | `cross layer transcoder` (`mlp neuron` for neurons) | `{l}_{f}-0` |
 //! | error | `{l}_-1_{p}` | −1 | `l` | `mlp reconstruction error` | `{l}_-1-{p}` |
 //! | token | `E_{tok}_{p}` | p | `E` | `embedding` | `E_{tok}-{p}` |
+//!
+//! Token nodes carry `clerp` `Emb: "{token text}"`, logits `Output "{token}" (p=0.123)`.
 //! | logit | `{L+1}_{vocab}_{P-1}` | vocab | `L+1` | `logit` | `L_{vocab}-{P-1}` |
 //!
 //! Error ids use circuit-tracer's later collision-free scheme: the earlier `0_{l}_{p}` could equal
@@ -105,7 +107,11 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
                 format!("E_{token}-{pos}"),
                 0.0,
                 false,
-                String::new(),
+                // The token text, so that every frontend names the node without the prompt.
+                match graph.meta.token_strings.get(pos as usize) {
+                    Some(t) => format!("Emb: \"{t}\""),
+                    None => String::new(),
+                },
                 json!(infl),
                 Value::Null,
             ),
@@ -232,7 +238,8 @@ fn metadata_json(graph: &Graph, slug: &str, node_threshold: f32) -> Value {
         "transcoder_list": [],
         "prompt_tokens": graph.meta.token_strings,
         "prompt": graph.meta.prompt,
-        "node_threshold": node_threshold,
+        // As typed (0.8), not the f32 widened (0.800000011920929).
+        "node_threshold": adag_core::decimal::f32_as_typed(node_threshold),
         "schema_version": 1,
     })
 }

@@ -40,6 +40,9 @@ pub struct GraphMeta {
     /// Replacement and completeness scores, when computed.
     #[serde(default)]
     pub scores: Option<crate::GraphScores>,
+    /// Exact decomposition of every target and feature value (absent in older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounting: Option<crate::Accounting>,
     /// Seconds per phase.
     #[serde(default)]
     pub timings: serde_json::Value,

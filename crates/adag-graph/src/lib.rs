@@ -20,14 +20,17 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod accounting;
 pub mod error;
 pub mod file;
 pub mod frontend;
 mod graph;
 mod prune;
 
+pub use accounting::{Accounting, NodeAccount, TargetAccount, Term};
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
 pub use prune::{
-    find_threshold, graph_scores, influence, normalize, prune, GraphScores, PruneResult,
+    find_threshold, graph_scores, influence, normalize, prune, pruned_graph, GraphScores,
+    PruneResult,
 };

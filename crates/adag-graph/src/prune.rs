@@ -152,6 +152,46 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
     })
 }
 
+/// The graph restricted to what `pruned` keeps, in the same file format, so that `adag prune
+/// --out` writes something every other command reads. Dropped feature nodes leave the graph;
+/// error and token nodes stay because their indices are implied by (layer, pos), but those that
+/// were pruned lose all their edges. Every edge outside `pruned.edge_mask` is zeroed; kept edges
+/// keep their exact weights.
+pub fn pruned_graph(graph: &Graph, pruned: &PruneResult) -> Result<Graph> {
+    graph.validate()?;
+    let n = graph.n_nodes();
+    if pruned.node_mask.len() != n || pruned.edge_mask.len() != n * n {
+        return Err(crate::Error::Inconsistent(format!(
+            "prune result has {} nodes / {} edges; the graph has {n} nodes",
+            pruned.node_mask.len(),
+            pruned.edge_mask.len()
+        )));
+    }
+    let f = graph.n_features();
+    // Old index of every node of the new graph: kept features, then all other nodes in order.
+    let old: Vec<usize> = (0..f)
+        .filter(|&i| pruned.node_mask[i])
+        .chain(f..n)
+        .collect();
+    let m = old.len();
+    let mut adjacency = vec![0.0f32; m * m];
+    for (ti, &t) in old.iter().enumerate() {
+        for (si, &s) in old.iter().enumerate() {
+            if pruned.edge_mask[t * n + s] {
+                adjacency[ti * m + si] = graph.adjacency[t * n + s];
+            }
+        }
+    }
+    let mut out = graph.clone();
+    out.adjacency = adjacency;
+    out.selected_features = old[..m - (n - f)]
+        .iter()
+        .map(|&i| graph.selected_features[i])
+        .collect();
+    out.validate()?;
+    Ok(out)
+}
+
 /// Rank nodes by influence (descending; ties by index) and give each the cumulative share up to
 /// and including itself.
 fn cumulative_scores(infl: &[f32]) -> Vec<f32> {
@@ -208,6 +248,7 @@ pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frontend;
     use crate::graph::{GraphMeta, LogitTarget};
 
     /// circuit-tracer's hand-checked 12-node example (`tests/test_graph.py::test_small_graph`):
@@ -295,6 +336,41 @@ mod tests {
         for s in [9, 10] {
             assert!((score(1, s) - 3.0 / 16.0).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn pruned_graph_keeps_exactly_the_kept_nodes_and_edges() {
+        let g = small_graph();
+        let r = prune(&g, 0.8, 0.98).unwrap();
+        let p = pruned_graph(&g, &r).unwrap();
+        let n = g.n_nodes();
+        let kept: Vec<usize> = (0..g.n_features()).filter(|&i| r.node_mask[i]).collect();
+        assert!(
+            kept.len() < g.n_features(),
+            "the example must drop a feature"
+        );
+        assert_eq!(p.n_features(), kept.len());
+        assert_eq!(p.n_nodes(), n - (g.n_features() - kept.len()));
+        // Same node ids, and every edge is the original where kept and 0 elsewhere.
+        let old: Vec<usize> = kept.iter().copied().chain(g.n_features()..n).collect();
+        for (ti, &t) in old.iter().enumerate() {
+            assert_eq!(
+                frontend::node_id(&p, ti),
+                frontend::node_id(&g, t),
+                "node {ti}"
+            );
+            for (si, &s) in old.iter().enumerate() {
+                let want = if r.edge_mask[t * n + s] {
+                    g.edge(t, s)
+                } else {
+                    0.0
+                };
+                assert_eq!(p.edge(ti, si), want, "edge {t} <- {s}");
+            }
+        }
+        let kept_edges = r.edge_mask.iter().filter(|&&k| k).count();
+        let nonzero = p.adjacency.iter().filter(|&&w| w != 0.0).count();
+        assert_eq!(nonzero, kept_edges);
     }
 
     #[test]

@@ -60,7 +60,7 @@ fn nodes_links_metadata_and_qparams_follow_the_reference_schema() {
     assert_eq!(
         doc["metadata"],
         serde_json::json!({"slug": "ab", "scan": "my/transcoders", "transcoder_list": [], "prompt_tokens": ["<s>", "a", " b"],
-                           "prompt": "a b", "node_threshold": 0.8f32, "schema_version": 1})
+                           "prompt": "a b", "node_threshold": 0.8, "schema_version": 1})
     );
     assert_eq!(
         doc["qParams"],
@@ -123,8 +123,10 @@ fn nodes_links_metadata_and_qparams_follow_the_reference_schema() {
         ),
         (Some(1), Some("E"), Some("embedding"), Some("E_17-1"))
     );
+    // Token nodes name their token, so a viewer need not look it up in the prompt.
+    assert_eq!(t["clerp"], "Emb: \"a\"");
     // Every token node is kept, linked or not.
-    by_id("E_1_0");
+    assert_eq!(by_id("E_1_0")["clerp"], "Emb: \"<s>\"");
     let l = by_id("3_42_2");
     assert_eq!(l["layer"], "3");
     assert_eq!(l["feature"], 42);

@@ -42,6 +42,7 @@
 //! neither is retried.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -314,9 +315,24 @@ impl LocalModel {
     /// Incremental: the prompt runs once into a KV cache and each new token costs one
     /// token-forward ([`adag_model::Transformer::step`]).
     pub fn generate(&self, prompt: &[u32], params: &GenerateParams) -> Result<Generation> {
+        self.generate_cancellable(prompt, params, &AtomicBool::new(false))
+    }
+
+    /// [`LocalModel::generate`] that stops before the next token once `cancel` is set, with
+    /// [`LlmError::Rejected`] status 499 ("client closed request"): `adag serve-llm` sets it when
+    /// the client disconnects, so an abandoned request stops using the cores.
+    pub fn generate_cancellable(
+        &self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+    ) -> Result<Generation> {
         let model = &self.loaded.model;
         let mut cache = model.kv_cache();
         self.generate_with(prompt, params, &mut |ids| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(self.rejected(499, "generation cancelled: the client disconnected"));
+            }
             // Only the tokens not yet in the cache: the prompt first, then one token per step.
             let new = &ids[cache.len()..];
             let logits = model

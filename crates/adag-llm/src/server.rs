@@ -23,14 +23,27 @@
 //! [`LocalModel::generate`] on the prompt rendered by [`LocalModel::prompt_ids`], so a request
 //! answered here and the same request to [`crate::local::LocalBackend`] give the same text.
 //! Requests run one at a time (a model uses every core already).
+//!
+//! # Limits (docs/security.md)
+//!
+//! - Only `Host` values naming the bound address are answered (421 otherwise), against DNS
+//!   rebinding ([`adag_http::HostPolicy`]).
+//! - At most one generation runs and [`ServerOptions::max_queue`] wait; a request beyond that is
+//!   answered at once with 503 `server_overloaded` and `Retry-After`.
+//! - A client that disconnects cancels its request: a queued one leaves the queue, a running
+//!   one stops before its next token ([`LlmServer::cancelled`] counts these).
+//! - Connections live under [`adag_http::Limits`] (request head 5 s, body 30 s, stalled
+//!   writes 30 s), and bodies above [`ServerOptions::max_body_bytes`] are refused with 413.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
+use adag_http::HostPolicy;
+pub use adag_http::Limits;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -49,16 +62,74 @@ pub const DEFAULT_PORT: u16 = 8042;
 /// Generated tokens when a request sets no limit.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
+/// Seconds a refused (503) client is told to wait before retrying.
+pub const RETRY_AFTER_S: u64 = 2;
+
+/// How the server guards itself; [`ServerOptions::default`] is what `adag serve-llm` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Requests that may wait while one generates; more get 503 at once.
+    pub max_queue: usize,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Connection time limits.
+    pub limits: Limits,
+}
+
+impl Default for ServerOptions {
+    /// 8 waiting requests, 4 MiB bodies, [`Limits::default`].
+    fn default() -> Self {
+        ServerOptions {
+            max_queue: 8,
+            max_body_bytes: 4 << 20,
+            limits: Limits::default(),
+        }
+    }
+}
+
 struct AppState {
     model: Arc<LocalModel>,
-    busy: Mutex<()>,
+    /// One permit per request admitted (running or waiting): `1 + max_queue`.
+    admitted: Arc<tokio::sync::Semaphore>,
+    /// The one generation slot.
+    running: Arc<tokio::sync::Semaphore>,
+    max_queue: usize,
+    cancelled: Arc<AtomicU64>,
     next_id: AtomicU64,
+}
+
+/// Sets the flag when dropped: the request's future ended, finished or dropped because the
+/// client went away. A generation still running then stops before its next token.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Counts a cancellation if dropped while armed: the client left while its request waited.
+struct CountIfDropped {
+    counter: Arc<AtomicU64>,
+    armed: bool,
+}
+
+impl Drop for CountIfDropped {
+    fn drop(&mut self) {
+        if self.armed {
+            self.counter.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serve-llm: the client disconnected while queued");
+        }
+    }
 }
 
 /// A running server. Dropping it stops the server.
 pub struct LlmServer {
     addr: SocketAddr,
     name: String,
+    cancelled: Arc<AtomicU64>,
+    admitted: Arc<tokio::sync::Semaphore>,
+    max_queue: usize,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<()>>>,
 }
@@ -74,8 +145,18 @@ impl std::fmt::Debug for LlmServer {
 
 impl LlmServer {
     /// Serves `model` on `host:port` (port 0: any free port) from a background thread; returns
-    /// once the socket listens.
+    /// once the socket listens. Uses [`ServerOptions::default`].
     pub fn start(model: Arc<LocalModel>, host: IpAddr, port: u16) -> Result<LlmServer> {
+        Self::start_with(model, host, port, ServerOptions::default())
+    }
+
+    /// [`LlmServer::start`] with explicit queue, body and connection limits.
+    pub fn start_with(
+        model: Arc<LocalModel>,
+        host: IpAddr,
+        port: u16,
+        options: ServerOptions,
+    ) -> Result<LlmServer> {
         let want = SocketAddr::new(host, port);
         let bind_err =
             |e: std::io::Error| LlmError::Config(format!("cannot listen on {want}: {e}"));
@@ -83,9 +164,14 @@ impl LlmServer {
         let addr = listener.local_addr().map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
         let name = model.name().to_string();
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let admitted = Arc::new(tokio::sync::Semaphore::new(1 + options.max_queue));
         let state = Arc::new(AppState {
             model,
-            busy: Mutex::new(()),
+            admitted: admitted.clone(),
+            running: Arc::new(tokio::sync::Semaphore::new(1)),
+            max_queue: options.max_queue,
+            cancelled: cancelled.clone(),
             next_id: AtomicU64::new(1),
         });
         let app = Router::new()
@@ -96,7 +182,13 @@ impl LlmServer {
                 get(|| async { json_response(StatusCode::OK, &json!({})) }),
             )
             .fallback(not_found)
+            .layer(DefaultBodyLimit::max(options.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                HostPolicy::for_bound(addr),
+                adag_http::require_known_host,
+            ))
             .with_state(state);
+        let limits = options.limits;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("adag-serve-llm")
@@ -110,12 +202,11 @@ impl LlmServer {
                 let result = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .map_err(|e| LlmError::Config(format!("listener: {e}")))?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.await;
-                        })
-                        .await
-                        .map_err(|e| LlmError::Config(format!("server stopped: {e}")))
+                    adag_http::serve(listener, app, limits, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map_err(|e| LlmError::Config(format!("server stopped: {e}")))
                 });
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
                 result
@@ -124,6 +215,9 @@ impl LlmServer {
         Ok(LlmServer {
             addr,
             name,
+            cancelled,
+            admitted,
+            max_queue: options.max_queue,
             stop: Some(stop),
             thread: Some(thread),
         })
@@ -137,6 +231,17 @@ impl LlmServer {
     /// The model name it serves.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Requests admitted and not yet answered: the one generating plus those waiting.
+    pub fn in_flight(&self) -> usize {
+        (1 + self.max_queue).saturating_sub(self.admitted.available_permits())
+    }
+
+    /// How many requests were cancelled because their client disconnected (while queued or
+    /// generating).
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// The OpenAI base URL, `http://host:port/v1` (a wildcard bind shown as loopback).
@@ -372,17 +477,57 @@ fn validate(body: &[u8], served: &str) -> std::result::Result<Job, ApiError> {
     })
 }
 
+/// 503 with `Retry-After`: the queue is full.
+fn overloaded(max_queue: usize) -> Response {
+    let mut r = ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "server_error",
+        code: Some("server_overloaded"),
+        param: None,
+        message: format!(
+            "the server is busy: one request is generating and {max_queue} are waiting; retry later"
+        ),
+    }
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    r
+}
+
 async fn chat(State(st): State<Arc<AppState>>, body: Bytes) -> Response {
     let job = match validate(&body, st.model.name()) {
         Ok(j) => j,
         Err(e) => return e.into_response(),
     };
     let want_logprobs = job.params.top_logprobs.is_some();
+    // Held until this future ends; dropped with it when the client goes away.
+    let Ok(_admitted) = st.admitted.clone().try_acquire_owned() else {
+        tracing::warn!("serve-llm: queue full, answered 503");
+        return overloaded(st.max_queue);
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let mut waiting = CountIfDropped {
+        counter: st.cancelled.clone(),
+        armed: true,
+    };
+    let Ok(run) = st.running.clone().acquire_owned().await else {
+        return ApiError::server("the server is shutting down".into()).into_response();
+    };
+    waiting.armed = false;
     let worker = st.clone();
     let result = tokio::task::spawn_blocking(move || -> Result<Generation> {
-        let _one_at_a_time = worker.busy.lock().unwrap_or_else(|p| p.into_inner());
+        // The slot is held until generation actually stops, even if the client has left.
+        let _run = run;
         let prompt = worker.model.prompt_ids(&job.messages)?;
-        worker.model.generate(&prompt, &job.params)
+        let g = worker
+            .model
+            .generate_cancellable(&prompt, &job.params, &cancel);
+        if matches!(g, Err(LlmError::Rejected { status: 499, .. })) {
+            worker.cancelled.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("serve-llm: the client disconnected; generation cancelled");
+        }
+        g
     })
     .await;
     let g = match result {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use adag_llm::local::{log_softmax, LocalBackend, LocalModel};
 use adag_llm::openai::OpenAiBackend;
-use adag_llm::server::LlmServer;
+use adag_llm::server::{LlmServer, ServerOptions};
 use adag_llm::{ChatRequest, LlmBackend, Message};
 use serde_json::{json, Value};
 
@@ -348,4 +348,176 @@ fn the_demo_model_uses_the_plain_fallback_format() {
     assert!(special);
     let (text, _) = model.render(&[Message::user("U")]).unwrap();
     assert_eq!(text, "User: U\n\nAssistant:");
+}
+
+// ---- limits, over raw sockets ----
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+/// Sends a request with this Host and reads the answer: (status, head, body).
+fn raw(addr: SocketAddr, host: &str, head: &str, body: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let req = format!(
+        "{head}\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (h, b) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = h.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    (status, h.to_string(), b.to_string())
+}
+
+#[test]
+fn serve_llm_answers_only_its_own_host_names() {
+    let server = LlmServer::start(model(), LOCALHOST, 0).unwrap();
+    let a = server.addr();
+    let port = a.port();
+    let body =
+        json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).to_string();
+    for host in [
+        format!("rebind.example:{port}"),
+        "rebind.example".to_string(),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+    ] {
+        let (status, _, text) = raw(a, &host, "GET /v1/models HTTP/1.1", "");
+        assert_eq!(status, 421, "{host}: {text}");
+        let (status, _, _) = raw(a, &host, "POST /v1/chat/completions HTTP/1.1", &body);
+        assert_eq!(status, 421, "{host}");
+    }
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
+        let (status, _, text) = raw(a, &host, "GET /v1/models HTTP/1.1", "");
+        assert_eq!(status, 200, "{host}: {text}");
+    }
+}
+
+#[test]
+fn serve_llm_closes_slow_header_sockets() {
+    let options = ServerOptions {
+        limits: adag_llm::server::Limits {
+            header_read: Duration::from_secs(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = LlmServer::start_with(model(), LOCALHOST, 0, options).unwrap();
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(closed, "still open after {:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+/// A greedy request that runs to the context limit: the demo model, prefilled with a counting
+/// sequence, never emits EOS on it (checked by the test that uses it).
+fn long_body(max_tokens: u32) -> String {
+    let count: Vec<String> = (1..40).map(|i| i.to_string()).collect();
+    json!({"messages": [{"role": "user", "content": "Count."},
+                        {"role": "assistant", "content": count.join(" ")}],
+           "temperature": 0, "max_tokens": max_tokens})
+    .to_string()
+}
+
+#[test]
+fn serve_llm_bounds_its_queue_and_cancels_on_disconnect() {
+    let server = LlmServer::start_with(
+        model(),
+        LOCALHOST,
+        0,
+        ServerOptions {
+            max_queue: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a = server.addr();
+    let host = a.to_string();
+    // The long request, run to the end once: it stops at the context ("length"), never at EOS,
+    // so the same request below can only end early by being cancelled.
+    let t = Instant::now();
+    let (status, _, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(100_000),
+    );
+    let full = t.elapsed();
+    assert_eq!(status, 200, "{text}");
+    let reply: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(reply["choices"][0]["finish_reason"], "length", "{text}");
+    let generated = reply["usage"]["completion_tokens"].as_u64().unwrap();
+    eprintln!("full generation: {generated} tokens in {full:?}");
+    assert_eq!(server.cancelled(), 0);
+
+    // Start it again and keep the connection open without reading.
+    let mut long = TcpStream::connect(a).unwrap();
+    let body = long_body(100_000);
+    long.write_all(
+        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+            .as_bytes(),
+    )
+    .unwrap();
+    let t = Instant::now();
+    while server.in_flight() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the request never started"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The queue (0 waiting) is full: a second request is refused at once.
+    let (status, head, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(1),
+    );
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 2"),
+        "{head}"
+    );
+    let err: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(err["error"]["code"], "server_overloaded");
+    // Hang up: the generation stops long before it could have finished.
+    let hung_up = Instant::now();
+    long.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(long);
+    while server.cancelled() == 0 {
+        assert!(
+            hung_up.elapsed() < full.max(Duration::from_secs(10)) * 3,
+            "the generation was not cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.cancelled(), 1);
+    let t = Instant::now();
+    while server.in_flight() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The server is free again.
+    let (status, _, text) = raw(
+        a,
+        &host,
+        "POST /v1/chat/completions HTTP/1.1",
+        &long_body(2),
+    );
+    assert_eq!(status, 200, "{text}");
 }

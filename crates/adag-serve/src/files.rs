@@ -1,6 +1,6 @@
 //! Serving files from a folder safely: URL path decoding, confinement, byte ranges and gzip.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::path::{Component, Path, PathBuf};
 
 /// Percent-decodes a URL path; `None` if an escape is malformed or the result is not UTF-8.
@@ -122,23 +122,57 @@ pub fn parse_range(header: Option<&str>, len: u64) -> RangeRequest {
     }
 }
 
-/// Reads `range` (or the whole file) from `path`.
-pub fn read_range(path: &Path, range: Option<ByteRange>) -> std::io::Result<Vec<u8>> {
-    let mut f = std::fs::File::open(path)?;
-    match range {
-        None => {
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)?;
-            Ok(v)
-        }
+/// Bytes read from a file per chunk of a streamed response.
+const CHUNK: usize = 64 * 1024;
+
+/// A response body that streams `range` (or all) of `path` from disk, so a large file costs one
+/// chunk of memory per request, not its size.
+pub async fn stream_range(
+    path: &Path,
+    range: Option<ByteRange>,
+) -> std::io::Result<axum::body::Body> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await?;
+    let reader = match range {
+        None => f.take(u64::MAX),
         Some(r) => {
-            f.seek(SeekFrom::Start(r.start))?;
-            let n = r.end - r.start + 1;
-            let mut v = Vec::with_capacity(n as usize);
-            f.take(n).read_to_end(&mut v)?;
-            Ok(v)
+            f.seek(SeekFrom::Start(r.start)).await?;
+            f.take(r.end - r.start + 1)
         }
-    }
+    };
+    Ok(axum::body::Body::from_stream(
+        tokio_util::io::ReaderStream::with_capacity(reader, CHUNK),
+    ))
+}
+
+/// A response body that streams `path` gzip-compressed (level 3, as [`gzip`]), one chunk at a
+/// time.
+pub async fn stream_gzip(path: &Path) -> std::io::Result<axum::body::Body> {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(3));
+    let state = Some((file, enc, vec![0u8; CHUNK]));
+    let stream = futures_util::stream::unfold(state, |state| async move {
+        let (mut file, mut enc, mut buf) = state?;
+        loop {
+            let n = match file.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => return Some((Err(e), None)),
+            };
+            if n == 0 {
+                return Some((enc.finish(), None));
+            }
+            if let Err(e) = enc.write_all(&buf[..n]) {
+                return Some((Err(e), None));
+            }
+            let out = std::mem::take(enc.get_mut());
+            if !out.is_empty() {
+                return Some((Ok(out), Some((file, enc, buf))));
+            }
+        }
+    });
+    Ok(axum::body::Body::from_stream(stream))
 }
 
 /// Whether an `Accept-Encoding` header admits gzip (a `q=0` weight refuses it).

@@ -12,15 +12,31 @@
 //! | `GET /features/{file}` | files of the feature folder, with `Range: bytes=...` (206/416), never gzip |
 //! | `POST /save_graph/{slug}` | replaces the graph's `qParams` ([`crate::state`]); 400 on a malformed body, 413 when too large, 404 for an unknown graph |
 //!
-//! Anything else is 404, and so is any path that would leave its folder.
+//! Anything else is 404, and so is any path that would leave its folder (symlinks included:
+//! paths are resolved and must stay inside).
+//!
+//! # Who may ask (docs/security.md)
+//!
+//! - Every request must carry a `Host` naming the bound address (127.0.0.1, localhost, [::1]
+//!   or the `--host` IP, with the port); anything else is 421 ([`adag_http::HostPolicy`]), which
+//!   defeats DNS rebinding.
+//! - Every request that is not `GET`/`HEAD` must send `Content-Type: application/json` and
+//!   either an `Origin` that is this server or, without `Origin`, the per-server token that the
+//!   page carries (`<meta name="adag-save-token">`) in `X-Adag-Token`; 403 otherwise. A
+//!   cross-site page can send neither: a JSON or custom-header request needs a CORS preflight,
+//!   which this server never grants.
+//! - Connections live under [`adag_http::Limits`]: request heads within 5 s, bodies within
+//!   30 s, stalled writes closed after 30 s; files are streamed, never read whole.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use adag_http::{HostPolicy, Limits};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -54,6 +70,8 @@ pub struct ServeConfig {
     pub slug: Option<String>,
     /// Largest accepted `POST` body.
     pub max_post_bytes: usize,
+    /// Connection time limits (request head, body, stalled writes).
+    pub limits: Limits,
 }
 
 impl ServeConfig {
@@ -66,7 +84,14 @@ impl ServeConfig {
             port: DEFAULT_PORT,
             slug: None,
             max_post_bytes: DEFAULT_MAX_POST_BYTES,
+            limits: Limits::default(),
         }
+    }
+
+    /// Sets the connection time limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Sets the port (0: any free port).
@@ -98,6 +123,24 @@ struct AppState {
     source: Arc<dyn GraphSource>,
     data_dir: PathBuf,
     features_dir: Option<PathBuf>,
+    hosts: HostPolicy,
+    /// Proves that a write without `Origin` comes from a page this server sent.
+    token: String,
+    /// The viewer page with `token` filled in.
+    index_html: String,
+}
+
+/// The `<meta>` of `index.html` that carries the save token.
+const TOKEN_META: &str = r#"<meta name="adag-save-token" content="">"#;
+
+/// The header in which the viewer sends the save token.
+const TOKEN_HEADER: &str = "x-adag-token";
+
+/// 128 random bits, hex: unguessable by a page that cannot read the viewer.
+fn new_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 16] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A running server. Dropping it stops the server.
@@ -124,13 +167,6 @@ impl Server {
                 return Err(Error::BadSlug(s.clone()));
             }
         }
-        let state = Arc::new(AppState {
-            source,
-            data_dir: config.graph_dir.clone(),
-            features_dir: config.features_dir.clone(),
-        });
-        let app = router(state, config.max_post_bytes);
-
         let want = SocketAddr::new(config.host, config.port);
         let listener = std::net::TcpListener::bind(want)
             .map_err(|source| Error::Bind { addr: want, source })?;
@@ -140,6 +176,20 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|source| Error::Bind { addr: want, source })?;
+        let token = new_token();
+        let state = Arc::new(AppState {
+            source,
+            data_dir: config.graph_dir.clone(),
+            features_dir: config.features_dir.clone(),
+            hosts: HostPolicy::for_bound(addr),
+            index_html: assets::INDEX_HTML.replace(
+                TOKEN_META,
+                &format!(r#"<meta name="adag-save-token" content="{token}">"#),
+            ),
+            token,
+        });
+        let app = router(state, config.max_post_bytes);
+        let limits = config.limits;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("adag-serve")
@@ -153,12 +203,11 @@ impl Server {
                 let result = runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)
                         .map_err(|e| Error::Runtime(e.to_string()))?;
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.await;
-                        })
-                        .await
-                        .map_err(|e| Error::Runtime(e.to_string()))
+                    adag_http::serve(listener, app, limits, async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .map_err(|e| Error::Runtime(e.to_string()))
                 });
                 runtime.shutdown_timeout(std::time::Duration::from_secs(1));
                 result
@@ -252,7 +301,57 @@ fn router(state: Arc<AppState>, max_post_bytes: usize) -> Router {
         .route("/save_graph/{slug}", post(save_graph))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_post_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            same_origin_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.hosts.clone(),
+            adag_http::require_known_host,
+        ))
         .with_state(state)
+}
+
+/// Refuses (403) a request that could change state unless it is JSON and comes from this
+/// server's own page: a same-origin `Origin`, or no `Origin` and the page's token. A form or a
+/// `text/plain` fetch from another site (which needs no CORS preflight) is refused here.
+async fn same_origin_writes(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let h = req.headers();
+    let is_json = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return text(
+            StatusCode::FORBIDDEN,
+            "refused: a write must send Content-Type: application/json\n",
+        );
+    }
+    match h.get(header::ORIGIN) {
+        Some(o) => {
+            if !o.to_str().is_ok_and(|o| st.hosts.allows_origin(o)) {
+                tracing::warn!("refused a cross-origin write from Origin {o:?}");
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "refused: a write must come from this server's own page (cross-origin Origin)\n",
+                );
+            }
+        }
+        None => {
+            let token = h.get(TOKEN_HEADER).and_then(|v| v.to_str().ok());
+            if token != Some(st.token.as_str()) {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    "refused: a write without Origin must carry the viewer page's X-Adag-Token\n",
+                );
+            }
+        }
+    }
+    next.run(req).await
 }
 
 // ---- responses ----
@@ -338,10 +437,10 @@ fn internal(msg: &str) -> Response {
 
 // ---- handlers ----
 
-async fn index(headers: HeaderMap) -> Response {
+async fn index(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     body_response(
         &headers,
-        assets::INDEX_HTML.as_bytes().to_vec(),
+        st.index_html.as_bytes().to_vec(),
         "text/html; charset=utf-8",
         true,
     )
@@ -427,81 +526,108 @@ async fn data_file(State(st): State<Arc<AppState>>, uri: Uri, headers: HeaderMap
     };
     let dir = st.data_dir.clone();
     let source = st.source.clone();
-    let result = blocking(
-        move || -> Option<std::io::Result<(Vec<u8>, &'static str)>> {
-            if let Some(path) = files::resolve_in(&dir, &rel) {
-                return Some(
-                    files::read_range(&path, None).map(|b| (b, files::content_type(&path))),
-                );
-            }
-            if rel == GRAPH_LIST_FILE {
-                // No list file: synthesise one from the graphs present.
-                let list = source.list().ok()?;
-                let body = serde_json::json!({ "graphs": list }).to_string();
-                return Some(Ok((body.into_bytes(), "application/json")));
-            }
-            None
-        },
-    )
-    .await;
-    match result {
-        Some(Some(Ok((bytes, ct)))) => body_response(&headers, bytes, ct, true),
-        Some(Some(Err(e))) => internal(&format!("cannot read file: {e}")),
-        _ => not_found_response(),
+    let name = rel.clone();
+    let Some(found) = blocking(move || {
+        let path = files::resolve_in(&dir, &rel)?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((path, len))
+    })
+    .await
+    else {
+        return internal("file lookup failed");
+    };
+    let Some((path, len)) = found else {
+        if name == GRAPH_LIST_FILE {
+            // No list file: synthesise one from the graphs present.
+            return match blocking(move || source.list()).await {
+                Some(Ok(list)) => {
+                    let body = serde_json::json!({ "graphs": list }).to_string();
+                    body_response(&headers, body.into_bytes(), "application/json", true)
+                }
+                _ => not_found_response(),
+            };
+        }
+        return not_found_response();
+    };
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let gz = len > 1024 && files::accepts_gzip(accept);
+    let body = if gz {
+        files::stream_gzip(&path).await
+    } else {
+        files::stream_range(&path, None).await
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return internal(&format!("cannot read file: {e}")),
+    };
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(files::content_type(&path)),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gz {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
+    r
 }
 
 async fn feature_file(State(st): State<Arc<AppState>>, uri: Uri, headers: HeaderMap) -> Response {
     let (Some(dir), Some(rel)) = (st.features_dir.clone(), tail(&uri, "/features/")) else {
         return not_found_response();
     };
-    let range_header = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let result = blocking(move || -> Option<std::io::Result<Response>> {
+    let Some(Some((path, len))) = blocking(move || {
         let path = files::resolve_in(&dir, &rel)?;
-        let len = match std::fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) => return Some(Err(e)),
-        };
-        let ct = files::content_type(&path);
-        Some((|| {
-            let (status, range) = match files::parse_range(range_header.as_deref(), len) {
-                RangeRequest::Full => (StatusCode::OK, None),
-                RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
-                RangeRequest::Unsatisfiable => {
-                    let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return Ok(r);
-                }
-            };
-            let bytes = files::read_range(&path, range)?;
-            let n = bytes.len();
-            let mut r = Response::new(Body::from(bytes));
-            *r.status_mut() = status;
-            let h = r.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            if let Some(r) = range {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end))
-                {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-            }
-            Ok(r)
-        })())
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((path, len))
     })
-    .await;
-    match result {
-        Some(Some(Ok(r))) => r,
-        Some(Some(Err(e))) => internal(&format!("cannot read file: {e}")),
-        _ => not_found_response(),
+    .await
+    else {
+        return not_found_response();
+    };
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, range) = match files::parse_range(range_header, len) {
+        RangeRequest::Full => (StatusCode::OK, None),
+        RangeRequest::Partial(r) => (StatusCode::PARTIAL_CONTENT, Some(r)),
+        RangeRequest::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let body = match files::stream_range(&path, range).await {
+        Ok(b) => b,
+        Err(e) => return internal(&format!("cannot read file: {e}")),
+    };
+    let n = range.map_or(len, |r| r.end - r.start + 1);
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(files::content_type(&path)),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Some(r) = range {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{len}", r.start, r.end)) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
     }
+    r
 }
 
 async fn save_graph(State(st): State<Arc<AppState>>, uri: Uri, body: Bytes) -> Response {

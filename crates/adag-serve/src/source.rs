@@ -55,6 +55,8 @@ struct Cached {
 /// the file's modification time or size changes.
 pub struct JsonDir {
     dir: PathBuf,
+    /// `dir` with symlinks resolved: every graph file's real path must lie under it.
+    real_dir: PathBuf,
     cache: Mutex<HashMap<String, Cached>>,
     meta_cache: Mutex<HashMap<String, (Stamp, Value)>>,
     write_lock: Mutex<()>,
@@ -67,8 +69,10 @@ impl JsonDir {
         if !dir.is_dir() {
             return Err(Error::NotADirectory { path: dir });
         }
+        let real_dir = dir.canonicalize().map_err(|e| Error::read(&dir, e))?;
         Ok(JsonDir {
             dir,
+            real_dir,
             cache: Mutex::new(HashMap::new()),
             meta_cache: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
@@ -84,14 +88,19 @@ impl JsonDir {
         if !is_valid_slug(slug) || slug == GRAPH_LIST_FILE.trim_end_matches(".json") {
             return Err(Error::BadSlug(slug.to_string()));
         }
-        let path = self.dir.join(format!("{slug}.json"));
-        if !path.is_file() {
-            return Err(Error::UnknownGraph {
+        self.inside(&self.dir.join(format!("{slug}.json")))
+            .ok_or_else(|| Error::UnknownGraph {
                 slug: slug.to_string(),
                 dir: self.dir.clone(),
-            });
-        }
-        Ok(path)
+            })
+    }
+
+    /// The real path of `path` (symlinks resolved) if it is a regular file inside the folder.
+    /// A link to a file elsewhere is treated as absent: it is neither served, listed nor
+    /// written through, and a save writes the link's target, so a link stays a link.
+    fn inside(&self, path: &Path) -> Option<PathBuf> {
+        let real = path.canonicalize().ok()?;
+        (real.starts_with(&self.real_dir) && real.is_file()).then_some(real)
     }
 
     fn stamp(path: &Path) -> Result<Stamp> {
@@ -134,8 +143,7 @@ impl GraphSource for JsonDir {
     fn list(&self) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
-        let list_path = self.dir.join(GRAPH_LIST_FILE);
-        if list_path.is_file() {
+        if let Some(list_path) = self.inside(&self.dir.join(GRAPH_LIST_FILE)) {
             let bytes = std::fs::read(&list_path).map_err(|e| Error::read(&list_path, e))?;
             let v: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Schema {
                 path: list_path.clone(),
@@ -163,9 +171,10 @@ impl GraphSource for JsonDir {
             let Some(slug) = name.strip_suffix(".json") else {
                 continue;
             };
-            if name != GRAPH_LIST_FILE && is_valid_slug(slug) && !seen.contains(slug) && p.is_file()
-            {
-                extra.push((slug.to_string(), p));
+            if name != GRAPH_LIST_FILE && is_valid_slug(slug) && !seen.contains(slug) {
+                if let Some(real) = self.inside(&p) {
+                    extra.push((slug.to_string(), real));
+                }
             }
         }
         extra.sort();

@@ -561,3 +561,332 @@ fn huge_graph_gets_a_screen_sized_view() {
     assert!(t.as_f64().unwrap() < 500.0, "redraw {t} ms");
     b.screenshot(&screens().join("huge-10k-1m.png"));
 }
+
+// ---- defects a newcomer met (issue 14) ----
+
+/// Rewrites a fixture graph in the workspace.
+fn edit_graph(ws: &Workspace, slug: &str, f: impl FnOnce(&mut Value)) {
+    let path = ws.graph_file(slug);
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut doc);
+    std::fs::write(&path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn embedding_nodes_show_their_token_even_without_a_clerp() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    // Older exports wrote an empty clerp on token nodes: the viewer said "token 3".
+    edit_graph(&ws, "austin-clt", |doc| {
+        for n in doc["nodes"].as_array_mut().unwrap() {
+            if n["feature_type"] == "embedding" {
+                n["clerp"] = json!("");
+            }
+        }
+    });
+    let server = ws.start();
+    open(
+        &b,
+        &format!(
+            "http://{}/?slug=austin-clt&clickedId=E_8421_3",
+            server.addr()
+        ),
+    );
+    assert_eq!(b.text("#panel-title"), "\" Texas\"");
+    let (x, y) = pos(&b, "E_8421_3");
+    b.move_to(x, y);
+    b.wait_for("window.adag.state.hoveredId === 'E_8421_3'", LOAD);
+    assert!(
+        b.text("#tooltip").starts_with("\" Texas\" · token @ 3"),
+        "{}",
+        b.text("#tooltip")
+    );
+}
+
+#[test]
+fn pruning_updates_the_status_and_lays_out_the_survivors() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    let server = ws.start();
+    open(&b, &format!("http://{}/?slug=austin-clt", server.addr()));
+    let before = b.text("#status");
+    assert!(!before.contains("showing"), "{before}");
+    b.exec("const s = document.getElementById('prune'); s.value = '0.5'; s.dispatchEvent(new Event('input'));", vec![]);
+    b.wait_for(
+        "/showing/.test(document.getElementById('status').textContent)",
+        LOAD,
+    );
+    let status = b.text("#status");
+    let vis = b.exec("return window.adag.view.visibleNodes().length;", vec![]);
+    assert!(
+        status.contains(&format!("showing {vis} nodes")) && status.contains("(prune ≤ 0.50)"),
+        "{status}"
+    );
+    // Every cell's survivors are centred in their column, as if the dropped nodes never were
+    // (before, they kept their slots among all nodes and sat in the cell's left corner). The
+    // check means something only if some cell lost nodes.
+    b.wait_for("window.adag.view.drawn > 1", LOAD);
+    let cells = b.exec(
+        r#"const v = window.adag.view, m = window.adag.model;
+           const vis = new Set(v.visibleNodes());
+           const cells = {};
+           for (const n of m.nodes) {
+             if (n.kind === 'logit' || n.kind === 'embedding') continue;
+             const k = n.row + ':' + n.ctx;
+             cells[k] = cells[k] || {all: 0, xs: [], centre: v.colX[n.ctx] + v.colW[n.ctx] / 2};
+             cells[k].all++;
+             if (vis.has(n)) cells[k].xs.push(n.x);
+           }
+           return Object.values(cells);"#,
+        vec![],
+    );
+    let mut thinned = 0;
+    for c in cells.as_array().unwrap() {
+        let xs: Vec<f64> = c["xs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        if xs.is_empty() {
+            continue;
+        }
+        if xs.len() < c["all"].as_u64().unwrap() as usize {
+            thinned += 1;
+        }
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!((mean - c["centre"].as_f64().unwrap()).abs() < 1.0, "{c}");
+    }
+    assert!(thinned > 0, "no cell lost nodes at 0.5: {cells}");
+    b.screenshot(&screens().join("austin-pruned-relayout.png"));
+    b.exec("const s = document.getElementById('prune'); s.value = '1'; s.dispatchEvent(new Event('input'));", vec![]);
+    b.wait_for(
+        "!/showing/.test(document.getElementById('status').textContent)",
+        LOAD,
+    );
+}
+
+/// An 88-token prompt with six logits whose labels are wide.
+fn long_prompt_graph() -> Value {
+    let words = [
+        " The",
+        " capital",
+        " of",
+        " the",
+        " state",
+        " containing",
+        " Dallas",
+        " is",
+        ",",
+        " and",
+        " everyone",
+        " knows",
+        " that",
+        "\n",
+    ];
+    let tokens: Vec<String> = (0..88)
+        .map(|p| words[p % words.len()].to_string())
+        .collect();
+    let last = tokens.len() - 1;
+    let mut nodes = Vec::new();
+    let mut links = Vec::new();
+    for (p, _) in tokens.iter().enumerate() {
+        nodes.push(json!({"node_id": format!("E_{}_{p}", 100 + p), "feature": p, "layer": "E", "ctx_idx": p,
+            "feature_type": "embedding", "clerp": "", "influence": 0.5, "activation": null}));
+    }
+    for (k, t) in [
+        " Austin",
+        " Dallas",
+        " Houston",
+        " San Antonio",
+        " the",
+        " Texas",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = format!("3_{}_{last}", 900 + k);
+        nodes.push(
+            json!({"node_id": id, "feature": 900 + k, "layer": "3", "ctx_idx": last,
+            "feature_type": "logit", "token_prob": 0.3 / (k + 1) as f64, "is_target_logit": k == 0,
+            "clerp": format!("Output \"{t}\" (p=0.1)"), "influence": null, "activation": null}),
+        );
+        links.push(
+            json!({"source": format!("1_{k}_{last}"), "target": id, "weight": 1.0 + k as f64}),
+        );
+    }
+    for l in 0..2 {
+        for p in (0..88).step_by(3) {
+            nodes.push(json!({"node_id": format!("{l}_{p}_{p}"), "feature": p, "layer": l.to_string(),
+                "ctx_idx": p, "feature_type": "cross layer transcoder", "clerp": "", "influence": 0.3,
+                "activation": 1.0}));
+        }
+    }
+    for k in 0..6 {
+        nodes.push(json!({"node_id": format!("1_{k}_{last}"), "feature": k, "layer": "1", "ctx_idx": last,
+            "feature_type": "cross layer transcoder", "clerp": "", "influence": 0.1, "activation": 2.0}));
+    }
+    json!({"metadata": {"slug": "long", "scan": "x", "prompt_tokens": tokens, "prompt": tokens.concat(),
+        "node_threshold": 0.8, "schema_version": 1},
+        "qParams": {"pinnedIds": [], "supernodes": [], "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "nodes": nodes, "links": links})
+}
+
+#[test]
+fn a_long_prompt_gets_a_readable_axis_and_every_logit_label() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.graph_file("long"),
+        serde_json::to_vec(&long_prompt_graph()).unwrap(),
+    )
+    .unwrap();
+    let server = ws.start();
+    open(&b, &format!("http://{}/?slug=long", server.addr()));
+    b.screenshot(&screens().join("long-prompt.png"));
+    // Slanted labels with the token itself (not "…" or "T…"); where even upright labels would
+    // touch, every k-th position is labelled.
+    let boxes = b.exec(
+        "return window.adag.view.tokenBoxes.map(t => [t.p, t.text, t.rotated, t.full]);",
+        vec![],
+    );
+    let boxes = boxes.as_array().unwrap();
+    assert_eq!(boxes.len(), 88);
+    let labelled: Vec<&Value> = boxes.iter().filter(|t| t[1] != "").collect();
+    assert!(labelled.len() >= 29, "{labelled:?}");
+    for t in boxes {
+        assert_eq!(t[2], json!(true), "{t}");
+        assert!(
+            t[1] == "" || t[1] == t[3],
+            "the whole token or nothing: {t}"
+        );
+    }
+    assert_eq!(boxes[5][3], json!(" containing"));
+    assert_eq!(boxes[13][3], json!("↵"));
+    // Hovering a position's label (or its tick) shows its full token.
+    let p = b.exec(
+        r#"const v = window.adag.view, t = v.tokenBoxes[5], r = v.canvas.getBoundingClientRect();
+           return [r.left + t.cx - 20 / Math.tan(t.angle), r.top + t.y0 + 2 + 20];"#,
+        vec![],
+    );
+    b.move_to(p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+    b.wait_for(
+        "document.getElementById('tooltip').dataset.token === '5'",
+        LOAD,
+    );
+    assert_eq!(b.text("#tooltip"), "token 5: \" containing\"");
+    // Every logit keeps a label, and none overlaps another.
+    let logit_labels = b.exec(
+        "const m = window.adag.model; return window.adag.view.labelBoxes.filter(b => m.byId.get(b.id).kind === 'logit').map(b => b.text);",
+        vec![],
+    );
+    assert_eq!(logit_labels.as_array().unwrap().len(), 6, "{logit_labels}");
+    assert!(
+        logit_labels.to_string().contains("San Antonio"),
+        "{logit_labels}"
+    );
+    assert_labels_readable(&b);
+}
+
+#[test]
+fn the_tooltip_follows_an_annotation() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    let server = ws.start();
+    open(
+        &b,
+        &format!(
+            "http://{}/?slug=austin-clt&clickedId=2_845_4",
+            server.addr()
+        ),
+    );
+    let (x, y) = pos(&b, "2_845_4");
+    b.move_to(x, y);
+    b.wait_for("window.adag.state.hoveredId === '2_845_4'", LOAD);
+    assert!(b.text("#tooltip").starts_with("say Austin"));
+    b.type_into("#annotation", "answer feature");
+    b.wait_for(
+        "document.getElementById('tooltip').textContent.startsWith('answer feature')",
+        LOAD,
+    );
+}
+
+#[test]
+fn the_subgraph_pane_is_roomy_and_boxes_drag_and_stay() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    // As `adag cluster` writes it: supernodes, nothing pinned.
+    edit_graph(&ws, "capital-neurons", |doc| {
+        doc["qParams"]["pinnedIds"] = json!([]);
+    });
+    let server = ws.start();
+    let url = format!("http://{}/?slug=capital-neurons", server.addr());
+    open(&b, &url);
+    // The clusters are pinned on open, as the reference does.
+    let pinned = state(&b, "pinnedIds");
+    for id in ["0_402_3", "0_2733_3", "1_96_3", "1_3050_4", "2_1441_4"] {
+        assert!(pinned.as_array().unwrap().contains(&json!(id)), "{pinned}");
+    }
+    assert_eq!(
+        b.exec(
+            "return document.body.querySelector('#save').classList.contains('dirty');",
+            vec![]
+        ),
+        json!(false)
+    );
+    let svg = b.text("#subgraph-svg-wrap");
+    assert!(
+        svg.contains("C1: France (3)") && svg.contains("C2: say capital (2)"),
+        "{svg}"
+    );
+    // The list is wide enough and no name is cut; the diagram uses the width.
+    let m = b.exec(
+        r#"const side = document.querySelector('#subgraph-pane .sg-side');
+           const cut = [...document.querySelectorAll('#subgraph-pane .chip label, #subgraph-pane .sn-head span')]
+             .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);
+           const wrap = document.getElementById('subgraph-svg-wrap').getBoundingClientRect();
+           const boxes = [...document.querySelectorAll('#subgraph-svg .unit')].map(g => g.getBoundingClientRect());
+           const texts = [...document.querySelectorAll('#subgraph-svg .unit text')].map(t => t.textContent);
+           return {side: side.getBoundingClientRect().width, cut, texts,
+                   span: (Math.max(...boxes.map(r => r.right)) - Math.min(...boxes.map(r => r.left))) / wrap.width};"#,
+        vec![],
+    );
+    assert!(m["side"].as_f64().unwrap() >= 300.0, "{m}");
+    assert_eq!(m["cut"], json!([]), "{m}");
+    assert!(!m["texts"].to_string().contains('…'), "{m}");
+    assert!(m["span"].as_f64().unwrap() > 0.6, "{m}");
+    b.screenshot(&screens().join("subgraph-roomy.png"));
+
+    // Drag the C1 box 90 px right and 20 px down: it moves, and its position is saved.
+    let r = b.exec(
+        "const r = document.querySelector('#subgraph-svg .unit[data-key=\"sn:C1: France\"]').getBoundingClientRect(); return [r.left + 10, r.top + 10];",
+        vec![],
+    );
+    let (x, y) = (r[0].as_f64().unwrap(), r[1].as_f64().unwrap());
+    b.drag((x, y), (x + 90.0, y + 20.0));
+    b.wait_for("window.adag.state.sgPos['sn:C1: France']", LOAD);
+    let moved = b.exec(
+        "const r = document.querySelector('#subgraph-svg .unit[data-key=\"sn:C1: France\"]').getBoundingClientRect(); return [r.left + 10, r.top + 10];",
+        vec![],
+    );
+    assert!(
+        (moved[0].as_f64().unwrap() - x - 90.0).abs() < 2.0,
+        "{moved}"
+    );
+    assert!(
+        (moved[1].as_f64().unwrap() - y - 20.0).abs() < 2.0,
+        "{moved}"
+    );
+    b.click("#save");
+    b.wait_for("document.body.dataset.saved === '1'", LOAD);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(ws.graph_file("capital-neurons")).unwrap()).unwrap();
+    let sg: Value = serde_json::from_str(saved["qParams"]["sg_pos"].as_str().unwrap()).unwrap();
+    assert!(sg["sn:C1: France"].is_array(), "{sg}");
+    open(&b, &url);
+    let again = b.exec(
+        "const r = document.querySelector('#subgraph-svg .unit[data-key=\"sn:C1: France\"]').getBoundingClientRect(); return [r.left + 10, r.top + 10];",
+        vec![],
+    );
+    assert_eq!(again, moved, "the saved position comes back");
+}

@@ -1,5 +1,6 @@
 //! The HTTP server as a client sees it, over raw sockets: confinement, 404s, gzip, byte
-//! ranges, saving UI state (and refusing bad saves), the screen-sized view, and binding.
+//! ranges, saving UI state (and refusing bad saves), the screen-sized view, and binding; and
+//! what it refuses to other sites (cross-site writes, foreign Host names, symlinks out).
 
 mod common;
 
@@ -59,7 +60,8 @@ fn traversal_attempts_are_404() {
     }
     // Absolute-form request targets do not escape either.
     let r = request(a, "GET http://localhost/../secret.txt HTTP/1.1", b"");
-    assert!(r.status == 404 || r.status == 400, "{}", r.status);
+    // (421: its authority, `localhost` without the port, does not name this server.)
+    assert!(matches!(r.status, 400 | 404 | 421), "{}", r.status);
     assert_no_secret(&r, "absolute-form");
 }
 
@@ -311,7 +313,11 @@ fn malformed_or_oversized_posts_change_nothing() {
     // A body larger than the limit sent without Content-Length (chunked) is refused too.
     let big = format!("{{\"pinnedIds\": [\"{}\"]}}", "y".repeat(100 * 1024));
     let chunked = format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len());
-    let r = request(a, "POST /save_graph/austin-clt HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked", chunked.as_bytes());
+    let r = request(
+        a,
+        &format!("POST /save_graph/austin-clt HTTP/1.1\r\nContent-Type: application/json\r\nOrigin: http://{a}\r\nTransfer-Encoding: chunked"),
+        chunked.as_bytes(),
+    );
     assert_eq!(r.status, 413);
     assert_eq!(std::fs::read(&path).unwrap(), original);
     // Unknown graphs and names that are not file stems: 404, and nothing is created.
@@ -501,4 +507,260 @@ fn broken_graph_file_is_a_clear_500() {
         "{}",
         r.text()
     );
+}
+
+/// The save token the server wrote into the viewer page.
+fn page_token(a: SocketAddr) -> String {
+    let page = get(a, "/").text();
+    let marker = r#"<meta name="adag-save-token" content=""#;
+    let start = page.find(marker).expect("the page carries a save token") + marker.len();
+    let len = page[start..].find('"').unwrap();
+    page[start..start + len].to_string()
+}
+
+#[test]
+fn cross_site_writes_are_refused() {
+    let ws = Workspace::new();
+    let server = ws.start();
+    let a = server.addr();
+    let path = ws.graph_file("austin-clt");
+    let original = std::fs::read(&path).unwrap();
+    let body = br#"{"annotations":{"E_1_0":"x"}}"#;
+    let own = format!("http://{a}");
+    let token = page_token(a);
+    assert_eq!(token.len(), 32, "{token}");
+    let refused: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        // The probe's attack: a simple (no preflight) cross-site POST.
+        (
+            "text/plain from another site",
+            vec![
+                ("Content-Type", "text/plain"),
+                ("Origin", "http://evil.example"),
+            ],
+        ),
+        (
+            "JSON from another site",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", "http://evil.example"),
+            ],
+        ),
+        (
+            "JSON from another port",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", "http://127.0.0.1:1"),
+            ],
+        ),
+        (
+            "opaque origin",
+            vec![("Content-Type", "application/json"), ("Origin", "null")],
+        ),
+        (
+            "a form from this origin",
+            vec![
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", &own),
+            ],
+        ),
+        (
+            "text/plain from this origin",
+            vec![("Content-Type", "text/plain"), ("Origin", &own)],
+        ),
+        (
+            "no Origin, no token",
+            vec![("Content-Type", "application/json")],
+        ),
+        (
+            "no Origin, wrong token",
+            vec![
+                ("Content-Type", "application/json"),
+                ("X-Adag-Token", "0123456789abcdef0123456789abcdef"),
+            ],
+        ),
+        (
+            "another site, right token",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", "http://evil.example"),
+                ("X-Adag-Token", &token),
+            ],
+        ),
+    ];
+    for (what, headers) in &refused {
+        let r = post_with(a, "/save_graph/austin-clt", headers, body);
+        assert_eq!(r.status, 403, "{what}: {}", r.text());
+        assert!(r.text().starts_with("refused:"), "{what}: {}", r.text());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            original,
+            "{what} changed the file"
+        );
+    }
+    // Other methods are writes too.
+    let r = request(
+        a,
+        "PUT /save_graph/austin-clt HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2",
+        b"{}",
+    );
+    assert_eq!(r.status, 403);
+
+    // The page's own ways: same-origin JSON, or JSON with the token and no Origin.
+    for (what, headers) in [
+        (
+            "same origin",
+            vec![
+                ("Content-Type", "application/json"),
+                ("Origin", own.as_str()),
+            ],
+        ),
+        (
+            "localhost origin",
+            vec![
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Origin", &format!("http://localhost:{}", a.port())),
+            ],
+        ),
+        (
+            "token",
+            vec![
+                ("Content-Type", "application/json"),
+                ("X-Adag-Token", &token),
+            ],
+        ),
+    ] {
+        let r = post_with(a, "/save_graph/austin-clt", &headers, body);
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+    }
+    let after: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(after["qParams"]["annotations"]["E_1_0"], "x");
+    // Each server has its own token.
+    let other = ws.start();
+    assert_ne!(page_token(other.addr()), token);
+}
+
+#[test]
+fn foreign_host_names_are_refused() {
+    let ws = Workspace::new();
+    let server = ws.start();
+    let a = server.addr();
+    let path = ws.graph_file("austin-clt");
+    let original = std::fs::read(&path).unwrap();
+    let port = a.port();
+    for host in [
+        "rebind.example".to_string(),
+        format!("rebind.example:{port}"),
+        format!("localhost.evil.example:{port}"),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        format!("10.1.2.3:{port}"),
+        "127.0.0.1".to_string(),
+    ] {
+        for target in [
+            "/api/graphs",
+            "/",
+            "/data/austin-clt.json",
+            "/api/graph/austin-clt",
+        ] {
+            let r = request_as_host(a, &host, &format!("GET {target} HTTP/1.1"), b"");
+            assert_eq!(r.status, 421, "{host} {target}: {}", r.text());
+            assert!(!r.text().contains("austin"), "{host} {target} leaked");
+        }
+        // A rebinding page is same-origin with itself: its Origin matches its Host.
+        let r = request_as_host(
+            a,
+            &host,
+            &format!("POST /save_graph/austin-clt HTTP/1.1\r\nContent-Type: application/json\r\nOrigin: http://{host}\r\nContent-Length: 2"),
+            b"{}",
+        );
+        assert_eq!(r.status, 421, "{host} save");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), original);
+    // An absolute-form target naming another host is refused even with a good Host header.
+    let r = request(a, "GET http://rebind.example/api/graphs HTTP/1.1", b"");
+    assert_eq!(r.status, 421);
+    // The bound address's own names are served.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let r = request_as_host(a, &host, "GET /api/graphs HTTP/1.1", b"");
+        assert_eq!(r.status, 200, "{host}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_out_of_the_folder_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    // A valid graph outside the served folder, linked in under two names.
+    let outside = ws.tmp.path().join("out.json");
+    let mut graph: Value =
+        serde_json::from_slice(&std::fs::read(ws.graph_file("capital-neurons")).unwrap()).unwrap();
+    graph["metadata"]["slug"] = json!("evil");
+    graph["metadata"]["prompt"] = json!(SECRET);
+    std::fs::write(&outside, serde_json::to_vec(&graph).unwrap()).unwrap();
+    let outside_before = std::fs::read(&outside).unwrap();
+    symlink(&outside, ws.graph_file("evil")).unwrap();
+    // A link that stays inside the folder is an alias of that graph.
+    symlink("austin-clt.json", ws.graph_file("alias")).unwrap();
+    // The list file itself linked out is ignored (the list is synthesised).
+    std::fs::remove_file(ws.graphs().join("graph-metadata.json")).unwrap();
+    let outside_list = ws.tmp.path().join("list.json");
+    std::fs::write(
+        &outside_list,
+        json!({"graphs": [{"slug": "austin-clt", "prompt": SECRET}]}).to_string(),
+    )
+    .unwrap();
+    symlink(&outside_list, ws.graphs().join("graph-metadata.json")).unwrap();
+
+    let server = ws.start();
+    let a = server.addr();
+    for path in [
+        "/api/graph/evil",
+        "/data/evil.json",
+        "/graph_data/evil.json",
+    ] {
+        let r = get(a, path);
+        assert_eq!(r.status, 404, "{path}");
+        assert!(!r.text().contains(SECRET), "{path} leaked");
+    }
+    for path in ["/api/graphs", "/data/graph-metadata.json"] {
+        let r = get(a, path);
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains(SECRET), "{path} leaked: {}", r.text());
+        let slugs: Vec<String> = r.json()["graphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["slug"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            !slugs.contains(&"evil".to_string()),
+            "{path} lists the link: {slugs:?}"
+        );
+        assert!(slugs.contains(&"alias".to_string()), "{slugs:?}");
+    }
+    // A save through the outward link writes nothing, anywhere.
+    let q = json!({"annotations": {"x": "y"}});
+    let r = post(a, "/save_graph/evil", q.to_string().as_bytes());
+    assert_eq!(r.status, 404);
+    assert_eq!(std::fs::read(&outside).unwrap(), outside_before);
+    assert!(std::fs::symlink_metadata(ws.graph_file("evil"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // A save through the inside alias updates the target and leaves the link a link.
+    let r = post(a, "/save_graph/alias", q.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(std::fs::symlink_metadata(ws.graph_file("alias"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let target: Value =
+        serde_json::from_slice(&std::fs::read(ws.graph_file("austin-clt")).unwrap()).unwrap();
+    assert_eq!(target["qParams"], q);
+    assert_eq!(get(a, "/api/graph/alias").json()["qParams"], q);
 }

@@ -223,9 +223,9 @@ def capital_neurons():
         "node_threshold": None,
         "schema_version": 1,
         "target_logit_tokens": [t for t, _, _ in targets],
-        # What `adag describe` writes for described clusters (shown under the supernode name).
+        # What `adag describe` writes for described clusters, keyed by cluster id (shown under the supernode "C1: ...").
         "supernode_descriptions": {
-            "C1: France": "the token \" France\" and other country names | promotes their capitals",
+            "C1": "the token \" France\" and other country names | promotes their capitals",
         },
     }
     qparams = {"pinnedIds": pinned, "supernodes": clusters, "linkType": "both",

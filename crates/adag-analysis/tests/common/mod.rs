@@ -148,6 +148,7 @@ pub fn state(map: &[(&str, &str)]) -> adag_analysis::ClusterState {
             eigenvalues: vec![],
             eigengap: 0.0,
             suggested_k: 1,
+            k_range: [1, 1],
             silhouette: 0.0,
             intra_similarity: 0.0,
             inter_similarity: 0.0,

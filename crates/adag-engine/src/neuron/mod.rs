@@ -39,8 +39,10 @@ pub struct NeuronOptions {
     /// Number of target logits (the model's top-k next tokens) when no answers are given.
     pub k: usize,
     /// Keep neurons with `|A| ≥ percentage_threshold · |goal|`.
+    #[serde(serialize_with = "adag_core::decimal::serialize_f32")]
     pub percentage_threshold: f32,
     /// Drop edges with `|w| < edge_threshold`.
+    #[serde(serialize_with = "adag_core::decimal::serialize_f32")]
     pub edge_threshold: f32,
     /// How the gated MLP is linearised.
     pub rule: RelpRule,

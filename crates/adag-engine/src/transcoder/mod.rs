@@ -135,6 +135,18 @@ impl TranscoderSet {
     /// Loads a transcoder set from a directory holding `config.yaml`, or from the config file
     /// itself.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::load_with(path, device, &|_| Ok(None))
+    }
+
+    /// Like [`TranscoderSet::load`], with `resolve` turning remote entries of the config's
+    /// `transcoders:` list (`hf://…`) into local files
+    /// (the CLI passes the hub client, so only the listed files are downloaded). `Ok(None)` keeps
+    /// the entry's refusal; `Err(reason)` is reported against the config file.
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        resolve: &dyn Fn(&str) -> std::result::Result<Option<PathBuf>, String>,
+    ) -> Result<Self> {
         if !path.exists() {
             return Err(terr(path, "not found: expected a transcoder directory holding config.yaml, or the config.yaml itself"));
         }
@@ -177,7 +189,7 @@ impl TranscoderSet {
         )?;
         let layers = match kind {
             TranscoderKind::PerLayer => {
-                load_plt(&dir, &cfg_path, cfg.transcoders.as_deref(), device)?
+                load_plt(&dir, &cfg_path, cfg.transcoders.as_deref(), device, resolve)?
             }
             TranscoderKind::CrossLayer => load_clt(&dir, device)?,
         };
@@ -437,12 +449,16 @@ fn load_plt(
     cfg_path: &Path,
     listed: Option<&[String]>,
     device: &Device,
+    resolve: &dyn Fn(&str) -> std::result::Result<Option<PathBuf>, String>,
 ) -> Result<Vec<TranscoderLayer>> {
     let paths: Vec<PathBuf> = match listed {
         Some(list) => list
             .iter()
             .map(|p| {
                 if p.starts_with("hf://") || p.contains("://") {
+                    if let Some(local) = resolve(p).map_err(|e| terr(cfg_path, e))? {
+                        return Ok(local);
+                    }
                     Err(terr(cfg_path, format!("transcoder `{p}` is a remote URI; adag reads local files only (download it and list the local path)")))
                 } else {
                     Ok(dir.join(p))
@@ -474,6 +490,9 @@ fn load_plt(
 
 fn load_plt_layer(path: &Path, device: &Device) -> Result<TranscoderLayer> {
     let f = StFile::open(path)?;
+    if f.contains("w_enc") {
+        return load_gemmascope2_layer(&f, device);
+    }
     Ok(TranscoderLayer {
         w_enc: Matrix::mapped(&f, "W_enc")?,
         b_enc: f.load("b_enc", device)?,
@@ -486,6 +505,32 @@ fn load_plt_layer(path: &Path, device: &Device) -> Result<TranscoderLayer> {
         w_skip: f
             .contains("W_skip")
             .then(|| f.load("W_skip", device))
+            .transpose()?,
+    })
+}
+
+/// GemmaScope-2 per-layer safetensors: lower-case keys, `w_enc` stored `[d_in, d_tc]`
+/// (transposed once into memory, since every feature's encoder is read on each run), `w_dec`
+/// `[d_tc, d_out]` read lazily from the mapped file like the native `W_dec`, `threshold`, and an
+/// optional `affine_skip_connection` `[d_in, d_out]` applied as `x A`, i.e. `W_skip = Aᵀ`.
+fn load_gemmascope2_layer(f: &Arc<StFile>, device: &Device) -> Result<TranscoderLayer> {
+    let t = |name: &str| f.load(name, device);
+    let transpose = |x: Tensor, what: &str| x.t().and_then(|t| t.contiguous()).ctx(what);
+    Ok(TranscoderLayer {
+        w_enc: Matrix::Memory(transpose(t("w_enc")?, "transpose w_enc")?),
+        b_enc: t("b_enc")?,
+        threshold: f
+            .contains("threshold")
+            .then(|| t("threshold"))
+            .transpose()?,
+        w_dec: Matrix::mapped(f, "w_dec")?,
+        b_dec: t("b_dec")?,
+        w_skip: f
+            .contains("affine_skip_connection")
+            .then(|| {
+                t("affine_skip_connection")
+                    .and_then(|a| transpose(a, "transpose affine_skip_connection"))
+            })
             .transpose()?,
     })
 }

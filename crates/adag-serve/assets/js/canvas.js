@@ -12,7 +12,12 @@ const MIN_COL = 70;
 const MAX_TOKEN_COL = 130;
 const GAP = 12;
 const GUTTER = 56;         // screen px kept for the layer labels
-const MARGIN = { left: GUTTER + 18, right: 24, top: 46, bottom: 44 };
+const MARGIN = { left: GUTTER + 18, right: 24, top: 64, bottom: 44 };
+const ROTATED_BOTTOM = 96;  // screen px below the token row when its labels are slanted
+const AXIS_CHARS = 14;      // a slanted token label shows at most this many characters
+const AXIS_FONT = '10px ui-monospace, Menlo, Consolas, monospace';
+const AXIS_LINE = 11;       // px between slanted labels for them not to overlap
+const PROMPT_LINE = 22;     // px at the top kept for the prompt line
 const LABEL_FONT = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
 const TOKEN_FONT = '12px ui-monospace, Menlo, Consolas, monospace';
 const POS = [44, 111, 187], NEG = [210, 69, 44];
@@ -51,9 +56,24 @@ export class GraphView {
   setModel(model) {
     this.model = model;
     this.userMoved = false;
-    this.layout();
+    this.layoutKey = null;
+    this.relayout();
     this.fit();
     this.requestDraw();
+  }
+
+  /** Re-lays out the visible nodes when the visible set changed (slider, pins); true if so. */
+  relayout() {
+    const s = this.state;
+    if (!this.model || !s) { if (this.model) this.layout(); return false; }
+    const pinned = new Set(s.pinnedIds);
+    const clicked = this.model.byId.get(s.clickedId);
+    const clickedHidden = clicked && !passesThreshold(clicked, s.pruningThreshold, pinned);
+    const key = `${s.pruningThreshold}|${s.pinnedIds.join(',')}|${clickedHidden ? s.clickedId : ''}`;
+    if (key === this.layoutKey) return false;
+    this.layoutKey = key;
+    this.layout(this.visibleNodes());
+    return true;
   }
 
   setState(state) {
@@ -63,13 +83,15 @@ export class GraphView {
 
   // ---- layout ----
 
-  layout() {
+  /** Lays out `nodes` (default: all). Pruning lays out only the survivors, so that they spread
+   *  over the view instead of keeping the places they had among thousands of others. */
+  layout(nodes = this.model.nodes) {
     const m = this.model;
     const ctx = this.ctx;
     const P = Math.max(1, m.nPos);
     const rows = m.nLayers + 2;
     const cells = new Map();
-    for (const n of m.nodes) {
+    for (const n of nodes) {
       const key = n.row * P + n.ctx;
       if (!cells.has(key)) cells.set(key, []);
       cells.get(key).push(n);
@@ -126,13 +148,25 @@ export class GraphView {
 
   fit() {
     const aw = Math.max(50, this.W - MARGIN.left - MARGIN.right);
-    const ah = Math.max(50, this.H - MARGIN.top - MARGIN.bottom);
+    // Slanted token labels (a long prompt) need room below the token row.
+    const sx0 = Math.min(aw / this.worldW, 3);
+    this.rotateTokens = this.tokensNeedRotation(sx0);
+    // Logit labels that do not fit side by side stack upwards: keep room for the stack.
+    const logits = this.model.logits;
+    let levels = 1;
+    if (logits.length) {
+      const need = logits.reduce((w, n) => w + (n.labelW || 0), 0);
+      const have = Math.max(1, (this.colW[logits[0].ctx] ?? 0) * sx0);
+      levels = Math.min(logits.length, Math.max(1, Math.ceil(need / have)));
+    }
+    const top = Math.max(MARGIN.top, PROMPT_LINE + 18 + 14 * levels);
+    const ah = Math.max(50, this.H - top - (this.rotateTokens ? ROTATED_BOTTOM : MARGIN.bottom));
     const sx = Math.min(aw / this.worldW, 3);
     const sy = Math.min(ah / Math.max(1, this.worldH), 1.8);
     this.t = {
       sx, sy,
       tx: MARGIN.left + (aw - this.worldW * sx) / 2,
-      ty: MARGIN.top + (ah - this.worldH * sy) / 2,
+      ty: top + (ah - this.worldH * sy) / 2,
     };
     this.userMoved = false;
     this.requestDraw();
@@ -144,6 +178,17 @@ export class GraphView {
     if (this.pending) return;
     this.pending = true;
     requestAnimationFrame(() => { this.pending = false; this.draw(); });
+  }
+
+  /** Whether some token label is wider than its column at horizontal scale `sx`. */
+  tokensNeedRotation(sx) {
+    const ctx = this.ctx;
+    ctx.font = TOKEN_FONT;
+    for (let p = 0; p < this.colX.length; p++) {
+      const w = ctx.measureText(showToken(this.model.promptTokens[p] ?? '')).width;
+      if (w > (this.colW[p] + GAP) * sx - 8) return true;
+    }
+    return false;
   }
 
   visibleNodes() {
@@ -158,6 +203,7 @@ export class GraphView {
     ctx.setTransform(this.dpr, 0, 0, this.dpr, 0, 0);
     ctx.clearRect(0, 0, this.W, this.H);
     if (!m || !s) return;
+    if (this.relayout() && !this.userMoved) { this.fit(); }
     const { sx, sy, tx, ty } = this.t;
     const vis = this.visibleNodes();
     const visible = new Set(vis);
@@ -271,14 +317,54 @@ export class GraphView {
     ctx.textAlign = 'center';
     ctx.textBaseline = 'middle';
     ctx.fillStyle = '#1d1d1f';
+    // A long prompt's tokens do not fit their columns: slant them (at most AXIS_CHARS
+    // characters; the full token is in the tooltip) rather than cutting them to "…".
+    const rotate = this.tokensNeedRotation(sx);
+    this.tokenBoxes = [];
+    // Slant at 60° where neighbours stay apart, else stand upright; if even upright labels
+    // would touch, label every k-th position (hover shows any token).
+    let step = Infinity;
+    for (let p = 1; p < this.colX.length; p++) step = Math.min(step, (this.colX[p] - this.colX[p - 1]) * sx);
+    const angle = step * Math.sin(Math.PI / 3) >= AXIS_LINE ? Math.PI / 3 : Math.PI / 2;
+    const every = Math.max(1, Math.ceil(AXIS_LINE / (step * Math.sin(angle))));
+    if (rotate) ctx.font = AXIS_FONT;
     for (let p = 0; p < this.colX.length; p++) {
       const cx = (this.colX[p] + this.colW[p] / 2) * sx + tx;
       const maxW = (this.colW[p] + GAP) * sx - 8;
       if (cx < GUTTER || cx > this.W + 50) continue;
-      const text = fitText(ctx, showToken(m.promptTokens[p] ?? ''), Math.min(maxW, MAX_TOKEN_COL * Math.max(1, sx)));
-      if (text) ctx.fillText(text, cx, y);
+      const full = showToken(m.promptTokens[p] ?? '');
+      if (rotate) {
+        const shown = p % every === 0 || p === this.colX.length - 1;
+        const text = !shown ? '' : full.length > AXIS_CHARS ? full.slice(0, AXIS_CHARS - 1) + '…' : full;
+        ctx.save();
+        ctx.translate(cx, y - 8);
+        ctx.rotate(-angle);
+        ctx.textAlign = 'right';
+        ctx.textBaseline = 'middle';
+        if (text) ctx.fillText(text, 0, 0); else ctx.fillRect(-4, -0.5, 4, 1);
+        ctx.restore();
+        this.tokenBoxes.push({ p, cx, y0: y - 10, y1: y + ROTATED_BOTTOM - 24, angle, text, full, rotated: true });
+      } else {
+        const text = fitText(ctx, full, Math.min(maxW, MAX_TOKEN_COL * Math.max(1, sx)));
+        if (text) ctx.fillText(text, cx, y);
+        this.tokenBoxes.push({ p, x0: cx - maxW / 2, x1: cx + maxW / 2, y0: y - 9, y1: y + 9, text, full, rotated: false });
+      }
     }
     ctx.textAlign = 'left';
+  }
+
+  /** The prompt position whose axis label is under (x, y), or -1. */
+  tokenAt(x, y) {
+    // Slanted labels overlap their neighbours' boxes: the nearest column centre wins.
+    let best = -1, bd = Infinity;
+    for (const b of this.tokenBoxes || []) {
+      if (y < b.y0 || y > b.y1) continue;
+      // A slanted label runs from (cx, y0 + 2) down and to the left at its angle.
+      const c = b.rotated ? b.cx - (y - b.y0 - 2) / Math.tan(b.angle) : (b.x0 + b.x1) / 2;
+      const d = Math.abs(x - c);
+      if (d < bd && (b.rotated ? d < 12 : x >= b.x0 && x <= b.x1)) { bd = d; best = b.p; }
+    }
+    return best;
   }
 
   drawLabels(vis, focus, near) {
@@ -291,6 +377,7 @@ export class GraphView {
     // Everything a label must not cover: the gutter, the token row, and every visible node.
     const tokY = (this.rows - 1) * ROW_H * this.t.sy + this.t.ty + 22;
     placed.push({ x0: 0, y0: 0, x1: GUTTER, y1: this.H });
+    placed.push({ x0: 0, y0: 0, x1: this.W, y1: PROMPT_LINE });
     placed.push({ x0: 0, y0: tokY - 9, x1: this.W, y1: tokY + 9 });
     const grid = new Map();
     const CELL = 32;
@@ -334,8 +421,9 @@ export class GraphView {
       const text = fitText(ctx, full, n.kind === KIND.LOGIT ? 160 : 150);
       if (!text) continue;
       const w = ctx.measureText(text).width + 4;
+      // Logit labels stack upwards (and lean sideways) rather than vanish when they collide.
       const tries = n.kind === KIND.LOGIT
-        ? [[n.sx - w / 2, n.sy - r - 4 - H]]
+        ? [0, 1, 2, 3, 4, 5, 6, 7].flatMap((k) => [-w / 2, -w + r, -r].map((dx) => [n.sx + dx, n.sy - r - 4 - H * (k + 1)]))
         : [[n.sx + r + 4, n.sy - H / 2], [n.sx - r - 4 - w, n.sy - H / 2], [n.sx - w / 2, n.sy - r - 4 - H]];
       for (const [x0, y0] of tries) {
         const b = { x0, y0, x1: x0 + w, y1: y0 + H };
@@ -375,6 +463,7 @@ export class GraphView {
   screenPos(id) {
     const n = this.model && this.model.byId.get(id);
     if (!n || !this.visibleNodes().includes(n)) return null;
+    if (this.relayout() && !this.userMoved) this.fit();
     const rect = this.canvas.getBoundingClientRect();
     // From the current transform, not the last frame, which may not have been drawn yet.
     return { x: rect.left + n.x * this.t.sx + this.t.tx, y: rect.top + n.y * this.t.sy + this.t.ty };
@@ -403,6 +492,7 @@ export class GraphView {
       if (e.target !== c) return;
       const n = this.nodeAt(x, y);
       this.showTooltip(n, x, y);
+      if (!n) this.showTokenTooltip(this.tokenAt(x, y), x, y);
       const id = n ? n.id : '';
       if (id !== this.state.hoveredId) this.handlers.onHover(id);
     });
@@ -434,8 +524,26 @@ export class GraphView {
     this.requestDraw();
   }
 
+  /** The full token under the axis, for labels that were slanted or cut. */
+  showTokenTooltip(p, x, y) {
+    if (p < 0) return;
+    const tt = this.tooltip;
+    tt.textContent = `token ${p}: "${showToken(this.model.promptTokens[p] ?? '')}"`;
+    tt.dataset.token = String(p);
+    tt.hidden = false;
+    tt.style.left = `${Math.min(x + 14, this.W - 330)}px`;
+    tt.style.top = `${Math.max(0, y - 30)}px`;
+  }
+
+  /** Re-renders the tooltip in place (its node's label may have changed: an annotation). */
+  refreshTooltip() {
+    if (this.tip && !this.tooltip.hidden && this.tip.n) this.showTooltip(this.tip.n, this.tip.x, this.tip.y);
+  }
+
   showTooltip(n, x, y) {
     const tt = this.tooltip;
+    this.tip = { n, x, y };
+    delete tt.dataset.token;
     if (!n) { tt.hidden = true; return; }
     const s = this.state;
     const where = n.kind === KIND.LOGIT ? 'logit' : n.kind === KIND.EMB ? 'token' : `L${n.layer}`;

@@ -31,23 +31,40 @@ const actions = {
   group: (name, ids) => S.group(name, ids),
   ungroup: (i) => S.ungroup(i),
   annotate: (id, text) => S.annotate(id, text),
+  moveUnit: (key, x, y) => S.moveUnit(key, x, y),
 };
 
 function render(st, patch = null) {
   const all = !patch;
   const has = (...k) => all || k.some((x) => x in patch);
   if (view) view.requestDraw();
+  if (model && has('pruningThreshold', 'pinnedIds') && statusBase) showCounts();
+  if (view && has('annotations')) view.refreshTooltip();
   if (has('clickedId', 'pinnedIds')) renderPanel($('node-panel'), model, state, actions);
   else if (has('annotations')) {
     const n = model && model.byId.get(state.clickedId);
     const t = $('panel-title');
     if (n && t) t.textContent = state.annotations[n.id] || n.clerp || t.textContent;
   }
-  if (has('pinnedIds', 'supernodes', 'annotations', 'clickedId')) renderSubgraph($('subgraph-pane'), model, state, actions);
+  if (has('pinnedIds', 'supernodes', 'annotations', 'clickedId', 'sgPos')) renderSubgraph($('subgraph-pane'), model, state, actions);
   $('save').classList.toggle('dirty', state.dirty);
   for (const b of document.querySelectorAll('.linktype button')) b.classList.toggle('active', b.dataset.link === state.linkType);
   $('prune').value = String(state.pruningThreshold);
   $('prune-value').textContent = Number(state.pruningThreshold).toFixed(2);
+}
+
+// The status line: the graph's size, and what the pruning slider leaves of it.
+let statusBase = null;
+function showCounts() {
+  const { msg, more } = statusBase;
+  const vis = view.visibleNodes();
+  let text = msg;
+  if (vis.length < model.nodes.length) {
+    const shown = new Set(vis);
+    const links = model.links.reduce((k, l) => k + (shown.has(l.s) && shown.has(l.t) ? 1 : 0), 0);
+    text += ` · showing ${vis.length} nodes, ${links} links (prune ≤ ${Number(state.pruningThreshold).toFixed(2)})`;
+  }
+  setStatus(text, false, more);
 }
 
 async function fetchJson(url, opts) {
@@ -72,9 +89,14 @@ async function loadGraph(slug, urlState) {
   const threshold = Number.isFinite(meta.node_threshold) ? meta.node_threshold : 1;
   const { slug: _ignored, _retried: _r, ...fromUrl } = urlState;
   Object.assign(state, { slug, hoveredId: '', pruningThreshold: threshold }, fromFile, fromUrl);
+  // Clusters saved as supernodes (adag cluster/describe) are pinned on open, as the reference
+  // does, so that they show in the subgraph diagram and on the canvas.
+  const members = state.supernodes.flatMap(([, ...ids]) => ids).filter((id) => !state.pinnedIds.includes(id));
+  if (members.length) state.pinnedIds = [...state.pinnedIds, ...new Set(members)];
   state.dirty = false;
   S.writeUrl();
   $('prompt-line').textContent = meta.prompt ? `prompt: ${meta.prompt}` : '';
+  statusBase = null;
   view.setState(state);
   view.setModel(model);
   render(state);
@@ -91,7 +113,8 @@ async function loadGraph(slug, urlState) {
     // Saved pins that the screen budget cut: ask again, keeping them.
     return loadGraph(slug, { ...currentUrlState(), _retried: true });
   }
-  setStatus(msg, false, more);
+  statusBase = { msg, more };
+  showCounts();
   hooks.loads++;
   hooks.ready = true;
   document.body.dataset.ready = String(hooks.loads);
@@ -102,10 +125,16 @@ function currentUrlState() {
            linkType: state.linkType, pruningThreshold: state.pruningThreshold };
 }
 
+// The server accepts a save only as JSON from its own page: the browser adds a same-origin
+// Origin, and the token the server wrote into this page backs it up (docs/security.md).
+const saveToken = document.querySelector('meta[name="adag-save-token"]')?.content || '';
+
 async function save() {
   try {
     await fetchJson(`/save_graph/${encodeURIComponent(state.slug)}`, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(S.toQParams()),
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-Adag-Token': saveToken },
+      body: JSON.stringify(S.toQParams()),
     });
     state.dirty = false;
     render(state, {});

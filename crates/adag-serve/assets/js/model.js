@@ -2,6 +2,8 @@
 // ({metadata, qParams, nodes, links}), plus adag's optional per-node fields
 // (input_profile, output_profile) and metadata.target_logit_tokens.
 
+import { showToken } from './util.js';
+
 export const KIND = { EMB: 'embedding', LOGIT: 'logit', ERR: 'error', NEURON: 'neuron', FEAT: 'feature' };
 
 export function kindOf(raw) {
@@ -15,6 +17,12 @@ export function kindOf(raw) {
 }
 
 const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
+/** Parses `Emb: "tok"` (adag's and circuit-tracer's token-node clerp); null otherwise. */
+function embToken(clerp) {
+  const m = /^Emb: "(.*)"$/s.exec(clerp || '');
+  return m ? m[1] : null;
+}
 
 /** Parses `Output "tok" (p=0.123)` into the token; null if it is not in that form. */
 function logitToken(clerp) {
@@ -49,6 +57,8 @@ export function buildModel(data) {
       outLinks: [],
     };
     if (kind === KIND.LOGIT) n.token = logitToken(n.clerp);
+    // A token node names its token: from its clerp, else (older exports wrote "") the prompt.
+    if (kind === KIND.EMB) n.token = embToken(n.clerp) ?? (n.clerp ? null : promptTokens[n.ctx] ?? null);
     if (byId.has(n.id)) { duplicates.push(n.id); n.key = `${n.id}#${nodes.length}`; }
     else { n.key = n.id; byId.set(n.id, n); }
     nodes.push(n);
@@ -87,7 +97,7 @@ export function nodeLabel(n, annotations) {
   if (a) return a;
   switch (n.kind) {
     case KIND.LOGIT: return n.token !== null && n.token !== undefined ? `"${n.token}"` : (n.clerp || n.id);
-    case KIND.EMB: return n.clerp || `token ${n.ctx}`;
+    case KIND.EMB: return n.token !== null && n.token !== undefined ? `"${showToken(n.token)}"` : (n.clerp || `token ${n.ctx}`);
     case KIND.ERR: return n.clerp || `error L${n.layer ?? '?'} @${n.ctx}`;
     case KIND.NEURON: return n.clerp || `L${n.layer} N${n.unit}`;
     default: return n.clerp || `L${n.layer} F${n.unit ?? n.raw.feature}`;

@@ -50,12 +50,13 @@ export function renderPanel(root, model, state, actions) {
   root.append(edgeList('incoming', n.inLinks.map((l) => [l.s, l.w]), state, actions));
   root.append(edgeList('outgoing', n.outLinks.map((l) => [l.t, l.w]), state, actions));
 
-  if (n.kind === KIND.FEAT && n.layer !== null) {
+  // Neurons use the same files (`adag features --basis neurons`), indexed by neuron.
+  if ((n.kind === KIND.FEAT || n.kind === KIND.NEURON) && n.layer !== null) {
     const box = el('div', { id: 'feature-detail' }, el('p', { class: 'hint' }, 'looking for feature details…'));
     root.append(el('h3', {}, 'feature details'), box);
     loadFeatureDetail(model.meta.scan, n).then((d) => {
       if (!box.isConnected) return;
-      box.replaceChildren(...(d ? featureDetail(d) : [el('p', { class: 'hint' }, 'no feature-detail files for this transcoder (adag serve --features-dir DIR)')]));
+      box.replaceChildren(...(d ? featureDetail(d) : [el('p', { class: 'hint' }, 'no feature-detail files for this transcoder (adag features, then adag serve --features-dir DIR)')]));
     }).catch((e) => {
       if (box.isConnected) box.replaceChildren(el('p', { class: 'hint' }, `feature details failed: ${e.message}`));
     });

@@ -12,6 +12,7 @@ export const state = {
   linkType: 'both',
   pruningThreshold: 1,
   annotations: {},
+  sgPos: {},        // subgraph diagram: unit key → [x, y] where the user dragged it
   dirty: false,
 };
 
@@ -37,6 +38,14 @@ function parseSupernodes(v) {
   return v.filter((g) => Array.isArray(g) && g.length >= 1 && g.every((x) => typeof x === 'string'));
 }
 
+/** `sg_pos` is a string in the reference's qParams; adag stores JSON {key: [x, y]} in it. */
+function parseSgPos(v) {
+  if (typeof v === 'string') { try { v = v ? JSON.parse(v) : {}; } catch { return {}; } }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return {};
+  return Object.fromEntries(Object.entries(v).filter(([, p]) =>
+    Array.isArray(p) && p.length === 2 && p.every((x) => typeof x === 'number' && Number.isFinite(x))));
+}
+
 /** State from the file's qParams. */
 export function fromQParams(q) {
   q = q || {};
@@ -47,6 +56,7 @@ export function fromQParams(q) {
     clickedId: typeof q.clickedId === 'string' ? q.clickedId : '',
     linkType: ['inputs', 'outputs', 'both'].includes(q.linkType) ? q.linkType : 'both',
     annotations: Object.fromEntries(Object.entries(ann).filter(([, v]) => typeof v === 'string')),
+    sgPos: parseSgPos(q.sg_pos),
   };
 }
 
@@ -81,7 +91,8 @@ export function writeUrl() {
 export function toQParams() {
   const annotations = Object.fromEntries(Object.entries(state.annotations).filter(([, v]) => v));
   return { pinnedIds: state.pinnedIds, supernodes: state.supernodes, linkType: state.linkType,
-           clickedId: state.clickedId, sg_pos: '', annotations };
+           clickedId: state.clickedId,
+           sg_pos: Object.keys(state.sgPos).length ? JSON.stringify(state.sgPos) : '', annotations };
 }
 
 // ---- edits ----
@@ -109,6 +120,11 @@ export function group(name, ids) {
   }
   const ordered = state.pinnedIds.filter((x) => members.has(x));
   update({ supernodes: [...kept, [name, ...ordered]] });
+}
+
+/** Remembers where the user dragged a subgraph box. */
+export function moveUnit(key, x, y) {
+  update({ sgPos: { ...state.sgPos, [key]: [Math.round(x), Math.round(y)] } }, { url: false });
 }
 
 export function ungroup(index) {

@@ -6,7 +6,7 @@ import { nodeLabel } from './model.js';
 import { el, fitText, fmt } from './util.js';
 
 const selected = new Set();   // ids checked for grouping; survives re-renders
-const BOX_W = 136, BOX_H = 30, GAP_X = 14, GAP_Y = 46, PAD = 12;
+const BOX_W = 96, MAX_BOX_W = 260, BOX_H = 30, GAP_X = 14, GAP_Y = 46, PAD = 12;
 let measure = null;
 
 export function renderSubgraph(root, model, state, actions) {
@@ -37,8 +37,9 @@ export function renderSubgraph(root, model, state, actions) {
       for (const m of members) { if (all.checked) selected.add(m); else selected.delete(m); }
       renderSubgraph(root, model, state, actions);
     });
-    // A cluster's description (adag describe), when the graph carries one for this name.
-    const desc = (model.meta.supernode_descriptions || {})[name];
+    // A cluster's description (adag describe), keyed by cluster id: the name is "C3: label".
+    const descs = model.meta.supernode_descriptions || {};
+    const desc = descs[name] ?? descs[String(name).split(':')[0]];
     return el('div', { class: 'supernode', 'data-name': name }, [
       el('div', { class: 'sn-head' }, [all, el('span', { title: desc || name }, name),
         el('button', { class: 'ungroup', title: 'ungroup', onclick: () => actions.ungroup(i) }, 'ungroup')]),
@@ -78,10 +79,10 @@ function drawDiagram(wrap, model, state, actions, label) {
   const unitOf = new Map();
   const units = [];
   const inGroup = new Set();
-  state.supernodes.forEach(([name, ...members], i) => {
+  state.supernodes.forEach(([name, ...members]) => {
     const nodes = members.map((m) => model.byId.get(m)).filter(Boolean);
     if (!nodes.length) return;
-    const u = { key: `sn:${i}`, text: `${name} (${nodes.length})`, nodes, sn: true };
+    const u = { key: `sn:${name}`, text: `${name} (${nodes.length})`, nodes, sn: true };
     units.push(u);
     for (const n of nodes) { unitOf.set(n, u); inGroup.add(n.id); }
   });
@@ -92,13 +93,21 @@ function drawDiagram(wrap, model, state, actions, label) {
     units.push(u);
     unitOf.set(n, u);
   }
+  if (!measure) { measure = document.createElement('canvas').getContext('2d'); }
+  measure.font = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
   for (const u of units) {
     u.row = Math.max(...u.nodes.map((n) => n.row));
     u.ctx = u.nodes.reduce((s, n) => s + n.ctx, 0) / u.nodes.length;
+    // Boxes as wide as their names (up to MAX_BOX_W), so that names are not cut.
+    u.w = Math.min(MAX_BOX_W, Math.max(BOX_W, Math.ceil(measure.measureText(u.text).width) + 16));
   }
   const rows = [...new Set(units.map((u) => u.row))].sort((a, b) => b - a);
   const width0 = Math.max(wrap.clientWidth || 600, 300);
-  const span = Math.max(1, model.nPos - 1);
+  // Positions spread over the whole width by rank (not by raw position, which bunched every
+  // box near the last tokens).
+  const slots = [...new Set(units.map((u) => u.ctx))].sort((a, b) => a - b);
+  const slotOf = new Map(slots.map((c, i) => [c, i]));
+  const maxW = Math.max(...units.map((u) => u.w));
   let width = width0;
   // Rows as close as the pane needs to show them all (but never closer than 16 px).
   const avail = wrap.clientHeight || 240;
@@ -109,14 +118,20 @@ function drawDiagram(wrap, model, state, actions, label) {
     const us = units.filter((u) => u.row === row).sort((a, b) => a.ctx - b.ctx);
     let prev = -Infinity;
     for (const u of us) {
-      const want = PAD + (u.ctx / span) * (width0 - 2 * PAD - BOX_W);
-      u.x = Math.max(want, prev + BOX_W + GAP_X);
-      prev = u.x;
+      const f = slots.length > 1 ? slotOf.get(u.ctx) / (slots.length - 1) : 0.5;
+      const want = PAD + f * (width0 - 2 * PAD - maxW) + (maxW - u.w) / 2;
+      u.x = Math.max(want, prev + GAP_X);
+      prev = u.x + u.w;
       u.y = PAD + ri * (BOX_H + gapY);
-      width = Math.max(width, u.x + BOX_W + PAD);
     }
   });
-  const height = PAD * 2 + rows.length * BOX_H + (rows.length - 1) * gapY;
+  // Where the user dragged a box, it stays (saved as qParams.sg_pos).
+  for (const u of units) {
+    const p = state.sgPos && state.sgPos[u.key];
+    if (p) { u.x = Math.max(0, p[0]); u.y = Math.max(0, p[1]); }
+  }
+  for (const u of units) width = Math.max(width, u.x + u.w + PAD);
+  const height = Math.max(...units.map((u) => u.y + BOX_H + PAD));
   const agg = new Map();
   for (const l of model.links) {
     const a = unitOf.get(l.s), b = unitOf.get(l.t);
@@ -127,7 +142,7 @@ function drawDiagram(wrap, model, state, actions, label) {
     agg.set(k, e);
   }
   const edges = [...agg.values()];
-  const maxW = Math.max(1e-12, ...edges.map((e) => Math.abs(e.w)));
+  const maxAbs = Math.max(1e-12, ...edges.map((e) => Math.abs(e.w)));
   const NS = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(NS, 'svg');
   svg.setAttribute('width', width);
@@ -138,31 +153,58 @@ function drawDiagram(wrap, model, state, actions, label) {
     for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
     return e;
   };
-  for (const e of edges) {
+  // From the source box's border to the target's (top/bottom by which one is lower).
+  const place = (e) => {
     const [lo, hi] = e.a.y >= e.b.y ? [e.a, e.b] : [e.b, e.a];
-    const line = mk('line', {
-      x1: lo.x + BOX_W / 2, y1: lo.y, x2: hi.x + BOX_W / 2, y2: hi.y + BOX_H,
+    e.line.setAttribute('x1', lo.x + lo.w / 2);
+    e.line.setAttribute('y1', lo.y);
+    e.line.setAttribute('x2', hi.x + hi.w / 2);
+    e.line.setAttribute('y2', hi.y + BOX_H);
+  };
+  for (const e of edges) {
+    e.line = mk('line', {
       stroke: e.w >= 0 ? '#2c6fbb' : '#d2452c', 'stroke-opacity': 0.75,
-      'stroke-width': (1 + 4 * Math.abs(e.w) / maxW).toFixed(2),
+      'stroke-width': (1 + 4 * Math.abs(e.w) / maxAbs).toFixed(2),
     });
+    place(e);
     const t = mk('title', {});
     t.textContent = `${e.a.text} → ${e.b.text}: ${fmt(e.w)}`;
-    line.append(t);
-    svg.append(line);
+    e.line.append(t);
+    svg.append(e.line);
   }
-  if (!measure) { measure = document.createElement('canvas').getContext('2d'); }
-  measure.font = '11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
   for (const u of units) {
     const clicked = u.nodes.some((n) => n.id === state.clickedId);
     const g = mk('g', { class: `unit${u.sn ? ' sn' : ''}${clicked ? ' clicked' : ''}`, 'data-key': u.key,
                         transform: `translate(${u.x},${u.y})` });
-    g.append(mk('rect', { width: BOX_W, height: BOX_H, rx: 5 }));
+    g.append(mk('rect', { width: u.w, height: BOX_H, rx: 5 }));
     const text = mk('text', { x: 7, y: BOX_H / 2 + 4 });
-    text.textContent = fitText(measure, u.text, BOX_W - 14);
+    text.textContent = fitText(measure, u.text, u.w - 14);
     const title = mk('title', {});
     title.textContent = u.text;
     g.append(text, title);
-    g.addEventListener('click', () => actions.select(u.nodes[0].id));
+    // Drag to move a box (its edges follow); a click without moving selects it.
+    g.addEventListener('mousedown', (ev) => {
+      ev.preventDefault();
+      const x0 = ev.clientX, y0 = ev.clientY, ux = u.x, uy = u.y;
+      let moved = false;
+      const move = (m) => {
+        const dx = m.clientX - x0, dy = m.clientY - y0;
+        if (!moved && dx * dx + dy * dy < 9) return;
+        moved = true;
+        u.x = Math.max(0, ux + dx);
+        u.y = Math.max(0, uy + dy);
+        g.setAttribute('transform', `translate(${u.x},${u.y})`);
+        for (const e of edges) if (e.a === u || e.b === u) place(e);
+      };
+      const up = () => {
+        window.removeEventListener('mousemove', move);
+        window.removeEventListener('mouseup', up);
+        if (moved) actions.moveUnit(u.key, u.x, u.y);
+        else actions.select(u.nodes[0].id);
+      };
+      window.addEventListener('mousemove', move);
+      window.addEventListener('mouseup', up);
+    });
     svg.append(g);
   }
   wrap.append(svg);

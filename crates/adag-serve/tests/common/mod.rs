@@ -210,15 +210,36 @@ pub fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp 
     request(addr, &head, b"")
 }
 
+/// A save as the viewer page sends it: JSON, with the server's own `Origin`.
 pub fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Resp {
-    request(
+    post_with(
         addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
-            body.len()
-        ),
+        path,
+        &[
+            ("Content-Type", "application/json"),
+            ("Origin", &format!("http://{addr}")),
+        ],
         body,
     )
+}
+
+/// A POST with exactly these headers (plus Host, Connection and Content-Length).
+pub fn post_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut head = format!("POST {path} HTTP/1.1\r\nContent-Length: {}", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("\r\n{k}: {v}"));
+    }
+    request(addr, &head, body)
+}
+
+/// Like [`request`] but with this `Host` header instead of the address.
+pub fn request_as_host(addr: SocketAddr, host: &str, head: &str, body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{head}\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes();
+    req.extend_from_slice(body);
+    let _ = s.write_all(&req);
+    parse_response(&read_response(&mut s, false))
 }
 
 // ---- feature-detail files ----
