@@ -32,15 +32,45 @@ fn trace_names_the_dataset_item_that_is_too_long() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let args = ["trace", "--model", "fixtures/models/llama", "--dataset", s(&data)];
+    let args = [
+        "trace",
+        "--model",
+        "fixtures/models/llama",
+        "--dataset",
+        s(&data),
+    ];
     let e = fails(&[&args[..], &["--out", s(&out), "--quiet"]].concat());
     assert!(
         e.contains("prompt 1 of") && e.contains("d.jsonl has") && e.contains("context of 256"),
         "{e}"
     );
-    let e = fails(&[&args[..], &["--out", s(&out), "--quiet", "--blacklist", "L7/0"]].concat());
+    let e = fails(
+        &[
+            &args[..],
+            &["--out", s(&out), "--quiet", "--blacklist", "L7/0"],
+        ]
+        .concat(),
+    );
     assert!(
         e.contains("`blacklist`: neuron L7/0 is outside the model (3 layers of 128 neurons)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn intervene_refuses_to_generate_past_the_context() {
+    let e = fails(&[
+        "intervene",
+        "--prompt",
+        "36+59=",
+        "--set",
+        "1:5:3*0",
+        "--generate",
+        "100000",
+    ]);
+    assert!(
+        e.contains("the prompt plus 100000 generated tokens has")
+            && e.contains("more than the model's context of 2048 tokens"),
         "{e}"
     );
 }

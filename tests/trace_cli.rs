@@ -248,7 +248,10 @@ fn trace_exports_neuron_graphs_like_transcoder_graphs() {
     // The graph file: the same tools as transcoder graphs work on it.
     let file = graphs.join("cap-0.safetensors");
     let pruned = ok(&["prune", "--graph", s(&file)], &[]);
-    assert!(pruned.contains("; kept ") && pruned.contains("kept nodes"), "{pruned}");
+    assert!(
+        pruned.contains("; kept ") && pruned.contains("kept nodes"),
+        "{pruned}"
+    );
     ok(
         &[
             "export",

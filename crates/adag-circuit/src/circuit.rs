@@ -525,68 +525,75 @@ pub fn concat_parquet(inputs: &[std::path::PathBuf], out: &Path, empty: &[u8]) -
         crate::store::write_atomic(out, empty)?;
         return Ok(0);
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    let result = (|| -> Result<usize> {
-        let f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut writer: Option<ArrowWriter<std::fs::File>> = None;
-        let mut rows = 0;
-        let mut f = Some(f);
+    let mut rows = 0;
+    adag_core::write_atomic_with(out, |file| -> std::result::Result<(), Streamed> {
+        let mut writer: Option<ArrowWriter<&mut std::fs::File>> = None;
+        let mut file = Some(file);
         for input in inputs {
             let pe = |message: String| Error::Parquet {
                 path: input.clone(),
                 message,
             };
-            let file = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            let f = std::fs::File::open(input).map_err(|e| Error::io(input, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f)
                 .map_err(|e| pe(e.to_string()))?
                 .build()
                 .map_err(|e| pe(e.to_string()))?;
             for b in reader {
                 let b = b.map_err(|e| pe(e.to_string()))?;
-                if writer.is_none() {
-                    let file = f.take().ok_or_else(|| pe("writer already taken".into()))?;
-                    writer = Some(
-                        ArrowWriter::try_new(file, b.schema(), Some(writer_props()))
-                            .map_err(|e| pe(e.to_string()))?,
-                    );
-                }
-                if let Some(w) = writer.as_mut() {
-                    w.write(&b)
-                        .map_err(|e| pe(format!("appending to {}: {e}", out.display())))?;
-                }
+                let w = match writer.as_mut() {
+                    Some(w) => w,
+                    None => {
+                        let f = file
+                            .take()
+                            .ok_or_else(|| pe("writer already taken".into()))?;
+                        writer.insert(
+                            ArrowWriter::try_new(f, b.schema(), Some(writer_props()))
+                                .map_err(|e| pe(e.to_string()))?,
+                        )
+                    }
+                };
+                w.write(&b)
+                    .map_err(|e| pe(format!("appending to {}: {e}", out.display())))?;
                 rows += b.num_rows();
             }
         }
-        match writer {
-            Some(w) => {
-                let file = w.into_inner().map_err(|e| Error::Parquet {
+        match (writer, file) {
+            (Some(w), _) => {
+                w.close().map_err(|e| Error::Parquet {
                     path: out.into(),
                     message: e.to_string(),
                 })?;
-                file.sync_all().map_err(|e| Error::io(&tmp, e))?;
             }
-            None => {
-                // Inputs with no row batches at all: the empty table.
-                drop(f);
-                std::fs::write(&tmp, empty).map_err(|e| Error::io(&tmp, e))?;
-            }
+            // Inputs with no row batches at all: the empty table.
+            (None, Some(f)) => std::io::Write::write_all(f, empty)?,
+            (None, None) => {}
         }
-        std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
-        Ok(rows)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        Ok(())
+    })
+    .map_err(|e| match e {
+        Streamed::Io(e) => Error::io(out, e),
+        Streamed::Circuit(e) => e,
+    })?;
+    Ok(rows)
+}
+
+/// The failure of a streamed write: the temporary file's own I/O, or reading an input.
+enum Streamed {
+    Io(std::io::Error),
+    Circuit(Error),
+}
+
+impl From<std::io::Error> for Streamed {
+    fn from(e: std::io::Error) -> Self {
+        Streamed::Io(e)
     }
-    result
+}
+
+impl From<Error> for Streamed {
+    fn from(e: Error) -> Self {
+        Streamed::Circuit(e)
+    }
 }
 
 /// The Parquet bytes of `nodes.parquet` for these rows (`path` only names errors).

@@ -22,6 +22,19 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// The error is the bare [`std::io::Error`]: callers wrap it in their own error type with the
 /// path, as each crate names files in its own way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] for outputs produced as a stream (a Parquet table merged batch by batch, a
+/// large download): `write` gets the temporary file and may fail with its own error type; the
+/// same fsync, rename and clean-up rules apply.
+pub fn write_atomic_with<E>(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), E>,
+) -> Result<(), E>
+where
+    E: From<std::io::Error>,
+{
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -32,21 +45,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     let tmp = dir.join(format!("{TEMP_PREFIX}{}-{name}", std::process::id()));
-    let write = || -> std::io::Result<()> {
+    let result = (|| -> Result<(), E> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        write(&mut f)?;
         if let Ok(meta) = std::fs::metadata(path) {
             f.set_permissions(meta.permissions())?;
         }
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(dir)
+    Ok(sync_dir(dir)?)
 }
 
 /// Fsyncs a folder so that a rename inside it is durable. Windows cannot open a folder as a

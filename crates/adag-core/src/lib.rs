@@ -17,5 +17,5 @@ mod atomic;
 pub mod decimal;
 mod hooks;
 
-pub use atomic::{stale_temp_files, write_atomic, TEMP_PREFIX};
+pub use atomic::{stale_temp_files, write_atomic, write_atomic_with, TEMP_PREFIX};
 pub use hooks::{HookName, ParseHookError, Site};

@@ -350,6 +350,12 @@ pub fn generate(
     interventions: &[Intervention],
     n_new: usize,
 ) -> Result<(Vec<u32>, Vec<Tensor>)> {
+    // Generation past the context would run (and allocate) without bound on positions the model
+    // never saw: refuse before the first step, naming the total.
+    model.cfg.check_len(
+        tokens.len().saturating_add(n_new),
+        &format!("the prompt plus {n_new} generated tokens"),
+    )?;
     let mut seq = tokens.to_vec();
     let mut new = Vec::with_capacity(n_new);
     let mut logits = Vec::with_capacity(n_new);

@@ -80,23 +80,10 @@ pub fn detail_json(c: &Collector, j: usize, meta: &UnitMeta, tok: &dyn Fn(u32) -
     })
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same folder, then rename).
+/// Writes `bytes` to `path` through the workspace's one [`adag_core::write_atomic`] (temporary
+/// file in the same folder, fsync, rename, fsync of the folder; readable like any new file).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(path))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    // Temporary files are private (0600); dashboards are meant to be read and served.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(io(path))?;
-    }
-    tmp.persist(path).map_err(|e| crate::Error::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    adag_core::write_atomic(path, bytes).map_err(io(path))
 }
 
 /// Encodes one layer file from detail records; returns the bytes and the `units + 1` offsets.

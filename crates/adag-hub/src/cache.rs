@@ -122,17 +122,9 @@ fn make_link(_relative: &Path, blob: &Path, at: &Path) -> Result<()> {
     std::fs::copy(blob, at).map(|_| ()).map_err(io(at))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through the workspace's one [`adag_core::write_atomic`].
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(io(parent))?;
-    let tmp = parent.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    adag_core::write_atomic(path, bytes).map_err(io(path))
 }
 
 #[cfg(test)]

@@ -767,7 +767,10 @@ mod tests {
             let mut v = base.clone();
             for _ in 0..1 + next() % 3 {
                 let k = (next() as usize) % (keys.len() + extra.len());
-                let key = keys.get(k).map_or(extra[k - keys.len()], String::as_str);
+                let key = match keys.get(k) {
+                    Some(key) => key.as_str(),
+                    None => extra[k - keys.len()],
+                };
                 let val: Value =
                     serde_json::from_str(values[(next() as usize) % values.len()]).unwrap();
                 v[key] = val;

@@ -11,6 +11,7 @@
 
 mod components;
 mod files;
+mod npz;
 pub mod random;
 
 use std::path::{Path, PathBuf};
@@ -537,6 +538,7 @@ fn load_gemmascope2_layer(f: &Arc<StFile>, device: &Device) -> Result<Transcoder
 
 /// GemmaScope `.npz`: `W_enc` is stored `[d_model, d_tc]` and transposed on load.
 fn load_gemmascope_npz(path: &Path, device: &Device) -> Result<TranscoderLayer> {
+    npz::check_declared_sizes(path).map_err(|e| terr(path, e))?;
     let tensors =
         Tensor::read_npz(path).map_err(|e| terr(path, format!("cannot read npz: {e}")))?;
     let get = |name: &str| -> Result<Tensor> {
