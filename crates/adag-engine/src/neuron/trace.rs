@@ -413,7 +413,10 @@ fn trace_one(
         .to_vec2::<f32>()
         .ctx("embedding attributions")?;
 
-    // Selection.
+    // Selection: |a| ≥ percentage_threshold·|goal|, and a ≠ 0. The second test only matters at
+    // threshold 0, where the reference keeps every neuron, zero-effect ones included; adag drops
+    // exact zeros (a neuron with no effect on the target has no edge to draw), a documented
+    // difference (README, "Dataset circuits").
     let threshold = opts.percentage_threshold * goal.abs();
     let mut selected = Vec::new();
     for (l, per_target) in contrib.iter().enumerate() {
