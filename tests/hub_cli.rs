@@ -204,3 +204,48 @@ fn presets_lists_circuit_tracer_names() {
     let llama = rows.iter().find(|r| r["name"] == "llama").unwrap();
     assert_eq!(llama["transcoders"], "hf://mntss/transcoder-Llama-3.2-1B");
 }
+
+/// `adag trace --model google/gemma-2-2b` fetches the model through the HF cache like attribute
+/// does, keys the manifest on the hub id, and traces the same rows as the local directory.
+#[test]
+fn trace_by_hub_id_matches_the_local_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let local = root().join("fixtures/models/gemma2");
+    let mock = MockHub::start();
+    mock.add_dir("google/gemma-2-2b", "", &local);
+    let cache = tmp.path().join("hf");
+    let env = [
+        ("HF_ENDPOINT", mock.url.as_str()),
+        ("HF_HUB_CACHE", s(&cache)),
+        ("HF_HUB_OFFLINE", "0"),
+    ];
+    let dataset = root().join("fixtures/datasets/capitals.csv");
+    let (hub_out, local_out) = (tmp.path().join("hub"), tmp.path().join("local"));
+    for (model, out) in [("google/gemma-2-2b", &hub_out), (s(&local), &local_out)] {
+        ok_env(
+            &[
+                "trace",
+                "--model",
+                model,
+                "--model-id",
+                "google/gemma-2-2b",
+                "--dataset",
+                s(&dataset),
+                "--out",
+                s(out),
+                "--k",
+                "2",
+                "--quiet",
+            ],
+            &env,
+        );
+    }
+    assert!(mock
+        .fetched()
+        .iter()
+        .any(|f| f.ends_with("model.safetensors")));
+    let (hub, manifest) = adag_circuit::read_circuit(&hub_out).unwrap();
+    let (loc, _) = adag_circuit::read_circuit(&local_out).unwrap();
+    assert_eq!(manifest.model_id.as_deref(), Some("google/gemma-2-2b"));
+    assert_eq!(hub, loc);
+}

@@ -21,9 +21,10 @@ pub struct Args {
 
 /// Runs `adag inspect`.
 pub fn run(args: Args) -> Result<()> {
-    let cfg = ModelConfig::from_dir(&args.model)?;
-    let files = WeightFiles::open(&args.model)?;
-    let tok = ModelTokenizer::from_dir(&args.model)?;
+    let dir = crate::common::resolve_model(&args.model)?;
+    let cfg = ModelConfig::from_dir(&dir)?;
+    let files = WeightFiles::open(&dir)?;
+    let tok = ModelTokenizer::from_dir(&dir)?;
     let policy = tok.bos_policy();
     let sliding: Vec<usize> = cfg
         .sliding_window

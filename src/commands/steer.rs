@@ -56,10 +56,12 @@ pub fn run(args: Args) -> Result<()> {
         .unwrap_or_else(|| ClusterState::default_path(&args.circuit));
     let clusters = ClusterState::read(&cs_path)
         .with_context(|| format!("run `adag cluster {}` first", args.circuit.display()))?;
-    let model_dir = args
-        .model
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&manifest.model));
+    let model_dir = crate::common::resolve_model(
+        &args
+            .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&manifest.model)),
+    )?;
     let model = Transformer::load(&model_dir, &LoadOptions::default())
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tok = ModelTokenizer::from_dir(&model_dir).ok();

@@ -214,7 +214,18 @@ pub fn run(mut args: Args) -> Result<()> {
             );
         }
     }
-    let model_id = r.model_id.clone().or_else(|| detect_model_id(&r.model));
+    // `model` may be a hub id (`org/name`, `hf://…`): its id keys the model-specific choices
+    // (chat template, blacklist), and the snapshot folder is what gets loaded.
+    let hub_id = match adag_hub::Reference::parse(&r.model.to_string_lossy()) {
+        Ok(adag_hub::Reference::Hub(h)) => Some(h.repo),
+        _ => None,
+    };
+    let model_dir = crate::common::resolve_model(&r.model)?;
+    let model_id = r
+        .model_id
+        .clone()
+        .or(hub_id)
+        .or_else(|| detect_model_id(&model_dir));
     let load_opts = adag_model::LoadOptions {
         dtype: match r.dtype.as_str() {
             "bf16" => DtypeArg::Bf16,
@@ -228,8 +239,8 @@ pub fn run(mut args: Args) -> Result<()> {
             DeviceArg::Cpu
         })?,
     };
-    let m = LoadedModel::load(&r.model, &load_opts)
-        .with_context(|| format!("loading model {}", r.model.display()))?;
+    let m = LoadedModel::load(&model_dir, &load_opts)
+        .with_context(|| format!("loading model {}", model_dir.display()))?;
     let load_s = t_start.elapsed().as_secs_f64();
 
     let t_prep = Instant::now();
@@ -266,7 +277,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let prepare_s = t_prep.elapsed().as_secs_f64();
 
     let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);
-    let config_json = std::fs::read_to_string(r.model.join("config.json")).unwrap_or_default();
+    let config_json = std::fs::read_to_string(model_dir.join("config.json")).unwrap_or_default();
     let mut engine_opts = serde_json::to_value(&opts)?;
     if let Some(o) = engine_opts.as_object_mut() {
         o.remove("batch_size"); // seeds per backward pass: no effect on results

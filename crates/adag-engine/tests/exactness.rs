@@ -118,6 +118,10 @@ fn check_column(
 }
 
 fn exactness(case: Case) {
+    exactness_at(&fixture(case.model), case)
+}
+
+fn exactness_at(model_dir: &Path, case: Case) {
     let name = format!(
         "{} {} {} skip={} {}→{}",
         case.model,
@@ -127,7 +131,7 @@ fn exactness(case: Case) {
         case.input,
         case.output
     );
-    let model = LoadedModel::load(&fixture(case.model), &LoadOptions::default()).unwrap();
+    let model = LoadedModel::load(model_dir, &LoadOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_random_transcoders(
         dir.path(),
@@ -299,4 +303,57 @@ fn gemma2_clt_jumprelu_hook_mlp_out() {
         input: "mlp.hook_in",
         output: "hook_mlp_out",
     });
+}
+
+/// A Gemma-3 checkpoint derived from the Gemma-2 fixture: the same tensors plus random per-head
+/// q/k norms, under a Gemma3ForCausalLM config with a 3:1 local/global pattern, distinct local
+/// and global rope bases, linear rope scaling on global layers and no soft-caps. The oracle is
+/// the model's own constrained forward pass, so no HF reference is needed for this check.
+fn gemma3_from_gemma2(dir: &Path) {
+    let src = fixture("gemma2");
+    let mut t =
+        candle_core::safetensors::load(src.join("model.safetensors"), &Device::Cpu).unwrap();
+    for l in 0..4 {
+        for (i, which) in ["q_norm", "k_norm"].into_iter().enumerate() {
+            let w = candle_core::Tensor::randn(0f32, 0.3, 16, &Device::Cpu).unwrap();
+            let w = (w + 0.1 * (l * 2 + i) as f64).unwrap();
+            t.insert(format!("model.layers.{l}.self_attn.{which}.weight"), w);
+        }
+    }
+    // Without Gemma-2's final soft-cap the tied logits are peaked; shrinking the embedding
+    // keeps several targets above the salience threshold.
+    let e = t["model.embed_tokens.weight"].affine(0.05, 0.0).unwrap();
+    t.insert("model.embed_tokens.weight".into(), e);
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    let cfg = r#"{"architectures":["Gemma3ForCausalLM"],"model_type":"gemma3_text","vocab_size":320,
+        "hidden_size":64,"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":2,
+        "head_dim":16,"intermediate_size":128,"hidden_activation":"gelu_pytorch_tanh",
+        "rms_norm_eps":1e-6,"rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "rope_scaling":{"rope_type":"linear","factor":8.0},"query_pre_attn_scalar":24,
+        "sliding_window":4,"sliding_window_pattern":4,"tie_word_embeddings":true,
+        "pad_token_id":0,"eos_token_id":1,"bos_token_id":2}"#;
+    std::fs::write(dir.join("config.json"), cfg).unwrap();
+}
+
+#[test]
+fn gemma3_plt_jumprelu_gemmascope2_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    gemma3_from_gemma2(dir.path());
+    let cfg = adag_model::ModelConfig::from_dir(dir.path()).unwrap();
+    assert!(cfg.qk_norm && cfg.rope_local.is_some());
+    assert_eq!(cfg.sliding_window, vec![Some(4), Some(4), Some(4), None]);
+    exactness_at(
+        dir.path(),
+        Case {
+            model: "gemma3",
+            cross_layer: false,
+            activation: "jump_relu",
+            skip: true,
+            input: "ln2.hook_normalized",
+            output: "mlp.hook_out",
+        },
+    );
 }

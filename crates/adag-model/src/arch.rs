@@ -23,9 +23,9 @@ pub struct AttnWeights {
     pub v: Linear,
     /// `[d_model, n_heads·d_head]`
     pub o: Linear,
-    /// Qwen3's per-head query norm, `[d_head]`.
+    /// Qwen3/Gemma-3 per-head query norm, `[d_head]`.
     pub q_norm: Option<RmsNorm>,
-    /// Qwen3's per-head key norm, `[d_head]`.
+    /// Qwen3/Gemma-3 per-head key norm, `[d_head]`.
     pub k_norm: Option<RmsNorm>,
 }
 
@@ -97,7 +97,10 @@ pub fn load(
             },
         })
     };
-    let gemma = cfg.architecture == Architecture::Gemma2;
+    let gemma = matches!(
+        cfg.architecture,
+        Architecture::Gemma2 | Architecture::Gemma3
+    );
 
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for l in 0..cfg.n_layers {

@@ -24,15 +24,19 @@ pub enum Architecture {
     Qwen3,
     /// `Gemma2ForCausalLM`: four norms per block, soft-capping, sliding windows.
     Gemma2,
+    /// `Gemma3ForCausalLM` (text model): Gemma-2's four norms plus per-head q/k norms, 5:1
+    /// local/global layers with their own rope bases, no soft-caps by default.
+    Gemma3,
 }
 
 impl Architecture {
     /// Every supported architecture.
-    pub const ALL: [Architecture; 4] = [
+    pub const ALL: [Architecture; 5] = [
         Architecture::Llama,
         Architecture::Qwen2,
         Architecture::Qwen3,
         Architecture::Gemma2,
+        Architecture::Gemma3,
     ];
 
     /// The class name transformers uses.
@@ -42,6 +46,7 @@ impl Architecture {
             Architecture::Qwen2 => "Qwen2ForCausalLM",
             Architecture::Qwen3 => "Qwen3ForCausalLM",
             Architecture::Gemma2 => "Gemma2ForCausalLM",
+            Architecture::Gemma3 => "Gemma3ForCausalLM",
         }
     }
 
@@ -129,8 +134,12 @@ pub struct ModelConfig {
     pub norm_offset: bool,
     /// Embeddings multiplied by this (Gemma: sqrt(d_model)).
     pub embed_scale: Option<f64>,
-    /// Rotary embedding settings.
+    /// Rotary embedding settings (of every layer, or of the full-attention layers when
+    /// `rope_local` is set).
     pub rope: RopeConfig,
+    /// Gemma-3: the rope of sliding-window layers (`rope_local_base_freq`, never rescaled).
+    #[serde(default)]
+    pub rope_local: Option<RopeConfig>,
     /// Multiplier of q·k (1/sqrt(d_head), or Gemma-2's `query_pre_attn_scalar^-1/2`).
     pub attn_scale: f64,
     /// Gemma-2: scores → cap·tanh(scores/cap) before masking.
@@ -194,6 +203,8 @@ pub struct HfConfig {
     pub use_sliding_window: Option<bool>,
     pub max_window_layers: Option<usize>,
     pub layer_types: Option<Vec<String>>,
+    pub sliding_window_pattern: Option<usize>,
+    pub rope_local_base_freq: Option<f64>,
     pub bos_token_id: Option<Value>,
     pub eos_token_id: Option<Value>,
 }
@@ -253,11 +264,53 @@ impl Resolver<'_> {
         }
     }
 
+    /// Gemma-3's two ropes `(global, local)`. Hub configs carry `rope_theta` + `rope_scaling`
+    /// (global) and `rope_local_base_freq` (local, plain); transformers 5 writes
+    /// `rope_parameters: {full_attention: {...}, sliding_attention: {...}}`.
+    fn gemma3_ropes(&self, hf: &HfConfig) -> Result<(RopeConfig, RopeConfig)> {
+        let per_type = hf
+            .rope_parameters
+            .as_ref()
+            .filter(|p| p.get("full_attention").is_some());
+        if let Some(p) = per_type {
+            let one = |key: &str| -> Result<RopeConfig> {
+                let inner = p.get(key).cloned().ok_or_else(|| {
+                    self.err(&format!("rope_parameters.{key}"), "missing for Gemma-3")
+                })?;
+                let sub = HfConfig {
+                    rope_parameters: Some(inner),
+                    ..HfConfig::default()
+                };
+                self.rope_from(&sub, &format!("rope_parameters.{key}"))
+            };
+            return Ok((one("full_attention")?, one("sliding_attention")?));
+        }
+        let global = self.rope(hf)?;
+        let theta = hf.rope_local_base_freq.unwrap_or(10000.0);
+        if !(theta.is_finite() && theta > 0.0) {
+            return Err(self.err(
+                "rope_local_base_freq",
+                format!("must be a positive number, found {theta}"),
+            ));
+        }
+        Ok((
+            global,
+            RopeConfig {
+                theta,
+                scaling: RopeScaling::None,
+            },
+        ))
+    }
+
     fn rope(&self, hf: &HfConfig) -> Result<RopeConfig> {
+        self.rope_from(hf, "rope_parameters")
+    }
+
+    fn rope_from(&self, hf: &HfConfig, params_field: &str) -> Result<RopeConfig> {
         // transformers 5 writes `rope_parameters` (with `rope_theta` inside); Hub checkpoints
         // carry `rope_theta` plus `rope_scaling`.
         let (params, field) = match (&hf.rope_parameters, &hf.rope_scaling) {
-            (Some(p), _) if !p.is_null() => (Some(p), "rope_parameters"),
+            (Some(p), _) if !p.is_null() => (Some(p), params_field),
             (_, Some(s)) if !s.is_null() => (Some(s), "rope_scaling"),
             _ => (None, "rope_scaling"),
         };
@@ -330,9 +383,13 @@ impl Resolver<'_> {
     fn activation(&self, hf: &HfConfig, arch: Architecture) -> Result<Activation> {
         // Gemma-2's modelling code reads `hidden_activation`; the others `hidden_act`.
         let (field, name) = match (arch, &hf.hidden_activation, &hf.hidden_act) {
-            (Architecture::Gemma2, Some(a), _) => ("hidden_activation", a.as_str()),
+            (Architecture::Gemma2 | Architecture::Gemma3, Some(a), _) => {
+                ("hidden_activation", a.as_str())
+            }
             (_, _, Some(a)) => ("hidden_act", a.as_str()),
-            (Architecture::Gemma2, None, None) => ("hidden_activation", "gelu_pytorch_tanh"),
+            (Architecture::Gemma2 | Architecture::Gemma3, None, None) => {
+                ("hidden_activation", "gelu_pytorch_tanh")
+            }
             _ => ("hidden_act", "silu"),
         };
         match name {
@@ -377,6 +434,20 @@ impl Resolver<'_> {
             Architecture::Gemma2 => {
                 let w = window()?;
                 Ok((0..n_layers).map(|l| (l % 2 == 0).then_some(w)).collect())
+            }
+            // Gemma-3 (configs without `layer_types`): every `sliding_window_pattern`-th layer
+            // is global, the rest slide (transformers: `(i + 1) % pattern != 0`).
+            Architecture::Gemma3 => {
+                let w = window()?;
+                let pattern = match hf.sliding_window_pattern {
+                    Some(_) => {
+                        self.positive(hf.sliding_window_pattern, "sliding_window_pattern")?
+                    }
+                    None => 6,
+                };
+                Ok((0..n_layers)
+                    .map(|l| (!(l + 1).is_multiple_of(pattern)).then_some(w))
+                    .collect())
             }
             Architecture::Qwen2 | Architecture::Qwen3 if hf.use_sliding_window == Some(true) => {
                 let w = window()?;
@@ -486,7 +557,8 @@ impl ModelConfig {
             Some(_) => Some(r.positive(hf.max_position_embeddings, "max_position_embeddings")?),
             None => None,
         };
-        let gemma = architecture == Architecture::Gemma2;
+        let gemma3 = architecture == Architecture::Gemma3;
+        let gemma = architecture == Architecture::Gemma2 || gemma3;
         let attn_scale = match (gemma, hf.query_pre_attn_scalar) {
             (true, Some(s)) if s > 0.0 => s.powf(-0.5),
             (true, Some(s)) => {
@@ -501,7 +573,15 @@ impl ModelConfig {
         let (qkv_bias, o_bias) = match architecture {
             Architecture::Qwen2 => (true, false),
             Architecture::Llama => (attention_bias, attention_bias),
-            Architecture::Qwen3 | Architecture::Gemma2 => (attention_bias, false),
+            Architecture::Qwen3 | Architecture::Gemma2 | Architecture::Gemma3 => {
+                (attention_bias, false)
+            }
+        };
+        let (rope, rope_local) = if gemma3 {
+            let (g, l) = r.gemma3_ropes(hf)?;
+            (g, Some(l))
+        } else {
+            (r.rope(hf)?, None)
         };
         Ok(ModelConfig {
             architecture,
@@ -515,7 +595,8 @@ impl ModelConfig {
             norm_eps,
             norm_offset: gemma,
             embed_scale: gemma.then(|| (d_model as f64).sqrt()),
-            rope: r.rope(hf)?,
+            rope,
+            rope_local,
             attn_scale,
             attn_softcap: if gemma {
                 hf.attn_logit_softcapping
@@ -532,7 +613,7 @@ impl ModelConfig {
             qkv_bias,
             o_bias,
             mlp_bias: architecture == Architecture::Llama && hf.mlp_bias.unwrap_or(false),
-            qk_norm: architecture == Architecture::Qwen3,
+            qk_norm: architecture == Architecture::Qwen3 || gemma3,
             post_norms: gemma,
             // Gemma ties by default; the others untie unless told.
             tie_embeddings: hf.tie_word_embeddings.unwrap_or(gemma),
@@ -783,5 +864,59 @@ mod tests {
             }
         }
         assert!(ok > 0);
+    }
+
+    const GEMMA3: &str = r#"{"architectures":["Gemma3ForCausalLM"],"hidden_size":64,
+        "num_hidden_layers":7,"num_attention_heads":4,"num_key_value_heads":1,"head_dim":16,
+        "intermediate_size":128,"vocab_size":100,"query_pre_attn_scalar":256,"sliding_window":512,
+        "rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "rope_scaling":{"rope_type":"linear","factor":8.0}}"#;
+
+    #[test]
+    fn gemma3_five_local_one_global_with_two_ropes() {
+        let c = resolve(GEMMA3).unwrap();
+        let w = Some(512);
+        assert_eq!(c.sliding_window, vec![w, w, w, w, w, None, w]);
+        assert_eq!(c.rope.theta, 1e6);
+        assert_eq!(c.rope.scaling, RopeScaling::Linear { factor: 8.0 });
+        assert_eq!(
+            c.rope_local,
+            Some(RopeConfig {
+                theta: 10000.0,
+                scaling: RopeScaling::None
+            })
+        );
+        assert!(c.qk_norm && c.post_norms && c.norm_offset && c.tie_embeddings);
+        assert_eq!((c.attn_softcap, c.final_softcap), (None, None));
+        assert!((c.attn_scale - 1.0 / 16.0).abs() < 1e-12);
+        assert_eq!(c.embed_scale, Some(8.0));
+        assert_eq!(c.activation, Activation::GeluTanh);
+    }
+
+    #[test]
+    fn gemma3_transformers5_rope_parameters_per_layer_type() {
+        let v5 = GEMMA3
+            .replace(
+                r#""rope_theta":1000000.0,"rope_local_base_freq":10000.0,
+        "rope_scaling":{"rope_type":"linear","factor":8.0}"#,
+                r#""rope_parameters":{"full_attention":{"rope_type":"linear","factor":8.0,
+                "rope_theta":1000000.0},"sliding_attention":{"rope_type":"default",
+                "rope_theta":10000.0}}"#,
+            )
+            .replace(
+                r#""sliding_window":512"#,
+                r#""sliding_window":512,"layer_types":["sliding_attention","sliding_attention",
+                "sliding_attention","sliding_attention","sliding_attention","full_attention",
+                "sliding_attention"]"#,
+            );
+        assert_ne!(v5, GEMMA3);
+        let (a, b) = (resolve(GEMMA3).unwrap(), resolve(&v5).unwrap());
+        assert_eq!((a.rope, a.rope_local), (b.rope, b.rope_local));
+        assert_eq!(a.sliding_window, b.sliding_window);
+        let e = resolve(&v5.replace("sliding_attention\":{", "x\":{"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rope_parameters.sliding_attention"), "{e}");
     }
 }

@@ -35,6 +35,7 @@ pub fn llama_config(d_model: usize, n_layers: usize, d_mlp: usize, d_vocab: usiz
             theta: 500000.0,
             scaling: RopeScaling::None,
         },
+        rope_local: None,
         attn_scale: (d_head as f64).powf(-0.5),
         attn_softcap: None,
         final_softcap: None,

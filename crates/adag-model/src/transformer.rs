@@ -179,6 +179,8 @@ pub struct Transformer {
     /// Canonical weights.
     pub weights: TransformerWeights,
     rope: Rope,
+    /// Gemma-3's rope for sliding-window layers.
+    rope_local: Option<Rope>,
     dtype: DType,
     device: Device,
     autograd: bool,
@@ -201,10 +203,15 @@ impl Transformer {
     /// Assembles a model from weights already in canonical form (shapes are trusted).
     pub fn from_weights(cfg: ModelConfig, weights: TransformerWeights, opts: &LoadOptions) -> Self {
         let rope = Rope::new(&cfg.rope, cfg.d_head, &opts.device);
+        let rope_local = cfg
+            .rope_local
+            .as_ref()
+            .map(|r| Rope::new(r, cfg.d_head, &opts.device));
         Transformer {
             cfg,
             weights,
             rope,
+            rope_local,
             dtype: opts.dtype,
             device: opts.device.clone(),
             autograd: false,
@@ -276,11 +283,12 @@ impl Transformer {
         };
 
         let mut h = site(HookName::Embed, self.embed(&batch.padded_ids(), b, w)?)?;
-        let (cos, sin) = self.rope.tables(&batch.positions(), self.dtype)?;
+        let ropes = self.layer_ropes(&batch.positions())?;
         let masks = self.layer_masks(|win| batch.mask(win, &self.device))?;
         for (l, block) in self.weights.blocks.iter().enumerate() {
+            let (cos, sin) = &ropes[l];
             h = self
-                .block(l, block, h, &cos, &sin, &masks[l], None, &mut site)
+                .block(l, block, h, cos, sin, &masks[l], None, &mut site)
                 .map_err(|e| in_layer(l, e))?;
         }
         let logits = self.unembed(&h, &mut site)?;
@@ -343,6 +351,25 @@ impl Transformer {
             }
         }
         Ok(None)
+    }
+
+    /// Per layer, the `(cos, sin)` tables: one shared pair, or (Gemma-3) the local rope's pair on
+    /// sliding-window layers and the global one elsewhere. Each table is built once.
+    pub(crate) fn layer_ropes(&self, positions: &[Vec<u32>]) -> Result<Vec<(Tensor, Tensor)>> {
+        let global = self.rope.tables(positions, self.dtype)?;
+        let local = match &self.rope_local {
+            Some(r) => Some(r.tables(positions, self.dtype)?),
+            None => None,
+        };
+        Ok(self
+            .cfg
+            .sliding_window
+            .iter()
+            .map(|w| match (w, &local) {
+                (Some(_), Some(loc)) => loc.clone(),
+                _ => global.clone(),
+            })
+            .collect())
     }
 
     /// Refuses token ids outside the vocabulary (candle's index_select would panic or read

@@ -185,7 +185,7 @@ impl Transformer {
         let mut site = |_, x: Tensor| -> Result<Tensor> { Ok(x) };
         let mut h = self.embed(ids, 1, t)?;
         let positions: Vec<u32> = (past..past + t).map(|p| p as u32).collect();
-        let (cos, sin) = self.rope.tables(&[positions], self.dtype)?;
+        let ropes = self.layer_ropes(&[positions])?;
         let masks = self.layer_masks(|win| {
             Tensor::from_vec(
                 mask_rows(0, past, t, past + t, win),
@@ -201,8 +201,9 @@ impl Transformer {
             .enumerate()
             .zip(&mut cache.layers)
         {
+            let (cos, sin) = &ropes[l];
             h = self
-                .block(l, block, h, &cos, &sin, &masks[l], Some(kv), &mut site)
+                .block(l, block, h, cos, sin, &masks[l], Some(kv), &mut site)
                 .map_err(|e| in_layer(l, e))?;
         }
         if last_only {
