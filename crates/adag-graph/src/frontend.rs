@@ -220,6 +220,14 @@ pub fn graph_json_with(
         .collect();
     let mut metadata = metadata_json(graph, slug, node_threshold);
     if let Some(obj) = metadata.as_object_mut() {
+        // The viewer's node panel reads this to say where each logit's and feature's value
+        // comes from (issue 14); other frontends ignore the unknown field.
+        if let Some(acc) = &graph.meta.accounting {
+            let acc = serde_json::to_value(acc).map_err(|e| {
+                Error::Inconsistent(format!("graph accounting does not serialise: {e}"))
+            })?;
+            obj.insert("accounting".into(), acc);
+        }
         obj.extend(extras.metadata.clone());
     }
     Ok(json!({
