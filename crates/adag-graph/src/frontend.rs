@@ -149,6 +149,19 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
     })
 }
 
+/// The accounting of node `i` (a feature's pre-activation or a target's de-meaned logit split
+/// into its parts), for the viewer's node panel; None for errors, tokens and graphs without
+/// accounting.
+fn node_account(graph: &Graph, i: usize) -> Option<Value> {
+    let acc = graph.meta.accounting.as_ref()?;
+    let v = match graph.node_kind(i) {
+        NodeKind::Feature { .. } => serde_json::to_value(acc.features.get(i)?),
+        NodeKind::Logit { index, .. } => serde_json::to_value(acc.targets.get(index as usize)?),
+        _ => return None,
+    };
+    v.ok()
+}
+
 /// Extra fields merged into the frontend JSON: per node (by `node_id`) and into `metadata`.
 /// adag's viewer reads `input_profile` / `output_profile` on neuron nodes and
 /// `metadata.target_logit_tokens`; other frontends ignore unknown fields.
@@ -210,6 +223,9 @@ pub fn graph_json_with(
         })
         .map(|i| {
             let mut node = node_json(graph, prune, i);
+            if let (Some(obj), Some(account)) = (node.as_object_mut(), node_account(graph, i)) {
+                obj.insert("accounting".into(), account);
+            }
             if let (Some(obj), Some(extra)) =
                 (node.as_object_mut(), extras.nodes.get(&node_id(graph, i)))
             {

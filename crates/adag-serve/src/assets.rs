@@ -22,6 +22,7 @@ pub(crate) fn get(name: &str) -> Option<Asset> {
         "js/panel.js" => (include_str!("../assets/js/panel.js"), JS),
         "js/subgraph.js" => (include_str!("../assets/js/subgraph.js"), JS),
         "js/features.js" => (include_str!("../assets/js/features.js"), JS),
+        "js/accounting.js" => (include_str!("../assets/js/accounting.js"), JS),
         "js/util.js" => (include_str!("../assets/js/util.js"), JS),
         _ => return None,
     };

@@ -890,3 +890,48 @@ fn the_subgraph_pane_is_roomy_and_boxes_drag_and_stay() {
     );
     assert_eq!(again, moved, "the saved position comes back");
 }
+
+#[test]
+fn the_node_panel_shows_where_a_logit_comes_from() {
+    let Some((_g, b)) = browser() else { return };
+    let ws = Workspace::new();
+    // The export's per-node accounting (tests/accounting_frontend.rs checks the export itself).
+    edit_graph(&ws, "austin-clt", |doc| {
+        for n in doc["nodes"].as_array_mut().unwrap() {
+            if n["node_id"] == "4_19816_4" {
+                n["accounting"] = json!({
+                    "value": 17.5, "features": -62.5, "errors": 28.5, "tokens": 0.5,
+                    "terms": [{"name": "transcoder decoder biases", "value": 51.0}],
+                    "residual": 0.0, "demean_constant": -3.5
+                });
+            }
+        }
+    });
+    let server = ws.start();
+    open(
+        &b,
+        &format!(
+            "http://{}/?slug=austin-clt&clickedId=4_19816_4",
+            server.addr()
+        ),
+    );
+    let table = b.text("#accounting");
+    for part in [
+        "de-meaned logit",
+        "17.5",
+        "− feature edges",
+        "62.5",
+        "+ error edges",
+        "+ transcoder decoder biases",
+        "51",
+        "residual (rounding)",
+    ] {
+        assert!(table.contains(part), "{part:?} missing from {table:?}");
+    }
+    assert!(
+        b.text("#node-panel")
+            .contains("logit 14 = 17.5 + mean logit -3.5"),
+        "{}",
+        b.text("#node-panel")
+    );
+}
