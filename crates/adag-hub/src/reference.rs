@@ -39,6 +39,11 @@ impl Reference {
         if Path::new(s).exists() || s.starts_with('.') || s.starts_with('/') || s.contains('\\') {
             return Ok(Reference::Local(PathBuf::from(s)));
         }
+        // A bare hub id is `org/name[@rev]`; a deeper path (`a/b/c`) is a local path that does
+        // not exist (subfolders of a repo need `hf://`), so its error names the missing path.
+        if s.split('@').next().unwrap_or(s).matches('/').count() != 1 {
+            return Ok(Reference::Local(PathBuf::from(s)));
+        }
         match parse_hub(s, s) {
             Ok(h) => Ok(Reference::Hub(h)),
             // Not hub-shaped: a local path that does not exist; loading it names the path.
