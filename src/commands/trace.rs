@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use adag_circuit::config::{Answers, BlacklistEntry, Rule, RunConfig};
-use adag_circuit::neuron_options;
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
-use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
+use adag_circuit::{neuron_options, run_identity};
 use adag_circuit::{Dataset, Shard, TracedPrompt};
 use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
 use adag_graph::{frontend, prune, GraphMeta};
@@ -277,31 +276,14 @@ pub fn run(mut args: Args) -> Result<()> {
     let prepare_s = t_prep.elapsed().as_secs_f64();
 
     let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);
-    let config_json = std::fs::read_to_string(model_dir.join("config.json")).unwrap_or_default();
-    let mut engine_opts = serde_json::to_value(&opts)?;
-    if let Some(o) = engine_opts.as_object_mut() {
-        o.remove("batch_size"); // seeds per backward pass: no effect on results
-    }
-    let items = serde_json::to_value(&dataset.items)?;
-    let dataset_info = DatasetInfo {
-        path: r.dataset.display().to_string(),
-        n_prompts: dataset.len(),
-        fingerprint: fingerprint_json(&items),
-    };
-    // What determines the rows: not the batch size, shard, paths or device.
-    let identity = serde_json::json!({
-        "adag_version": env!("CARGO_PKG_VERSION"),
-        "model": {
-            "config_json": fingerprint(&config_json),
-            "name": r.model.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "model_id": model_id,
-            "dtype": r.dtype,
-        },
-        "dataset": dataset_info.fingerprint,
-        "prompts": serde_json::to_value(&prompt_opts)?,
-        "true_answers": r.true_answers,
-        "engine": engine_opts,
-    });
+    let (dataset_info, identity) = run_identity(
+        &r,
+        &model_dir,
+        model_id.as_deref(),
+        &prompt_opts,
+        &opts,
+        &dataset,
+    )?;
     let spec = RunSpec {
         out: r.output_path.clone(),
         identity,

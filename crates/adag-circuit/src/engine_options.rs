@@ -1,10 +1,15 @@
-//! From a resolved run config to the engine's tracing options, shared by the `adag trace`
+//! From a resolved run config to the engine's tracing options and the run's identity, shared by the `adag trace`
 //! command and the Python package so both trace with exactly the same settings.
 
 use adag_engine::neuron::{NeuronOptions, RelpRule, LLAMA_31_8B_INSTRUCT_BLACKLIST};
 
+use std::path::Path;
+
 use crate::config::{Resolved, Rule};
-use crate::prepare::is_llama31_8b_instruct;
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::prepare::{is_llama31_8b_instruct, PromptOptions};
+use crate::store::{fingerprint, fingerprint_json, DatasetInfo};
 
 fn engine_rule(r: Rule) -> RelpRule {
     match r {
@@ -37,4 +42,51 @@ pub fn neuron_options(
         blacklist,
         batch_size: backward_batch,
     }
+}
+
+/// A run's identity — what determines its rows: the adag version, the model's config and name,
+/// the dataset's content, the prompt and engine settings; not the batch size, shard, paths or
+/// device — together with the dataset's description for the manifest. `adag trace` and the
+/// Python package both take it from here, so either can resume the other's run. `model_dir` is
+/// the folder `config.json` is read from (a hub reference's downloaded copy).
+pub fn run_identity(
+    r: &Resolved,
+    model_dir: &Path,
+    model_id: Option<&str>,
+    prompt_opts: &PromptOptions,
+    opts: &NeuronOptions,
+    dataset: &Dataset,
+) -> Result<(DatasetInfo, serde_json::Value)> {
+    let json = |key: &str, v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| Error::Config {
+            source_name: "run identity".into(),
+            key: key.into(),
+            message: e.to_string(),
+        })
+    };
+    let config_json = std::fs::read_to_string(model_dir.join("config.json")).unwrap_or_default();
+    let mut engine_opts = json("engine", serde_json::to_value(opts))?;
+    if let Some(o) = engine_opts.as_object_mut() {
+        o.remove("batch_size"); // seeds per backward pass: no effect on results
+    }
+    let items = json("dataset", serde_json::to_value(&dataset.items))?;
+    let dataset_info = DatasetInfo {
+        path: r.dataset.display().to_string(),
+        n_prompts: dataset.len(),
+        fingerprint: fingerprint_json(&items),
+    };
+    let identity = serde_json::json!({
+        "adag_version": env!("CARGO_PKG_VERSION"),
+        "model": {
+            "config_json": fingerprint(&config_json),
+            "name": r.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "model_id": model_id,
+            "dtype": r.dtype,
+        },
+        "dataset": dataset_info.fingerprint,
+        "prompts": json("prompts", serde_json::to_value(prompt_opts))?,
+        "true_answers": r.true_answers,
+        "engine": engine_opts,
+    });
+    Ok((dataset_info, identity))
 }

@@ -32,7 +32,7 @@ pub mod store;
 pub use circuit::{Circuit, EdgeRow, NodeRow, PromptRow, TracedEdge, TracedNode, TracedPrompt};
 pub use config::{Resolved, Rule, RunConfig};
 pub use dataset::{Dataset, DatasetItem};
-pub use engine_options::neuron_options;
+pub use engine_options::{neuron_options, run_identity};
 pub use error::{Error, Result};
 pub use pipeline::{Progress, RunSpec, Tracer};
 pub use prepare::{prepare, PreparedPrompt, PromptOptions};

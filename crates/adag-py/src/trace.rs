@@ -11,8 +11,9 @@ use adag_analysis::{
 };
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{detect_model_id, is_llama31_8b_instruct, prepare, PromptOptions};
-use adag_circuit::store::{fingerprint, fingerprint_json, DatasetInfo};
-use adag_circuit::{neuron_options, Dataset, PreparedPrompt, RunConfig, Shard, TracedPrompt};
+use adag_circuit::{
+    neuron_options, run_identity, Dataset, PreparedPrompt, RunConfig, Shard, TracedPrompt,
+};
 use adag_engine::neuron::{trace_prompts, PromptInput};
 use pyo3::prelude::*;
 
@@ -78,31 +79,15 @@ pub fn trace(
             .map_err(to_py)?;
         let prepare_s = t_prep.elapsed().as_secs_f64();
         let opts = neuron_options(&r, model_id.as_deref(), backward_batch);
-        let config_json = std::fs::read_to_string(r.model.join("config.json")).unwrap_or_default();
-        let mut engine_opts = serde_json::to_value(&opts).map_err(to_py)?;
-        if let Some(o) = engine_opts.as_object_mut() {
-            o.remove("batch_size");
-        }
-        let items = serde_json::to_value(&dataset.items).map_err(to_py)?;
-        let dataset_info = DatasetInfo {
-            path: r.dataset.display().to_string(),
-            n_prompts: dataset.len(),
-            fingerprint: fingerprint_json(&items),
-        };
-        // The same identity as `adag trace`, so either can resume the other's run.
-        let identity = serde_json::json!({
-            "adag_version": env!("CARGO_PKG_VERSION"),
-            "model": {
-                "config_json": fingerprint(&config_json),
-                "name": r.model.file_name().map(|n| n.to_string_lossy().into_owned()),
-                "model_id": model_id,
-                "dtype": r.dtype,
-            },
-            "dataset": dataset_info.fingerprint,
-            "prompts": serde_json::to_value(&prompt_opts).map_err(to_py)?,
-            "true_answers": r.true_answers,
-            "engine": engine_opts,
-        });
+        let (dataset_info, identity) = run_identity(
+            &r,
+            &r.model,
+            model_id.as_deref(),
+            &prompt_opts,
+            &opts,
+            &dataset,
+        )
+        .map_err(to_py)?;
         let spec = RunSpec {
             out: r.output_path.clone(),
             identity,
