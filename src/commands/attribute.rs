@@ -1,4 +1,5 @@
-//! `adag attribute`: an attribution graph over transcoder features for one prompt.
+//! `adag attribute`: an attribution graph for one prompt, over transcoder features (default) or
+//! MLP neurons (`--basis neurons`), built by the engine's one driver.
 
 use std::path::PathBuf;
 
@@ -22,6 +23,10 @@ pub struct Args {
     /// Transcoder directory or its config.yaml (default: the bundled demo transcoders).
     #[arg(long, short = 't')]
     pub transcoders: Option<PathBuf>,
+    /// The graph's nodes: transcoder features (with error nodes), or the model's own MLP
+    /// neurons (RelP-linearised, no error nodes, no transcoders needed).
+    #[arg(long, value_enum, default_value = "transcoders")]
+    pub basis: BasisArg,
     /// Write the graph file here (safetensors; readable from Python with `safetensors`).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -75,6 +80,15 @@ pub struct Args {
     /// scores, node counts, output paths) instead of the text summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The node basis of a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BasisArg {
+    /// Transcoder features (circuit-tracer's graphs).
+    Transcoders,
+    /// MLP neurons.
+    Neurons,
 }
 
 /// The single token a string encodes to, or an error saying how many it has.
@@ -152,13 +166,28 @@ pub fn run(mut args: Args) -> Result<()> {
             "--slug and --graph-dir go together (the frontend JSON is {{graph-dir}}/{{slug}}.json)"
         );
     }
-    let (model_dir, tc_dir) = resolve_paths(&args.model, &args.transcoders)?;
     let opts = adag_model::LoadOptions {
         dtype: args.dtype.into(),
         device: device(args.device)?,
     };
-    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
-        .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
+    let (model_dir, basis): (PathBuf, Box<dyn adag_engine::Basis>) = match args.basis {
+        BasisArg::Transcoders => {
+            let (model_dir, tc_dir) = resolve_paths(&args.model, &args.transcoders)?;
+            let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
+                .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
+            (model_dir, Box::new(tc))
+        }
+        BasisArg::Neurons => {
+            if args.transcoders.is_some() {
+                bail!("--transcoders has no use with --basis neurons (the nodes are the model's MLP neurons)");
+            }
+            let model_dir = match &args.model {
+                Some(m) => crate::common::resolve_model(m)?,
+                None => crate::common::default_model(),
+            };
+            (model_dir, Box::new(adag_engine::NeuronBasis::default()))
+        }
+    };
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tokens = prepare_tokens(&m.tokenizer, &args.prompt)?;
@@ -206,7 +235,7 @@ pub fn run(mut args: Args) -> Result<()> {
             .unwrap_or_default()
     };
     let started = std::time::Instant::now();
-    let mut graph = attribute(&m.model, &tokens, &tc, &options, meta, &name)?;
+    let mut graph = attribute(&m.model, &tokens, basis.as_ref(), &options, meta, &name)?;
     let pruned = prune(&graph, args.node_threshold, args.edge_threshold)?;
     graph.meta.scores = Some(graph_scores(&graph)?);
     eprint_timings(&graph, started.elapsed().as_secs_f64());
@@ -248,9 +277,11 @@ pub fn run(mut args: Args) -> Result<()> {
             .slug(slug.clone())
             .port(args.port);
         // Dashboards written by `adag features` sit next to the transcoders by convention.
-        let dashboards = tc.source.join("features");
-        if dashboards.join("index.json.gz").is_file() {
-            config = config.features_dir(dashboards);
+        if let Some(tc) = basis.transcoders() {
+            let dashboards = tc.source.join("features");
+            if dashboards.join("index.json.gz").is_file() {
+                config = config.features_dir(dashboards);
+            }
         }
         adag_serve::serve_blocking(config)?;
     }

@@ -12,7 +12,7 @@ use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
 use adag_circuit::{neuron_options, run_identity};
-use adag_circuit::{Dataset, Shard, TracedPrompt};
+use adag_circuit::{Dataset, PromptCircuit, Shard};
 use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
 use adag_graph::{frontend, prune, GraphMeta};
 use adag_model::LoadedModel;
@@ -309,7 +309,7 @@ pub fn run(mut args: Args) -> Result<()> {
         .map(|dir| (dir, args.slug.clone().unwrap_or_else(|| "trace".into())));
     let tok = &m.tokenizer;
     let model_name = r.model.display().to_string();
-    let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<TracedPrompt>, String> {
+    let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
         let inputs: Vec<PromptInput> = batch
             .iter()
             .map(|p| PromptInput {
@@ -351,7 +351,7 @@ pub fn run(mut args: Args) -> Result<()> {
                     .map_err(|e| format!("writing graph {name}: {e:#}"))?;
             }
         }
-        let traced: Vec<TracedPrompt> = circuits.iter().map(TracedPrompt::from).collect();
+        let traced = circuits;
         // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
         // attributions are fractions of the goal.
         for (p, t) in batch.iter().zip(&traced) {

@@ -74,92 +74,10 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
+use adag_engine::circuit::PromptCircuit;
+
 use crate::error::{Error, Result};
 use crate::prepare::PreparedPrompt;
-
-/// A node as a tracer returns it (mirrors `adag_engine::neuron::NeuronNode`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TracedNode {
-    /// −1 embedding, 0..L neuron, L logit.
-    pub layer: i32,
-    /// Token position (unpadded).
-    pub position: u32,
-    /// Neuron index or token id.
-    pub neuron: u32,
-    /// Activation (1 for embeddings, the logit for logits).
-    pub activation: f32,
-    /// Total effect ÷ goal.
-    pub attribution: f32,
-    /// Share of the activation from each input position.
-    pub input_profile: Vec<f32>,
-    /// Share of each target logit contributed.
-    pub output_profile: Vec<f32>,
-}
-
-/// An edge as a tracer returns it (mirrors `adag_engine::neuron::NeuronEdge`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TracedEdge {
-    /// (layer, position, neuron) of the source.
-    pub source: (i32, u32, u32),
-    /// (layer, position, neuron) of the target.
-    pub target: (i32, u32, u32),
-    /// Relative direct effect.
-    pub weight: f32,
-    /// Flow to the output ÷ goal.
-    pub attribution: f32,
-}
-
-/// One traced prompt as a tracer returns it (mirrors `adag_engine::neuron::PromptCircuit`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TracedPrompt {
-    /// Target token ids.
-    pub targets: Vec<u32>,
-    /// Their probabilities.
-    pub target_probs: Vec<f32>,
-    /// Their logits.
-    pub target_logits: Vec<f32>,
-    /// Σ target logits.
-    pub goal: f32,
-    /// Nodes.
-    pub nodes: Vec<TracedNode>,
-    /// Edges.
-    pub edges: Vec<TracedEdge>,
-}
-
-impl From<&adag_engine::neuron::PromptCircuit> for TracedPrompt {
-    /// The record of one traced prompt, as the engine returns it.
-    fn from(c: &adag_engine::neuron::PromptCircuit) -> Self {
-        TracedPrompt {
-            targets: c.targets.clone(),
-            target_probs: c.target_probs.clone(),
-            target_logits: c.target_logits.clone(),
-            goal: c.goal,
-            nodes: c
-                .nodes
-                .iter()
-                .map(|n| TracedNode {
-                    layer: n.layer,
-                    position: n.position,
-                    neuron: n.index,
-                    activation: n.activation,
-                    attribution: n.attribution,
-                    input_profile: n.input_profile.clone(),
-                    output_profile: n.output_profile.clone(),
-                })
-                .collect(),
-            edges: c
-                .edges
-                .iter()
-                .map(|e| TracedEdge {
-                    source: e.source,
-                    target: e.target,
-                    weight: e.weight,
-                    attribution: e.attribution,
-                })
-                .collect(),
-        }
-    }
-}
 
 /// A row of `nodes.parquet` (see the module docs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,7 +155,7 @@ pub fn polarity(a: f32) -> i8 {
 
 impl Circuit {
     /// Appends one traced prompt; `target_strings` are the targets decoded.
-    pub fn push(&mut self, p: &PreparedPrompt, t: &TracedPrompt, target_strings: Vec<String>) {
+    pub fn push(&mut self, p: &PreparedPrompt, t: &PromptCircuit, target_strings: Vec<String>) {
         let id = p.prompt_id;
         self.prompts.push(PromptRow {
             prompt_id: id,
@@ -259,7 +177,7 @@ impl Circuit {
             label: p.label.clone(),
             layer: n.layer,
             position: n.position,
-            neuron: n.neuron,
+            neuron: n.index,
             activation: n.activation,
             attribution: n.attribution,
             polarity: polarity(n.activation),

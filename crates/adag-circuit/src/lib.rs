@@ -29,7 +29,8 @@ pub mod prepare;
 pub mod shard;
 pub mod store;
 
-pub use circuit::{Circuit, EdgeRow, NodeRow, PromptRow, TracedEdge, TracedNode, TracedPrompt};
+pub use adag_engine::circuit::{CircuitEdge, CircuitNode, PromptCircuit};
+pub use circuit::{Circuit, EdgeRow, NodeRow, PromptRow};
 pub use config::{Resolved, Rule, RunConfig};
 pub use dataset::{Dataset, DatasetItem};
 pub use engine_options::{neuron_options, run_identity};

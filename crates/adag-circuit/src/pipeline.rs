@@ -8,28 +8,32 @@ use std::time::Instant;
 
 use adag_model::ModelTokenizer;
 
-use crate::circuit::{Circuit, TracedPrompt};
+use adag_engine::circuit::PromptCircuit;
+
+use crate::circuit::Circuit;
 use crate::error::{Error, Result};
 use crate::prepare::PreparedPrompt;
 use crate::shard::Shard;
 use crate::store::{fingerprint_json, CircuitDir, DatasetInfo, Manifest, RunStamp, Timings};
 
-/// Traces a batch of prompts: one [`TracedPrompt`] per input, in order.
+/// Traces a batch of prompts: one [`PromptCircuit`] per input, in order.
 pub trait Tracer {
     /// Traces `batch`; an error message should say what failed (it is reported with the
     /// batch's prompt ids).
-    fn trace(&mut self, batch: &[PreparedPrompt])
-        -> std::result::Result<Vec<TracedPrompt>, String>;
+    fn trace(
+        &mut self,
+        batch: &[PreparedPrompt],
+    ) -> std::result::Result<Vec<PromptCircuit>, String>;
 }
 
 impl<F> Tracer for F
 where
-    F: FnMut(&[PreparedPrompt]) -> std::result::Result<Vec<TracedPrompt>, String>,
+    F: FnMut(&[PreparedPrompt]) -> std::result::Result<Vec<PromptCircuit>, String>,
 {
     fn trace(
         &mut self,
         batch: &[PreparedPrompt],
-    ) -> std::result::Result<Vec<TracedPrompt>, String> {
+    ) -> std::result::Result<Vec<PromptCircuit>, String> {
         self(batch)
     }
 }

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use adag_circuit::circuit::TracedPrompt;
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{prepare, PreparedPrompt, PromptOptions};
 use adag_circuit::store::{fingerprint_json, DatasetInfo};
+use adag_circuit::PromptCircuit;
 use adag_circuit::{merge, read_circuit, Circuit, Dataset, Shard};
 use adag_engine::neuron::{trace_prompts, NeuronOptions, PromptInput};
 use adag_model::{LoadOptions, LoadedModel};
@@ -81,7 +81,7 @@ fn run(
 ) -> adag_circuit::Result<Vec<u64>> {
     let mut calls = 0;
     let mut traced = Vec::new();
-    let mut tracer = |b: &[PreparedPrompt]| -> Result<Vec<TracedPrompt>, String> {
+    let mut tracer = |b: &[PreparedPrompt]| -> Result<Vec<PromptCircuit>, String> {
         calls += 1;
         if Some(calls) == fail_on {
             return Err("killed".into());
@@ -95,7 +95,7 @@ fn run(
             })
             .collect();
         let c = trace_prompts(&s.m.model, &inputs, &s.opts).map_err(|e| e.to_string())?;
-        Ok(c.iter().map(TracedPrompt::from).collect())
+        Ok(c)
     };
     let prompts = &s.prompts[shard.range(s.dataset.len())];
     pipeline::run(

@@ -8,11 +8,11 @@
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use adag_circuit::circuit::{TracedEdge, TracedNode, TracedPrompt};
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{prepare, PreparedPrompt, PromptOptions};
 use adag_circuit::store::{fingerprint_json, DatasetInfo};
 use adag_circuit::{merge, read_circuit, Circuit, Dataset, Shard};
+use adag_circuit::{CircuitEdge, CircuitNode, PromptCircuit};
 use adag_model::ModelTokenizer;
 
 fn root() -> PathBuf {
@@ -39,7 +39,7 @@ fn prompts(tok: &ModelTokenizer) -> (Dataset, Vec<PreparedPrompt>) {
 }
 
 /// A deterministic stand-in for the engine: a function of the prompt's tokens.
-fn fake(p: &PreparedPrompt) -> TracedPrompt {
+fn fake(p: &PreparedPrompt) -> PromptCircuit {
     let t = &p.tokens;
     let n = t.len() as u32;
     let last = n - 1;
@@ -54,10 +54,10 @@ fn fake(p: &PreparedPrompt) -> TracedPrompt {
     for (pos, &tok) in t.iter().enumerate() {
         let pos = pos as u32;
         let a = ((tok as f32) * 0.37 + pos as f32).sin();
-        nodes.push(TracedNode {
+        nodes.push(CircuitNode {
             layer: (tok % 3) as i32,
             position: pos,
-            neuron: tok * 7 % 128,
+            index: tok * 7 % 128,
             activation: a,
             attribution: a / 3.0,
             input_profile: (0..n)
@@ -71,16 +71,16 @@ fn fake(p: &PreparedPrompt) -> TracedPrompt {
                 .collect(),
             output_profile: logits.iter().map(|l| a / l).collect(),
         });
-        nodes.push(TracedNode {
+        nodes.push(CircuitNode {
             layer: -1,
             position: pos,
-            neuron: tok,
+            index: tok,
             activation: 1.0,
             attribution: 0.1,
             input_profile: vec![],
             output_profile: vec![],
         });
-        edges.push(TracedEdge {
+        edges.push(CircuitEdge {
             source: (-1, pos, tok),
             target: ((tok % 3) as i32, pos, tok * 7 % 128),
             weight: 0.5,
@@ -88,17 +88,18 @@ fn fake(p: &PreparedPrompt) -> TracedPrompt {
         });
     }
     for (j, &v) in targets.iter().enumerate() {
-        nodes.push(TracedNode {
+        nodes.push(CircuitNode {
             layer: 3,
             position: last,
-            neuron: v,
+            index: v,
             activation: logits[j],
             attribution: logits[j] / goal,
             input_profile: vec![],
             output_profile: vec![],
         });
     }
-    TracedPrompt {
+    PromptCircuit {
+        tokens: t.clone(),
         target_probs: targets.iter().map(|&v| 1.0 / v as f32).collect(),
         target_logits: logits,
         targets,
@@ -347,7 +348,7 @@ fn a_directory_holds_one_run() {
     assert_eq!(read_circuit(&out).unwrap().1.identity["config"]["k"], 3);
     // Rerunning a finished run traces nothing.
     let mut never =
-        |_: &[PreparedPrompt]| -> Result<Vec<TracedPrompt>, String> { panic!("traced again") };
+        |_: &[PreparedPrompt]| -> Result<Vec<PromptCircuit>, String> { panic!("traced again") };
     pipeline::run(&s, &all, &tok, &mut never, &mut |_| {}).unwrap();
 }
 

@@ -1,7 +1,9 @@
-//! Attribution graphs over transcoder features, as circuit-tracer's `attribute` builds them.
+//! Attribution graphs as circuit-tracer's `attribute` builds them, in any [`Basis`]: transcoder
+//! features (circuit-tracer's graphs) or MLP neurons (the same graph with neurons as nodes and
+//! no error nodes). This is the engine's one driver.
 //!
-//! Phases: (0) a forward pass caches the frozen quantities and the transcoders' inputs and
-//! outputs, and the prompt's components are computed; (1) logit targets are chosen; (2) one row
+//! Phases: (0) a forward pass caches the frozen quantities and what the basis reads, and the
+//! basis is bound to the prompt (active nodes, seed rows, source groups); (1) logit targets are chosen; (2) one row
 //! per logit target; (3) one row per feature, in order of influence on the logits when
 //! `max_feature_nodes` caps them (re-ranked every `update_interval` batches as rows arrive);
 //! (4) the dense adjacency is assembled in circuit-tracer's node order. A row is one seed of a
@@ -10,17 +12,16 @@
 
 use std::time::Instant;
 
-use adag_core::HookName;
+use adag_core::{HookName, Site};
 use adag_graph::{Graph, GraphMeta};
-use adag_model::{Batch, CacheFilter, ModelTokenizer, Transformer};
-use candle_core::Tensor;
+use adag_model::{Batch, ModelTokenizer, Transformer};
 
 use crate::accounting::{account, Inputs, Rows};
+use crate::basis::Basis;
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, Seeds};
 use crate::reading::RowCollector;
 use crate::targets::{select_targets, TargetSpec};
-use crate::transcoder::{SkipPath, TranscoderSet};
 
 /// Settings of [`attribute`], with circuit-tracer's defaults.
 #[derive(Debug, Clone)]
@@ -142,27 +143,22 @@ fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
     pb
 }
 
-/// Builds the attribution graph of `tokens` (see [`prepare_tokens`]) over `transcoders`.
+/// Builds the attribution graph of `tokens` (see [`prepare_tokens`]) in `basis` (a
+/// [`TranscoderSet`](crate::TranscoderSet) or a [`NeuronBasis`](crate::NeuronBasis)).
 ///
 /// `meta` carries the descriptive fields (model, prompt, token strings, scan); sizes, settings,
 /// and phase timings are filled in here.
 pub fn attribute(
     model: &Transformer,
     tokens: &[u32],
-    transcoders: &TranscoderSet,
+    basis: &dyn Basis,
     opts: &AttributeOptions,
     meta: GraphMeta,
     token_str: &dyn Fn(u32) -> String,
 ) -> Result<Graph> {
-    attribute_with_progress(
-        model,
-        tokens,
-        transcoders,
-        opts,
-        meta,
-        token_str,
-        &mut |_, _| true,
-    )
+    attribute_with_progress(model, tokens, basis, opts, meta, token_str, &mut |_, _| {
+        true
+    })
 }
 
 /// [`attribute`] that reports `(rows done, rows planned)` after every backward batch to
@@ -172,13 +168,13 @@ pub fn attribute(
 pub fn attribute_with_progress(
     model: &Transformer,
     tokens: &[u32],
-    transcoders: &TranscoderSet,
+    basis: &dyn Basis,
     opts: &AttributeOptions,
     mut meta: GraphMeta,
     token_str: &dyn Fn(u32) -> String,
     on_batch: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Graph> {
-    transcoders.check_model(&model.cfg)?;
+    basis.check_model(&model.cfg)?;
     if opts.batch_size == 0 {
         return Err(Error::Invalid("batch_size must be at least 1".into()));
     }
@@ -192,15 +188,16 @@ pub fn attribute_with_progress(
         *clock = Instant::now();
     };
 
-    // Phase 0: forward pass and components.
+    // Phase 0: forward pass, and the basis bound to the prompt.
     let n_layers = model.cfg.n_layers;
-    let sites = CacheFilter::sites([transcoders.read.site(), transcoders.write.site()]);
-    let filter = FrozenModel::cache_filter().union(&sites);
+    let (read_site, write_site) = basis.sites();
+    let filter = FrozenModel::cache_filter().union(&basis.cache_filter());
     let out = model.forward(&Batch::single(tokens)?, &filter)?;
     let frozen = FrozenModel::new(model, &out.cache, 0)?;
-    let comps = transcoders.components(&out.cache, 0, model.dtype())?;
+    let nodes = basis.prompt(model, &out.cache, 0)?;
+    let active = nodes.active();
     let n_pos = tokens.len();
-    let n_active = comps.n_active();
+    let n_active = active.len();
     let n_cols = n_active + (n_layers + 1) * n_pos;
     phase("precompute", &mut clock);
 
@@ -218,18 +215,16 @@ pub fn attribute_with_progress(
         normalized: Vec::new(),
         node: Vec::new(),
     };
-    let skip = SkipPath(transcoders);
-    let dev = model.device().clone();
     let read_flops = std::cell::Cell::new(0.0f64);
     let run = |seeds: &Seeds| -> Result<Vec<f32>> {
         let mut c = RowCollector::new(
-            &comps.groups,
-            &comps.tokens,
+            nodes.groups(),
+            nodes.tokens(),
             n_active + n_layers * n_pos,
             n_cols,
             seeds.layers.len(),
         );
-        frozen.vjp(seeds, transcoders.read, transcoders.write, &skip, &mut c)?;
+        frozen.vjp(seeds, read_site, write_site, nodes.mlp_path(), &mut c)?;
         read_flops.set(read_flops.get() + c.flops);
         Ok(c.out)
     };
@@ -274,14 +269,12 @@ pub fn attribute_with_progress(
         };
         // Batches of similar (layer, position) keep each backward inside a small causal cone;
         // the set of rows does not depend on this order.
-        pending.sort_by_key(|&i| (comps.active[i][0], comps.active[i][1], i));
+        pending.sort_by_key(|&i| (active[i][0], active[i][1], i));
         for chunk in pending.chunks(opts.batch_size) {
-            let idx: Vec<u32> = chunk.iter().map(|&i| i as u32).collect();
-            let ids = Tensor::new(idx.as_slice(), &dev).ctx("feature ids")?;
             let seeds = Seeds {
-                vectors: comps.encoders.index_select(&ids, 0).ctx("feature seeds")?,
-                layers: chunk.iter().map(|&i| comps.active[i][0] as usize).collect(),
-                positions: chunk.iter().map(|&i| comps.active[i][1] as usize).collect(),
+                vectors: nodes.seeds(chunk)?,
+                layers: chunk.iter().map(|&i| active[i][0] as usize).collect(),
+                positions: chunk.iter().map(|&i| active[i][1] as usize).collect(),
             };
             let rows = run(&seeds)?;
             for (j, &i) in chunk.iter().enumerate() {
@@ -328,48 +321,55 @@ pub fn attribute_with_progress(
     phase("assembly", &mut clock);
 
     let target_ids: Vec<u32> = targets.targets.iter().map(|t| t.vocab_idx).collect();
-    meta.accounting = Some(account(
-        &Inputs {
-            model,
-            clean: &out.cache,
-            transcoders,
-            tokens,
-            directions: &targets.directions,
-            target_ids: &target_ids,
-            active: &comps.active,
-            selected: &selected,
-        },
-        &Rows {
-            rows: &store.rows,
-            node: &store.node,
-            n_active,
-            n_errors: n_layers * n_pos,
-        },
-    )?);
-    phase("accounting", &mut clock);
+    if let Some(transcoders) = basis.transcoders() {
+        meta.accounting = Some(account(
+            &Inputs {
+                model,
+                clean: &out.cache,
+                transcoders,
+                tokens,
+                directions: &targets.directions,
+                target_ids: &target_ids,
+                active,
+                selected: &selected,
+            },
+            &Rows {
+                rows: &store.rows,
+                node: &store.node,
+                n_active,
+                n_errors: n_layers * n_pos,
+            },
+        )?);
+        phase("accounting", &mut clock);
+    }
 
-    meta.basis = "transcoder".into();
+    meta.basis = basis.kind().name().into();
     meta.n_layers = n_layers;
     meta.d_vocab = model.cfg.d_vocab;
     if meta.scan.is_none() {
-        meta.scan = Some(transcoders.scan.clone());
+        meta.scan = basis.scan();
     }
+    let hook = |site: Site| {
+        HookName::Block(0, site)
+            .to_string()
+            .replacen("blocks.0.", "", 1)
+    };
     meta.settings = serde_json::json!({
         "targets": opts.targets.describe(),
         "batch_size": opts.batch_size,
         "max_feature_nodes": opts.max_feature_nodes,
         "update_interval": opts.update_interval,
         "n_active_features": n_active,
-        "feature_input_hook": HookName::Block(0, transcoders.read.site()).to_string().replacen("blocks.0.", "", 1),
-        "feature_output_hook": HookName::Block(0, transcoders.write.site()).to_string().replacen("blocks.0.", "", 1),
+        "feature_input_hook": hook(read_site.site()),
+        "feature_output_hook": hook(write_site.site()),
         "backward_flops": frozen.flops() + read_flops.get(),
     });
     meta.timings = serde_json::Value::Object(timings);
     let graph = Graph {
         meta,
         adjacency,
-        active_features: comps.active.clone(),
-        activation_values: comps.activations.clone(),
+        active_features: active.to_vec(),
+        activation_values: nodes.activations().to_vec(),
         selected_features: selected,
         input_tokens: tokens.to_vec(),
         logit_targets: targets.targets,

@@ -13,6 +13,8 @@
 
 pub mod accounting;
 pub mod attribute;
+pub mod basis;
+pub mod circuit;
 pub mod constrained;
 pub mod error;
 pub mod frozen;
@@ -23,6 +25,7 @@ pub mod targets;
 pub mod transcoder;
 
 pub use attribute::{attribute, attribute_with_progress, prepare_tokens, AttributeOptions};
+pub use basis::{Basis, BasisKind, NeuronBasis, NeuronPrompt, PromptNodes};
 pub use error::{Error, Result};
 pub use frozen::{FrozenModel, MlpJvp, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 pub use targets::{CustomTarget, TargetSpec};

@@ -633,3 +633,160 @@ fn forward_and_reverse_mode_input_maps_agree() {
         }
     }
 }
+
+/// The one driver in the neuron basis: circuit-tracer's graph with neurons as nodes. Every
+/// edge is the exact direct effect: removing the source's write from the frozen model (MLP
+/// outputs frozen) changes the target's read (a neuron's RelP read at `mlp.hook_in`, a logit's
+/// de-meaned direction at the final norm) by minus the edge.
+#[test]
+fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
+    use adag_engine::{attribute, AttributeOptions, NeuronBasis, TargetSpec};
+    use adag_graph::{GraphMeta, NodeKind};
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let opts = AttributeOptions {
+            targets: TargetSpec::Salient {
+                max_n_logits: 3,
+                desired_logit_prob: 0.95,
+            },
+            max_feature_nodes: Some(64),
+            batch_size: 32,
+            ..Default::default()
+        };
+        let basis = NeuronBasis::default();
+        let g = attribute(&m.model, &t, &basis, &opts, GraphMeta::default(), &|i| {
+            i.to_string()
+        })
+        .unwrap();
+        assert_eq!(g.meta.basis, "neuron");
+        assert_eq!(
+            g.n_features(),
+            64,
+            "{name}: the influence budget picks 64 neurons"
+        );
+        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
+            Site::MlpPre,
+            Site::MlpPreLinear,
+            Site::MlpOut,
+        ]));
+        let clean = m
+            .model
+            .forward(&Batch::single(&t).unwrap(), &filter)
+            .unwrap();
+        let relp = RelpMlp::new(&m.model, &clean.cache, 0, RelpRule::HalfRule).unwrap();
+        let base = run_frozen(&m.model, &t, &clean.cache, None);
+        let n = g.n_nodes();
+        let w_f = m.model.weights.ln_final.effective_weight().unwrap();
+        let mean_u = m
+            .model
+            .weights
+            .unembed
+            .mean_keepdim(0)
+            .unwrap()
+            .squeeze(0)
+            .unwrap();
+        let mut checked = (0, 0);
+        for src in (0..g.n_features()).step_by(5) {
+            let NodeKind::Feature {
+                layer: ls,
+                pos: ps,
+                feature: is,
+                ..
+            } = g.node_kind(src)
+            else {
+                unreachable!()
+            };
+            let a = g.activation_values[g.selected_features[src] as usize];
+            let write = (m.model.weights.blocks[ls as usize]
+                .mlp
+                .down
+                .weight
+                .t()
+                .unwrap()
+                .get(is as usize)
+                .unwrap()
+                * a as f64)
+                .unwrap();
+            let removed = run_frozen(
+                &m.model,
+                &t,
+                &clean.cache,
+                Some((ls as usize, ps as usize, write)),
+            );
+            for tgt in 0..n {
+                let edge = g.edge(tgt, src);
+                let change = match g.node_kind(tgt) {
+                    NodeKind::Feature {
+                        layer,
+                        pos,
+                        feature,
+                        ..
+                    } if layer > ls => {
+                        let v = relp
+                            .read_vectors(layer as usize, &[pos], &[feature])
+                            .unwrap();
+                        let x = |f: &Frozen| {
+                            f.mlp_in[&(layer as usize)]
+                                .get(0)
+                                .unwrap()
+                                .get(pos as usize)
+                                .unwrap()
+                        };
+                        checked.0 += 1;
+                        dot(&v.get(0).unwrap(), &(x(&removed) - x(&base)).unwrap())
+                    }
+                    NodeKind::Logit { index } => {
+                        let vocab_idx = g.logit_targets[index as usize].vocab_idx;
+                        let u = (m.model.weights.unembed.get(vocab_idx as usize).unwrap()
+                            - &mean_u)
+                            .unwrap();
+                        let last = t.len() - 1;
+                        let logit = |f: &Frozen| {
+                            let x = f.final_normed.as_ref().unwrap().get(0).unwrap();
+                            dot(&(x.get(last).unwrap() * &w_f).unwrap(), &u)
+                        };
+                        checked.1 += 1;
+                        logit(&removed) - logit(&base)
+                    }
+                    _ => {
+                        assert_eq!(edge, 0.0, "{name}: no edge into {tgt} from a later node");
+                        continue;
+                    }
+                };
+                assert!(
+                    (change + edge).abs() < 1e-4 + 1e-3 * edge.abs(),
+                    "{name}: edge {src} → {tgt}: Δ {change} vs −edge {}",
+                    -edge
+                );
+            }
+        }
+        assert!(
+            checked.0 > 20 && checked.1 > 3,
+            "{name}: checked {checked:?}"
+        );
+        // No error nodes: their rows and columns are empty, so the graph is complete and all
+        // influence that reaches the inputs starts at tokens.
+        assert!(g
+            .adjacency
+            .chunks(n)
+            .all(|row| row[g.error_index(0, 0)..g.token_index(0)]
+                .iter()
+                .all(|&x| x == 0.0)));
+        let scores = adag_graph::graph_scores(&g).unwrap();
+        assert_eq!(
+            (scores.completeness, scores.replacement),
+            (1.0, 1.0),
+            "{name}"
+        );
+        let pruned = adag_graph::prune(&g, 0.8, 0.98).unwrap();
+        let kept = pruned.node_mask[..g.n_features()]
+            .iter()
+            .filter(|&&k| k)
+            .count();
+        assert!(
+            kept > 0 && kept < g.n_features(),
+            "{name}: pruning kept {kept} neurons"
+        );
+    }
+}

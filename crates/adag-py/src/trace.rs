@@ -12,7 +12,7 @@ use adag_analysis::{
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{detect_model_id, is_llama31_8b_instruct, prepare, PromptOptions};
 use adag_circuit::{
-    neuron_options, run_identity, Dataset, PreparedPrompt, RunConfig, Shard, TracedPrompt,
+    neuron_options, run_identity, Dataset, PreparedPrompt, PromptCircuit, RunConfig, Shard,
 };
 use adag_engine::neuron::{trace_prompts, PromptInput};
 use pyo3::prelude::*;
@@ -103,7 +103,7 @@ pub fn trace(
         };
         let done = Mutex::new((0usize, prompts.len()));
         let mut tracer =
-            |batch: &[PreparedPrompt]| -> std::result::Result<Vec<TracedPrompt>, String> {
+            |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
                 let (d, t) = done.lock().map(|g| *g).unwrap_or((0, 0));
                 if !interrupt.poll(d, t) {
                     return Err(INTERRUPTED.into());
@@ -117,7 +117,7 @@ pub fn trace(
                     .collect();
                 let circuits =
                     trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
-                Ok(circuits.iter().map(TracedPrompt::from).collect())
+                Ok(circuits)
             };
         let result = pipeline::run(&spec, &prompts, &m.tokenizer, &mut tracer, &mut |p| {
             if let Ok(mut g) = done.lock() {

@@ -7,10 +7,11 @@ use adag_model::{Batch, CacheFilter, ForwardOutput, Transformer};
 use candle_core::{DType, Tensor};
 
 use super::relp::RelpMlp;
-use super::{NeuronEdge, NeuronNode, NeuronOptions, PromptCircuit, PromptInput, EMBED_LAYER};
+use super::{CircuitEdge, CircuitNode, NeuronOptions, PromptCircuit, PromptInput, EMBED_LAYER};
+use crate::basis::{NeuronPrompt, PromptNodes};
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
-use crate::reading::{RowCollector, SourceGroup};
+use crate::reading::RowCollector;
 
 /// Traces `prompts` (one batched forward pass; per-prompt backward passes).
 /// Seconds and floating-point operations per phase of [`trace_prompts_with_stats`].
@@ -443,20 +444,19 @@ fn trace_one(
             .sum()
     };
 
-    // Seeds that make each selected neuron a target: its RelP read vector at mlp.hook_in.
-    let mut read_vecs = Vec::with_capacity(selected.len());
-    for l in 0..n_layers {
-        let here: Vec<&Sel> = selected.iter().filter(|s| s.layer == l).collect();
-        if !here.is_empty() {
-            let pos: Vec<u32> = here.iter().map(|s| s.pos as u32).collect();
-            let ids: Vec<u32> = here.iter().map(|s| s.neuron).collect();
-            read_vecs.push(relp.read_vectors(l, &pos, &ids)?);
-        }
-    }
-    let read_vecs = if read_vecs.is_empty() {
+    // The selected neurons as the nodes of the neuron basis: their seeds (RelP read vectors at
+    // mlp.hook_in) and write vectors (a·W_down[:, i]), grouped as the backward pass reads them.
+    let keys3: Vec<[u32; 3]> = selected
+        .iter()
+        .map(|s| [s.layer as u32, s.pos as u32, s.neuron])
+        .collect();
+    let nodes = NeuronPrompt::with_relp(relp, &[], model, cache, b, Some(&keys3))?;
+    let relp = nodes.relp();
+    let all: Vec<usize> = (0..selected.len()).collect();
+    let read_vecs = if all.is_empty() {
         None
     } else {
-        Some(Tensor::cat(&read_vecs, 0).ctx("read vectors")?)
+        Some(nodes.seeds(&all)?)
     };
 
     // Input profiles: whichever mode needs fewer passes (one backward per selected neuron, or
@@ -485,33 +485,6 @@ fn trace_one(
     // Direct-effect edges: every MLP stopped; sources are the selected neurons' write vectors
     // a·W_down[:, i] and the embeddings.
     let s_count = selected.len();
-    let mut groups: Vec<Vec<Option<SourceGroup>>> = (0..n_layers)
-        .map(|_| (0..n_pos).map(|_| None).collect())
-        .collect();
-    for (l, layer_groups) in groups.iter_mut().enumerate() {
-        let w_down = &model.weights.blocks[l].mlp.down.weight; // [d, f]
-        for (p, slot) in layer_groups.iter_mut().enumerate() {
-            let cols: Vec<u32> = (0..s_count)
-                .filter(|&j| selected[j].layer == l && selected[j].pos == p)
-                .map(|j| j as u32)
-                .collect();
-            if cols.is_empty() {
-                continue;
-            }
-            let ids: Vec<u32> = cols.iter().map(|&j| selected[j as usize].neuron).collect();
-            let scale: Vec<f32> = cols.iter().map(|&j| selected[j as usize].act).collect();
-            let rows = w_down
-                .index_select(&Tensor::new(ids.as_slice(), &dev).ctx("ids")?, 1)
-                .and_then(|r| r.t())
-                .and_then(|r| r.to_dtype(DType::F32))
-                .and_then(|r| {
-                    r.broadcast_mul(&Tensor::from_vec(scale.clone(), (ids.len(), 1), &dev)?)
-                })
-                .and_then(|r| r.to_dtype(dt))
-                .ctx("neuron write vectors")?;
-            *slot = Some(SourceGroup { rows, cols });
-        }
-    }
     let n_cols = s_count + n_pos;
     let mut edges = Vec::new();
     let eps_neuron = 1e-6 * mean_abs(selected.iter().map(|s| s.act));
@@ -556,7 +529,7 @@ fn trace_one(
             layers,
             positions,
         };
-        let mut c = RowCollector::new(&groups, &tokens, s_count, n_cols, m);
+        let mut c = RowCollector::new(nodes.groups(), nodes.tokens(), s_count, n_cols, m);
         frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, &StopMlp, &mut c)?;
         for (r, t) in (start..start + m).enumerate() {
             let row = &c.out[r * n_cols..(r + 1) * n_cols];
@@ -582,7 +555,7 @@ fn trace_one(
                 }
                 let w = v / (value + eps);
                 if w.abs() >= opts.edge_threshold {
-                    edges.push(NeuronEdge {
+                    edges.push(CircuitEdge {
                         source: node_key(src),
                         target: key,
                         weight: w,
@@ -604,7 +577,7 @@ fn trace_one(
             continue;
         }
         let a = s.act;
-        nodes.push(NeuronNode {
+        nodes.push(CircuitNode {
             layer: s.layer as i32,
             position: s.pos as u32,
             index: s.neuron,
@@ -618,7 +591,7 @@ fn trace_one(
     }
     for p in (0..n_pos).filter(|&p| keep_pos(p)) {
         let e: f32 = embed_total.iter().map(|row| row[p]).sum();
-        nodes.push(NeuronNode {
+        nodes.push(CircuitNode {
             layer: EMBED_LAYER,
             position: p as u32,
             index: prompt.tokens[p],
@@ -629,7 +602,7 @@ fn trace_one(
         });
     }
     for (j, &t) in targets.iter().enumerate() {
-        nodes.push(NeuronNode {
+        nodes.push(CircuitNode {
             layer: n_layers as i32,
             position: (n_pos - 1) as u32,
             index: t,
@@ -671,7 +644,7 @@ pub fn neuron_graph(
     n_layers: usize,
     mut meta: GraphMeta,
 ) -> Result<Graph> {
-    let mut feats: Vec<&NeuronNode> = circuit
+    let mut feats: Vec<&CircuitNode> = circuit
         .nodes
         .iter()
         .filter(|n| n.layer >= 0 && (n.layer as usize) < n_layers)
