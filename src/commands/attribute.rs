@@ -91,6 +91,34 @@ pub enum BasisArg {
     Neurons,
 }
 
+/// The model directory and the basis `--basis`, `--model` and `--transcoders` name, with the
+/// defaults of [`resolve_paths`] (transcoders) or the demo model (neurons).
+pub fn load_basis(
+    basis: BasisArg,
+    model: &Option<PathBuf>,
+    transcoders: &Option<PathBuf>,
+    device: &candle_core::Device,
+) -> Result<(PathBuf, Box<dyn adag_engine::Basis>)> {
+    Ok(match basis {
+        BasisArg::Transcoders => {
+            let (model_dir, tc_dir) = resolve_paths(model, transcoders)?;
+            let tc = crate::common::load_transcoders(&tc_dir, device)
+                .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
+            (model_dir, Box::new(tc))
+        }
+        BasisArg::Neurons => {
+            if transcoders.is_some() {
+                bail!("--transcoders has no use with --basis neurons (the nodes are the model's MLP neurons)");
+            }
+            let model_dir = match model {
+                Some(m) => crate::common::resolve_model(m)?,
+                None => crate::common::default_model(),
+            };
+            (model_dir, Box::new(adag_engine::NeuronBasis::default()))
+        }
+    })
+}
+
 /// The single token a string encodes to, or an error saying how many it has.
 pub fn single_token(tok: &ModelTokenizer, s: &str) -> Result<u32> {
     let ids = tok.encode(s, false)?;
@@ -170,24 +198,7 @@ pub fn run(mut args: Args) -> Result<()> {
         dtype: args.dtype.into(),
         device: device(args.device)?,
     };
-    let (model_dir, basis): (PathBuf, Box<dyn adag_engine::Basis>) = match args.basis {
-        BasisArg::Transcoders => {
-            let (model_dir, tc_dir) = resolve_paths(&args.model, &args.transcoders)?;
-            let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
-                .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
-            (model_dir, Box::new(tc))
-        }
-        BasisArg::Neurons => {
-            if args.transcoders.is_some() {
-                bail!("--transcoders has no use with --basis neurons (the nodes are the model's MLP neurons)");
-            }
-            let model_dir = match &args.model {
-                Some(m) => crate::common::resolve_model(m)?,
-                None => crate::common::default_model(),
-            };
-            (model_dir, Box::new(adag_engine::NeuronBasis::default()))
-        }
-    };
+    let (model_dir, basis) = load_basis(args.basis, &args.model, &args.transcoders, &opts.device)?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tokens = prepare_tokens(&m.tokenizer, &args.prompt)?;
@@ -356,8 +367,13 @@ pub fn print_summary(graph: &Graph, pruned: &PruneResult, top: usize) {
     let n = graph.n_nodes();
     let kept_nodes = pruned.node_mask.iter().filter(|&&k| k).count();
     let kept_edges = pruned.edge_mask.iter().filter(|&&k| k).count();
+    let unit = if graph.meta.basis == "neuron" {
+        "neuron"
+    } else {
+        "feature"
+    };
     println!(
-        "graph: {} active features, {} feature nodes, {} nodes in all; pruned to {kept_nodes} nodes, {kept_edges} edges",
+        "graph: {} active {unit}s, {} {unit} nodes, {} nodes in all; pruned to {kept_nodes} nodes, {kept_edges} edges",
         graph.active_features.len(),
         graph.n_features(),
         n
@@ -372,7 +388,7 @@ pub fn print_summary(graph: &Graph, pruned: &PruneResult, top: usize) {
         .filter(|&i| pruned.node_mask[i])
         .collect();
     feats.sort_by(|&a, &b| pruned.cumulative_scores[a].total_cmp(&pruned.cumulative_scores[b]));
-    println!("top features by influence (layer, position, feature, activation, token):");
+    println!("top {unit}s by influence (layer, position, {unit}, activation, token):");
     for &i in feats.iter().take(top) {
         if let NodeKind::Feature {
             layer,

@@ -1,12 +1,11 @@
-//! `adag intervene`: set, scale or zero transcoder features and compare next-token predictions.
+//! `adag intervene`: set, scale or zero transcoder features (or MLP neurons, `--basis neurons`)
+//! and compare next-token predictions.
 
 use std::path::PathBuf;
 
 use crate::common::{device, DeviceArg};
 use crate::tokens::{show, show_all};
-use adag_engine::intervene::{
-    feature_intervention, generate, Action, Intervention, Mode, Position,
-};
+use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Position};
 use adag_engine::prepare_tokens;
 use adag_model::{probabilities, LoadedModel};
 use anyhow::{Context, Result};
@@ -32,6 +31,10 @@ pub struct Args {
     /// Transcoder directory or config.yaml (default: the bundled demo transcoders).
     #[arg(long, short = 't')]
     transcoders: Option<PathBuf>,
+    /// What the interventions name: transcoder features, or the model's MLP neurons (set in
+    /// `mlp.hook_post`).
+    #[arg(long, value_enum, default_value = "transcoders")]
+    basis: super::attribute::BasisArg,
     /// `LAYER:POS:FEATURE=VALUE` sets, `LAYER:POS:FEATURE*FACTOR` scales (0 ablates); `POS` may
     /// be `N+` for position N and every later one, generated tokens included. Repeatable.
     #[arg(long = "set", value_name = "INTERVENTION", required = true)]
@@ -60,8 +63,8 @@ fn top(p: &[f32], k: usize) -> Vec<(usize, f32)> {
     idx.into_iter().take(k).map(|i| (i, p[i])).collect()
 }
 
-/// How an intervention reads back to the user: `L1 F3 @5 ×0`.
-fn describe(iv: &Intervention) -> String {
+/// How an intervention reads back to the user: `L1 F3 @5 ×0` (`N3` for a neuron).
+fn describe(iv: &Intervention, unit: char) -> String {
     let pos = match iv.pos {
         Position::At(p) => format!("@{p}"),
         Position::From(p) => format!("@{p}+"),
@@ -70,18 +73,23 @@ fn describe(iv: &Intervention) -> String {
         Action::Set(v) => format!("= {v}"),
         Action::Scale(f) => format!("× {f}"),
     };
-    format!("L{} F{} {pos} {op}", iv.layer, iv.feature)
+    format!("L{} {unit}{} {pos} {op}", iv.layer, iv.feature)
 }
 
 /// Runs `adag intervene`.
 pub fn run(args: Args) -> Result<()> {
-    let (model_dir, tc_dir) = super::attribute::resolve_paths(&args.model, &args.transcoders)?;
     let opts = adag_model::LoadOptions {
         device: device(args.device)?,
         ..Default::default()
     };
-    let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
-        .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
+    let (model_dir, basis) =
+        super::attribute::load_basis(args.basis, &args.model, &args.transcoders, &opts.device)?;
+    let tc = basis.as_ref();
+    let (unit, unit_name) = match args.basis {
+        super::attribute::BasisArg::Transcoders => ('F', "feature"),
+        super::attribute::BasisArg::Neurons => ('N', "neuron"),
+    };
+    let describe = |iv: &Intervention| describe(iv, unit);
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let mut ivs: Vec<Intervention> = Vec::with_capacity(args.interventions.len());
@@ -99,14 +107,14 @@ pub fn run(args: Args) -> Result<()> {
         ModeArg::Constrained => Mode::Constrained,
     };
     let last = tokens.len() - 1;
-    let clean = feature_intervention(&m.model, &tokens, &tc, &[], mode)?;
-    let steered = feature_intervention(&m.model, &tokens, &tc, &ivs, mode)?;
+    let clean = intervene(&m.model, &tokens, tc, &[], mode)?;
+    let steered = intervene(&m.model, &tokens, tc, &ivs, mode)?;
     // Activations as the features fire (post-activation), whatever the mode reports.
     let fired = match mode {
-        Mode::Constrained => Some(feature_intervention(
+        Mode::Constrained => Some(intervene(
             &m.model,
             &tokens,
-            &tc,
+            tc,
             &[],
             Mode::OpenLoop {
                 freeze_attention: false,
@@ -142,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
                 .and_then(|v| v.to_scalar::<f32>())
                 .with_context(|| {
                     format!(
-                        "{}: no feature {} at position {p}",
+                        "{}: no {unit_name} {} at position {p}",
                         describe(iv),
                         iv.feature
                     )
@@ -200,8 +208,8 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if args.generate > 0 {
-        let (plain, _) = generate(&m.model, &tokens, &tc, &[], args.generate)?;
-        let (new, _) = generate(&m.model, &tokens, &tc, &ivs, args.generate)?;
+        let (plain, _) = generate(&m.model, &tokens, tc, &[], args.generate)?;
+        let (new, _) = generate(&m.model, &tokens, tc, &ivs, args.generate)?;
         println!("\nclean:      {}", show_all(&m.tokenizer, &plain)?);
         println!("intervened: {}", show_all(&m.tokenizer, &new)?);
     }

@@ -71,7 +71,15 @@ pub fn run(args: Args) -> Result<()> {
             .map(|s| format!("{s:?}"))
             .unwrap_or_else(|| format!("{ids:?}"))
     };
-    let steerer = Steerer::new(&model, &circuit, &clusters);
+    // A feature circuit is steered through its transcoders, a neuron circuit in the MLPs.
+    let basis: Box<dyn adag_engine::Basis> = match manifest.transcoders() {
+        Some(tc) => Box::new(
+            crate::common::load_transcoders(&tc, model.device())
+                .with_context(|| format!("loading the circuit's transcoders {}", tc.display()))?,
+        ),
+        None => Box::new(adag_engine::NeuronBasis::default()),
+    };
+    let steerer = Steerer::new(&model, basis.as_ref(), &circuit, &clusters);
     let scope = if args.all_positions {
         Scope::AllPositions
     } else {

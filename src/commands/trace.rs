@@ -1,7 +1,10 @@
-//! `adag trace`: neuron circuits for a dataset of prompts, written as Parquet tables.
+//! `adag trace`: circuits for a dataset of prompts, written as Parquet tables — of MLP
+//! neurons (default), or of transcoder features with `--transcoders`.
 //!
 //! Glue only: the run config, datasets, prompt preparation, parts/resume, shards and the
-//! Parquet files are `adag_circuit`; the tracing is `adag_engine::neuron::trace_prompts`.
+//! Parquet files are `adag_circuit`; the tracing is `adag_engine::neuron::trace_prompts` for
+//! neurons, and the engine's attribution driver read as a circuit
+//! (`adag_engine::circuit_from_graph`) for features.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,7 +17,11 @@ use adag_circuit::prepare::{
 use adag_circuit::{neuron_options, run_identity};
 use adag_circuit::{Dataset, PromptCircuit, Shard};
 use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
-use adag_graph::{frontend, prune, GraphMeta};
+use adag_engine::{
+    accounted_target_values, attribute, circuit_from_graph, AttributeOptions, CircuitOptions,
+    TargetSpec,
+};
+use adag_graph::{frontend, prune, Graph, GraphMeta};
 use adag_model::LoadedModel;
 use anyhow::{bail, Context, Result};
 
@@ -35,6 +42,13 @@ pub struct Args {
     /// HuggingFace model directory.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
+    /// Trace transcoder features instead of neurons: a transcoder directory, its config.yaml,
+    /// or a preset. Each prompt's full attribution graph (no feature cap) is read as an ADAG
+    /// circuit with the same thresholds; targets are de-meaned logits, as circuit-tracer's,
+    /// and error nodes are left out of the circuit (what they carry is what its features and
+    /// tokens do not explain). The neuron options (rule, blacklist) do not apply.
+    #[arg(long, short = 't')]
+    pub transcoders: Option<PathBuf>,
     /// The model's HF id, for model-specific choices (default: detected from the model directory).
     #[arg(long)]
     pub model_id: Option<String>,
@@ -276,7 +290,17 @@ pub fn run(mut args: Args) -> Result<()> {
     let prepare_s = t_prep.elapsed().as_secs_f64();
 
     let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);
-    let (dataset_info, identity) = run_identity(
+    let transcoders = match &args.transcoders {
+        Some(p) => {
+            let dir = crate::common::resolve_transcoders(p)?;
+            let tc = crate::common::load_transcoders(&dir, &load_opts.device)
+                .with_context(|| format!("loading transcoders {}", dir.display()))?;
+            tc.check_model(model_cfg)?;
+            Some(tc)
+        }
+        None => None,
+    };
+    let (dataset_info, mut identity) = run_identity(
         &r,
         &model_dir,
         model_id.as_deref(),
@@ -284,10 +308,22 @@ pub fn run(mut args: Args) -> Result<()> {
         &opts,
         &dataset,
     )?;
+    // A feature circuit is another run than a neuron circuit of the same prompts.
+    if let (Some(tc), Some(map)) = (&transcoders, identity.as_object_mut()) {
+        map.insert(
+            "transcoders".into(),
+            serde_json::json!({ "source": tc.source, "scan": tc.scan }),
+        );
+    }
     let spec = RunSpec {
         out: r.output_path.clone(),
         identity,
-        config: serde_json::json!({ "run": r, "engine": opts }),
+        config: serde_json::json!({
+            "run": r,
+            "engine": opts,
+            "basis": if transcoders.is_some() { "transcoder" } else { "neuron" },
+            "transcoders": transcoders.as_ref().map(|t| t.source.display().to_string()),
+        }),
         // Absolute, so that `adag steer DIR` / `adag describe DIR` work from any directory.
         model: std::fs::canonicalize(&r.model)
             .unwrap_or_else(|_| r.model.clone())
@@ -309,48 +345,82 @@ pub fn run(mut args: Args) -> Result<()> {
         .map(|dir| (dir, args.slug.clone().unwrap_or_else(|| "trace".into())));
     let tok = &m.tokenizer;
     let model_name = r.model.display().to_string();
+    let decode = |t: u32| {
+        tok.token_strings(&[t])
+            .ok()
+            .and_then(|v| v.into_iter().next())
+            .unwrap_or_default()
+    };
+    let graph_meta = |p: &PreparedPrompt| GraphMeta {
+        adag_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: model_name.clone(),
+        prompt: p.text.clone(),
+        token_strings: p.token_strings.clone(),
+        n_layers,
+        d_vocab: tok.vocab_size(),
+        ..Default::default()
+    };
+    let export = |g: &Graph,
+                  extras: &frontend::Extras,
+                  p: &PreparedPrompt|
+     -> std::result::Result<(), String> {
+        let Some((dir, slug)) = &graph_export else {
+            return Ok(());
+        };
+        let name = format!("{slug}-{}", p.prompt_id);
+        g.save(&dir.join(format!("{name}.safetensors")))
+            .map_err(|e| format!("writing graph file {name}: {e:#}"))?;
+        let pruned = prune(g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
+        frontend::write_graph_files_with(g, &pruned, &name, dir, 0.8, extras)
+            .map_err(|e| format!("writing graph {name}: {e:#}"))
+    };
     let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
-        let inputs: Vec<PromptInput> = batch
-            .iter()
-            .map(|p| PromptInput {
-                tokens: p.tokens.clone(),
-                targets: p.targets.clone(),
-            })
-            .collect();
-        let circuits = trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
-        if let Some((dir, slug)) = &graph_export {
-            for (p, c) in batch.iter().zip(&circuits) {
-                let meta = GraphMeta {
-                    adag_version: env!("CARGO_PKG_VERSION").to_string(),
-                    basis: "neuron".into(),
-                    model: model_name.clone(),
-                    prompt: p.text.clone(),
-                    token_strings: p.token_strings.clone(),
-                    n_layers,
-                    d_vocab: tok.vocab_size(),
-                    ..Default::default()
-                };
-                let name = format!("{slug}-{}", p.prompt_id);
-                let mut g = neuron_graph(c, n_layers, meta)
-                    .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
-                let decode = |t: u32| {
-                    tok.token_strings(&[t])
-                        .ok()
-                        .and_then(|v| v.into_iter().next())
-                        .unwrap_or_default()
-                };
-                for t in &mut g.logit_targets {
-                    t.token = decode(t.vocab_idx);
+        let circuits = match &transcoders {
+            None => {
+                let inputs: Vec<PromptInput> = batch
+                    .iter()
+                    .map(|p| PromptInput {
+                        tokens: p.tokens.clone(),
+                        targets: p.targets.clone(),
+                    })
+                    .collect();
+                let circuits =
+                    trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
+                if graph_export.is_some() {
+                    for (p, c) in batch.iter().zip(&circuits) {
+                        let mut g = neuron_graph(c, n_layers, graph_meta(p))
+                            .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
+                        for t in &mut g.logit_targets {
+                            t.token = decode(t.vocab_idx);
+                        }
+                        export(&g, &neuron_graph_extras(c, &g, &decode), p)?;
+                    }
                 }
-                let extras = neuron_graph_extras(c, &g, &decode);
-                g.save(&dir.join(format!("{name}.safetensors")))
-                    .map_err(|e| format!("writing graph file {name}: {e:#}"))?;
-                let pruned =
-                    prune(&g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
-                frontend::write_graph_files_with(&g, &pruned, &name, dir, 0.8, &extras)
-                    .map_err(|e| format!("writing graph {name}: {e:#}"))?;
+                circuits
             }
-        }
+            Some(tc) => batch
+                .iter()
+                .map(|p| {
+                    let fail = |e: adag_engine::Error| format!("prompt {}: {e:#}", p.prompt_id);
+                    let options = AttributeOptions {
+                        targets: match &p.targets {
+                            Some(t) if !t.is_empty() => TargetSpec::Tokens(t.clone()),
+                            _ => TargetSpec::TopK(opts.k),
+                        },
+                        batch_size: opts.batch_size,
+                        max_feature_nodes: None,
+                        ..Default::default()
+                    };
+                    let g = attribute(&m.model, &p.tokens, tc, &options, graph_meta(p), &decode)
+                        .map_err(fail)?;
+                    let values = accounted_target_values(&g).map_err(fail)?;
+                    let c = circuit_from_graph(&g, &values, &CircuitOptions::from(&opts))
+                        .map_err(fail)?;
+                    export(&g, &frontend::Extras::default(), p)?;
+                    Ok(c)
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()?,
+        };
         let traced = circuits;
         // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
         // attributions are fractions of the goal.

@@ -1,11 +1,13 @@
-//! Steering: scale a cluster's traced neurons and measure what changes (reference §8).
+//! Steering: scale a cluster's traced units and measure what changes (reference §8).
 //!
 //! For each prompt, one forward pass multiplies exactly the cluster's traced
-//! (position, neuron) entries of `mlp.hook_post` (the input of `down_proj`, where ADAG's
-//! neurons live) by `scale`, through [`adag_model::ForwardHooks`]: every layer sees the edits
-//! of the layers before it, as in the reference's single pyvene pass. [`Scope::AllPositions`]
-//! scales the cluster's neurons at every position instead (the sensitivity scripts' default),
-//! and a target may be a single neuron rather than a cluster.
+//! (position, unit) entries by `scale` through the engine's open-loop interventions
+//! ([`adag_engine::intervene::OpenLoop`]): a neuron in `mlp.hook_post` (the input of
+//! `down_proj`, where ADAG's neurons live), a transcoder feature by adding its decoder rows
+//! (feature circuits from `adag trace --transcoders`). Every layer sees the edits of the
+//! layers before it, as in the reference's single pyvene pass. [`Scope::AllPositions`] scales
+//! the cluster's units at every position instead (the sensitivity scripts' default), and a
+//! target may be a single unit rather than a cluster.
 //!
 //! Reported per prompt (and averaged by [`summarise`]):
 //! - **cluster → cluster**: for each cluster, the mean over its traced nodes on the prompt of
@@ -40,7 +42,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use adag_circuit::Circuit;
-use adag_core::{HookName, Site};
+use adag_core::HookName;
+use adag_engine::intervene::{Action, Intervention, OpenLoop, Position};
+use adag_engine::Basis;
 use adag_model::{Batch, CacheFilter, ForwardHooks, Transformer};
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
@@ -80,50 +84,6 @@ impl std::fmt::Display for Target {
             Target::Cluster(c) => write!(f, "{c}"),
             Target::Neuron { layer, neuron } => write!(f, "L{layer}N{neuron}"),
         }
-    }
-}
-
-/// `ForwardHooks` that multiply chosen entries of `mlp.hook_post` by a factor.
-///
-/// Entries: per layer, (position or every position, neuron). Batch of one, so positions are
-/// unpadded positions.
-#[derive(Debug, Clone, Default)]
-pub struct ScaleNeurons {
-    /// layer → [(position (None: all), neuron)].
-    pub entries: BTreeMap<usize, Vec<(Option<usize>, usize)>>,
-    /// The factor (0 ablates, 2 amplifies).
-    pub scale: f32,
-}
-
-impl ForwardHooks for ScaleNeurons {
-    fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
-        let HookName::Block(l, Site::MlpPost) = hook else {
-            return Ok(value);
-        };
-        let Some(entries) = self.entries.get(&l) else {
-            return Ok(value);
-        };
-        let ctx = |e| adag_model::Error::Candle {
-            context: format!("scaling neurons of layer {l}"),
-            source: e,
-        };
-        let (b, w, d) = value.dims3().map_err(ctx)?;
-        let mut mult = vec![1f32; w * d];
-        for &(pos, n) in entries {
-            if n >= d {
-                continue;
-            }
-            match pos {
-                Some(p) if p < w => mult[p * d + n] = self.scale,
-                Some(_) => {}
-                None => (0..w).for_each(|p| mult[p * d + n] = self.scale),
-            }
-        }
-        let m = Tensor::from_vec(mult, (1, w, d), value.device())
-            .and_then(|t| t.to_dtype(value.dtype()))
-            .and_then(|t| t.broadcast_as((b, w, d)))
-            .map_err(ctx)?;
-        value.mul(&m).map_err(ctx)
     }
 }
 
@@ -189,15 +149,17 @@ pub struct PromptSteering {
     pub generated: Vec<u32>,
 }
 
-/// A traced neuron node: (layer, position, neuron, activation, unit).
+/// A traced node: (layer, position, neuron or feature, activation, unit).
 type TracedNeuron = (usize, usize, usize, f32, Unit);
 
-/// Final-position logits and, per layer, the neuron activations of one run.
-type RunOutput = (Vec<f32>, BTreeMap<usize, Vec<f32>>);
+/// Final-position logits and, per layer, the units' activations `[n_pos · width]` of one run.
+type RunOutput = (Vec<f32>, Vec<Vec<f32>>);
 
-/// The steering engine: a model, a circuit and its clusters.
+/// The steering engine: a model, the basis its circuit was traced in, a circuit and its
+/// clusters.
 pub struct Steerer<'a> {
     model: &'a Transformer,
+    basis: &'a dyn Basis,
     circuit: &'a Circuit,
     clusters: &'a ClusterState,
     /// prompt id → its neuron nodes (layer, position, neuron, activation, unit).
@@ -224,8 +186,14 @@ fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 impl<'a> Steerer<'a> {
-    /// Prepares steering of `circuit` with `model`.
-    pub fn new(model: &'a Transformer, circuit: &'a Circuit, clusters: &'a ClusterState) -> Self {
+    /// Prepares steering of `circuit`, traced in `basis` (MLP neurons or transcoder
+    /// features), with `model`.
+    pub fn new(
+        model: &'a Transformer,
+        basis: &'a dyn Basis,
+        circuit: &'a Circuit,
+        clusters: &'a ClusterState,
+    ) -> Self {
         let mut nodes: BTreeMap<u64, Vec<_>> = BTreeMap::new();
         for n in &circuit.nodes {
             if n.layer < 0 || (n.input_profile.is_empty() && n.output_profile.is_empty()) {
@@ -241,6 +209,7 @@ impl<'a> Steerer<'a> {
         }
         Steerer {
             model,
+            basis,
             circuit,
             clusters,
             nodes,
@@ -258,17 +227,18 @@ impl<'a> Steerer<'a> {
     /// outside it would otherwise be skipped silently and the run would report no effect).
     pub fn check(&self, target: &Target) -> Result<()> {
         if let Target::Neuron { layer, neuron } = target {
-            let (n_layers, d_mlp) = (self.model.cfg.n_layers, self.model.cfg.d_mlp);
+            let n_layers = self.model.cfg.n_layers;
+            let (width, unit) = self.width();
             if *layer < 0 || *layer as usize >= n_layers {
                 return Err(Error::Input(format!(
-                    "neuron {layer}:{neuron}: layer {layer} is out of range (the model has \
+                    "{unit} {layer}:{neuron}: layer {layer} is out of range (the model has \
                      MLP layers 0..{n_layers})"
                 )));
             }
-            if *neuron as usize >= d_mlp {
+            if *neuron as usize >= width {
                 return Err(Error::Input(format!(
-                    "neuron {layer}:{neuron}: index {neuron} is out of range (the model's MLP \
-                     layers have {d_mlp} neurons)"
+                    "{unit} {layer}:{neuron}: index {neuron} is out of range (each layer has \
+                     {width} {unit}s)"
                 )));
             }
         }
@@ -288,43 +258,73 @@ impl<'a> Steerer<'a> {
         Ok(())
     }
 
-    /// The hooks that steer `target` on a prompt.
-    pub fn hooks(&self, prompt_id: u64, target: &Target, scale: f32, scope: Scope) -> ScaleNeurons {
-        let mut entries: BTreeMap<usize, BTreeSet<(Option<usize>, usize)>> = BTreeMap::new();
+    /// Units per layer and their name in this basis.
+    fn width(&self) -> (usize, &'static str) {
+        match self.basis.transcoders() {
+            Some(tc) => (tc.d_tc, "feature"),
+            None => (self.model.cfg.d_mlp, "neuron"),
+        }
+    }
+
+    /// The interventions that steer `target` on a prompt: each traced (position, unit) of the
+    /// target scaled by `scale` (every position with [`Scope::AllPositions`]).
+    pub fn interventions(
+        &self,
+        prompt_id: u64,
+        target: &Target,
+        scale: f32,
+        scope: Scope,
+    ) -> Vec<Intervention> {
+        let mut entries: BTreeSet<(usize, Option<usize>, usize)> = BTreeSet::new();
         for &(l, p, n, _, u) in self.nodes.get(&prompt_id).into_iter().flatten() {
             if self.in_target(target, &u) {
                 let pos = match scope {
                     Scope::Traced => Some(p),
                     Scope::AllPositions => None,
                 };
-                entries.entry(l).or_default().insert((pos, n));
+                entries.insert((l, pos, n));
             }
         }
         if let (Scope::AllPositions, Target::Neuron { layer, neuron }) = (scope, target) {
             if *layer >= 0 {
-                entries
-                    .entry(*layer as usize)
-                    .or_default()
-                    .insert((None, *neuron as usize));
+                entries.insert((*layer as usize, None, *neuron as usize));
             }
         }
-        ScaleNeurons {
-            entries: entries
-                .into_iter()
-                .map(|(l, s)| (l, s.into_iter().collect()))
-                .collect(),
-            scale,
-        }
+        entries
+            .into_iter()
+            .map(|(layer, pos, n)| Intervention {
+                layer,
+                pos: pos.map_or(Position::From(0), Position::At),
+                feature: n as u32,
+                action: Action::Scale(scale),
+            })
+            .collect()
     }
 
-    fn run(&self, tokens: &[u32], hooks: &mut dyn ForwardHooks) -> Result<RunOutput> {
-        let n_layers = self.model.cfg.n_layers;
-        let filter = CacheFilter::sites([Site::MlpPost]);
+    /// One run under `plan`; with `final_scale`, the final norm's denominator is recorded
+    /// into it when empty and held at it otherwise.
+    fn run(
+        &self,
+        tokens: &[u32],
+        plan: &[Intervention],
+        final_scale: Option<&mut Option<Tensor>>,
+    ) -> Result<RunOutput> {
         let batch = Batch::single(tokens).ctx(|| "building the batch".into())?;
-        let out = self
-            .model
-            .forward_with(&batch, &filter, hooks)
-            .ctx(|| "steered forward pass".into())?;
+        let mut hooks = OpenLoop::new(self.model, self.basis, plan, None);
+        let none = CacheFilter::none();
+        let out = match final_scale {
+            Some(slot) => {
+                let mut fix = FixFinalNorm {
+                    inner: &mut hooks,
+                    scale: slot.take(),
+                };
+                let out = self.model.forward_with(&batch, &none, &mut fix);
+                *slot = fix.scale;
+                out
+            }
+            None => self.model.forward_with(&batch, &none, &mut hooks),
+        }
+        .ctx(|| "steered forward pass".into())?;
         let logits = out
             .item_logits(0)
             .and_then(|t| {
@@ -337,19 +337,16 @@ impl<'a> Steerer<'a> {
                     })
             })
             .ctx(|| "reading logits".into())?;
-        let mut acts = BTreeMap::new();
-        for l in 0..n_layers {
-            let t = out
-                .cache
-                .item(HookName::Block(l, Site::MlpPost), 0)
-                .ctx(|| format!("reading layer {l} activations"))?;
-            let v = t
-                .to_dtype(DType::F32)
-                .and_then(|t| t.flatten_all())
-                .and_then(|t| t.to_vec1::<f32>())
-                .ctx(|| format!("reading layer {l} activations"))?;
-            acts.insert(l, v);
-        }
+        let acts = hooks
+            .activations()
+            .map_err(|e| Error::Input(format!("steered activations: {e}")))?
+            .iter()
+            .map(|t| {
+                t.flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .ctx(|| "reading activations".into())
+            })
+            .collect::<Result<_>>()?;
         Ok((logits, acts))
     }
 
@@ -372,31 +369,21 @@ impl<'a> Steerer<'a> {
         if tokens.is_empty() {
             return Err(Error::Input(format!("prompt {prompt_id} has no tokens")));
         }
-        let mut hooks = self.hooks(prompt_id, target, scale, scope);
-        let n_scaled = hooks.entries.values().map(Vec::len).sum();
-        let mut record = FixFinalNorm {
-            inner: &mut adag_model::NoHooks,
-            scale: None,
-        };
-        let (lo, ao) = self.run(tokens, &mut record)?;
-        let final_scale = record.scale;
-        let (ls, as_) = self.run(tokens, &mut hooks)?;
-        let (lf, _) = self.run(
-            tokens,
-            &mut FixFinalNorm {
-                inner: &mut hooks,
-                scale: final_scale,
-            },
-        )?;
-        let d_mlp = self.model.cfg.d_mlp;
+        let plan = self.interventions(prompt_id, target, scale, scope);
+        let n_scaled = plan.len();
+        let mut final_scale = None;
+        let (lo, ao) = self.run(tokens, &[], Some(&mut final_scale))?;
+        let (ls, as_) = self.run(tokens, &plan, None)?;
+        let (lf, _) = self.run(tokens, &plan, Some(&mut final_scale))?;
+        let width = self.width().0;
         let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for &(l, p, n, _, u) in self.nodes.get(&prompt_id).into_iter().flatten() {
             let Some(c) = self.clusters.cluster_of(&u) else {
                 continue;
             };
             let (Some(o), Some(s)) = (
-                ao.get(&l).and_then(|v| v.get(p * d_mlp + n)),
-                as_.get(&l).and_then(|v| v.get(p * d_mlp + n)),
+                ao.get(l).and_then(|v| v.get(p * width + n)),
+                as_.get(l).and_then(|v| v.get(p * width + n)),
             ) else {
                 continue;
             };
@@ -424,9 +411,10 @@ impl<'a> Steerer<'a> {
         let mut generated = Vec::new();
         if generate > 0 {
             let mut seq = tokens.clone();
+            // Generated positions are steered only with the all-positions scope (traced
+            // entries name prompt positions).
             for _ in 0..generate {
-                let mut h = self.hooks(prompt_id, target, scale, scope);
-                let (l, _) = self.run(&seq, &mut h)?;
+                let (l, _) = self.run(&seq, &plan, None)?;
                 let next = top(&l, 1).first().map(|t| t.id).unwrap_or(0);
                 seq.push(next);
                 generated.push(next);

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use adag_analysis::steer::{Scope, Steerer, Target};
 use adag_circuit::Circuit;
 use adag_core::{HookName, Site};
+use adag_engine::intervene::{Action, Intervention, OpenLoop, Position};
+use adag_engine::NeuronBasis;
 use adag_model::{Batch, CacheFilter, ForwardHooks, LoadOptions, NoHooks, Transformer};
 use common::{neuron, prompt, state};
 
@@ -88,11 +90,12 @@ fn steering_scales_exactly_the_traced_entries_and_later_layers_see_it() {
     let acts = neurons(&m, &mut NoHooks);
     let keys: Vec<String> = picks.iter().map(|&p| key(p, &acts)).collect();
     let cs = state(&[(&keys[0], "C0"), (&keys[1], "C1"), (&keys[2], "C2")]);
-    let st = Steerer::new(&m, &c, &cs);
+    let basis = NeuronBasis::default();
+    let st = Steerer::new(&m, &basis, &c, &cs);
     let c0 = Target::Cluster("C0".into());
 
-    let mut hooks = st.hooks(0, &c0, 3.0, Scope::Traced);
-    let steered = neurons(&m, &mut hooks);
+    let plan = st.interventions(0, &c0, 3.0, Scope::Traced);
+    let steered = neurons(&m, &mut OpenLoop::new(&m, &basis, &plan, None));
     let (l0, p0, n0) = picks[0];
     // Layer 0: the traced entry ×3, every other entry bit-for-bit unchanged.
     for (pos, row) in steered[0].iter().enumerate() {
@@ -133,9 +136,17 @@ fn steering_scales_exactly_the_traced_entries_and_later_layers_see_it() {
     assert!(r.kl.abs() < 1e-9);
 
     // All positions: the neuron is scaled wherever it fires.
-    let all = st.hooks(0, &c0, 0.0, Scope::AllPositions);
-    assert_eq!(all.entries[&l0], vec![(None, n0)]);
-    let steered = neurons(&m, &mut all.clone());
+    let all = st.interventions(0, &c0, 0.0, Scope::AllPositions);
+    assert_eq!(
+        all,
+        vec![Intervention {
+            layer: l0,
+            pos: Position::From(0),
+            feature: n0 as u32,
+            action: Action::Scale(0.0),
+        }]
+    );
+    let steered = neurons(&m, &mut OpenLoop::new(&m, &basis, &all, None));
     assert!(steered[0].iter().all(|row| row[n0] == 0.0));
 
     let e = st
@@ -158,7 +169,8 @@ fn fixed_norm_logit_is_linear_in_a_last_layer_neurons_scale() {
     let acts = neurons(&m, &mut NoHooks);
     let keys: Vec<String> = picks.iter().map(|&p| key(p, &acts)).collect();
     let cs = state(&[(&keys[0], "C0"), (&keys[1], "C1"), (&keys[2], "C2")]);
-    let st = Steerer::new(&m, &c, &cs);
+    let basis = NeuronBasis::default();
+    let st = Steerer::new(&m, &basis, &c, &cs);
     let c2 = Target::Cluster("C2".into());
     let delta = |s: f32| {
         let r = st.steer_prompt(0, &c2, s, Scope::Traced, 0).unwrap();

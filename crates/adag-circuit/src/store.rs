@@ -66,6 +66,16 @@ pub struct Manifest {
     pub traced_at_unix: u64,
 }
 
+impl Manifest {
+    /// The transcoders a feature circuit was traced with (`adag trace --transcoders`); None
+    /// for a neuron circuit.
+    pub fn transcoders(&self) -> Option<std::path::PathBuf> {
+        (self.config.get("basis").and_then(|b| b.as_str()) == Some("transcoder"))
+            .then(|| self.config.get("transcoders")?.as_str().map(Into::into))
+            .flatten()
+    }
+}
+
 /// Where the prompts came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetInfo {

@@ -153,14 +153,16 @@ impl PromptNodes for TranscoderPrompt<'_> {
 
 /// MLP neurons as graph nodes: a neuron `a = act(z)·u` reads the MLP input through its RelP
 /// read vector and writes `a·W_down[:, i]`; MLPs are stopped between nodes (every MLP output
-/// is a sum of neuron writes, so there is no error). Position 0 (BOS) has no nodes, as
-/// circuit-tracer zeroes it for features.
+/// is a sum of neuron writes, so there is no error). By default position 0 (BOS) has no
+/// nodes, as circuit-tracer zeroes it for features; its MLP output is then a constant.
 #[derive(Debug, Clone)]
 pub struct NeuronBasis {
     /// How the gated MLP is linearised.
     pub rule: RelpRule,
     /// Neurons never made nodes: (layer, neuron).
     pub blacklist: Vec<(usize, u32)>,
+    /// Make position 0's neurons nodes too (ADAG's tracer keeps them in the computation).
+    pub bos_nodes: bool,
 }
 
 impl Default for NeuronBasis {
@@ -168,6 +170,7 @@ impl Default for NeuronBasis {
         NeuronBasis {
             rule: RelpRule::HalfRule,
             blacklist: Vec::new(),
+            bos_nodes: false,
         }
     }
 }
@@ -219,7 +222,7 @@ pub struct NeuronPrompt<'a> {
 impl<'a> NeuronPrompt<'a> {
     /// Binds `basis` to batch item `item`. With `only`, the nodes are exactly those neurons
     /// (in their given order, which must be lexicographic), active or not; otherwise every
-    /// neuron with `a ≠ 0` outside position 0 and the blacklist.
+    /// neuron with `a ≠ 0` outside the blacklist (and position 0 unless `bos_nodes`).
     pub fn new(
         basis: &NeuronBasis,
         model: &'a Transformer,
@@ -228,7 +231,8 @@ impl<'a> NeuronPrompt<'a> {
         only: Option<&[[u32; 3]]>,
     ) -> Result<Self> {
         let relp = RelpMlp::new(model, cache, item, basis.rule)?;
-        Self::with_relp(relp, &basis.blacklist, model, cache, item, only)
+        let first = if basis.bos_nodes { 0 } else { 1 };
+        Self::with_relp(relp, &basis.blacklist, first, model, cache, item, only)
     }
 
     /// [`NeuronPrompt::new`] with the prompt's RelP MLPs already frozen (a caller that scored
@@ -236,6 +240,7 @@ impl<'a> NeuronPrompt<'a> {
     pub fn with_relp(
         relp: RelpMlp<'a>,
         blacklist: &[(usize, u32)],
+        first_position: usize,
         model: &'a Transformer,
         cache: &ActivationCache,
         item: usize,
@@ -267,7 +272,7 @@ impl<'a> NeuronPrompt<'a> {
             None => {
                 let mut found = Vec::new();
                 for (l, layer) in acts.iter().enumerate() {
-                    for (p, row) in layer.iter().enumerate().skip(1) {
+                    for (p, row) in layer.iter().enumerate().skip(first_position) {
                         for (i, &a) in row.iter().enumerate() {
                             if a != 0.0 && !blacklist.contains(&(l, i as u32)) {
                                 found.push(([l as u32, p as u32, i as u32], a));

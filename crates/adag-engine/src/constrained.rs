@@ -1,13 +1,14 @@
 //! The constrained model: the real forward pass with every norm denominator and attention
 //! pattern frozen at a clean run's values and every MLP output frozen to its clean value (plus a
 //! transcoder's skip path, which stays live). This is exactly the linear model an attribution
-//! graph describes, run through the model's own forward code, so it is the oracle of the
-//! engine's exactness tests and the "constrained" mode of interventions.
+//! graph describes, in any basis, run through the model's own forward code, so it is the oracle
+//! of the engine's exactness tests and the "constrained" mode of interventions.
 
 use adag_core::{HookName, Site};
 use adag_model::{ActivationCache, Batch, CacheFilter, ForwardHooks, Transformer};
 use candle_core::{DType, Tensor};
 
+use crate::basis::Basis;
 use crate::error::{Context, Result};
 use crate::frozen::FrozenModel;
 use crate::transcoder::TranscoderSet;
@@ -15,7 +16,11 @@ use crate::transcoder::TranscoderSet;
 /// Hooks that freeze a single-prompt forward pass at `clean` and add perturbations.
 pub struct Constrained<'a> {
     clean: &'a ActivationCache,
-    transcoders: &'a TranscoderSet,
+    /// Where the basis reads and writes.
+    read: Site,
+    write: Site,
+    /// The transcoders whose skip path stays live (none for neurons).
+    transcoders: Option<&'a TranscoderSet>,
     /// Added at each layer's write site, `[1, n_pos, d_model]`.
     pub write_deltas: Vec<Option<Tensor>>,
     /// Added to `hook_embed`, `[1, n_pos, d_model]`.
@@ -27,20 +32,26 @@ pub struct Constrained<'a> {
 }
 
 impl<'a> Constrained<'a> {
-    /// The cache a clean run must keep for [`Constrained`].
-    pub fn clean_filter(transcoders: &TranscoderSet) -> CacheFilter {
-        FrozenModel::cache_filter().union(&CacheFilter::sites([
-            transcoders.read.site(),
-            transcoders.write.site(),
-        ]))
+    /// The cache a clean run must keep for [`Constrained`] in `basis`.
+    pub fn clean_filter(basis: &dyn Basis) -> CacheFilter {
+        let (read, write) = basis.sites();
+        FrozenModel::cache_filter().union(&CacheFilter::sites([read.site(), write.site()]))
     }
 
-    /// Hooks over a clean run's cache (batch of one prompt) with no perturbation.
-    pub fn new(clean: &'a ActivationCache, transcoders: &'a TranscoderSet) -> Self {
-        let n = transcoders.n_layers();
+    /// Hooks over a clean run's cache (batch of one prompt) with no perturbation, freezing
+    /// the MLP outputs at `basis`'s write site.
+    pub fn new(clean: &'a ActivationCache, basis: &'a dyn Basis) -> Self {
+        let (read, write) = basis.sites();
+        // One slot per layer whose write site the clean run cached (all of them, with
+        // `clean_filter`).
+        let n = (0..)
+            .take_while(|&l| clean.get(HookName::Block(l, write.site())).is_ok())
+            .count();
         Constrained {
             clean,
-            transcoders,
+            read: read.site(),
+            write: write.site(),
+            transcoders: basis.transcoders(),
             write_deltas: vec![None; n],
             embed_delta: None,
             inputs: vec![None; n],
@@ -50,9 +61,7 @@ impl<'a> Constrained<'a> {
 
     /// Adds `delta` `[d_model]` at layer `layer`'s write site, position `pos`.
     pub fn add_write(&mut self, layer: usize, pos: usize, delta: &Tensor) -> Result<()> {
-        let clean = self
-            .clean
-            .get(HookName::Block(layer, self.transcoders.write.site()))?;
+        let clean = self.clean.get(HookName::Block(layer, self.write))?;
         self.write_deltas[layer] =
             Some(add_at(self.write_deltas[layer].take(), clean, pos, delta)?);
         Ok(())
@@ -94,12 +103,23 @@ impl<'a> Constrained<'a> {
             .ctx("linear logits")
     }
 
+    /// The value `[n_pos, d_model]` at layer `l`'s read site in the last run.
+    pub fn input(&self, l: usize) -> Result<Tensor> {
+        self.inputs[l]
+            .as_ref()
+            .ok_or_else(|| {
+                crate::Error::Invalid(format!("layer {l} input not recorded; run first"))
+            })?
+            .get(0)
+            .ctx("input")
+    }
+
     /// Pre-activations `[n_pos, d_tc]` of layer `l`'s transcoder in the last run.
     pub fn pre_activations(&self, l: usize) -> Result<Tensor> {
-        let x = self.inputs[l].as_ref().ok_or_else(|| {
-            crate::Error::Invalid(format!("layer {l} input not recorded; run first"))
+        let tc = self.transcoders.ok_or_else(|| {
+            crate::Error::Invalid("pre-activations need a transcoder basis".into())
         })?;
-        self.transcoders.pre_activations(l, &x.get(0).ctx("input")?)
+        tc.pre_activations(l, &self.input(l)?)
     }
 }
 
@@ -136,7 +156,6 @@ fn plus(v: Tensor, delta: &Option<Tensor>) -> adag_model::Result<Tensor> {
 
 impl ForwardHooks for Constrained<'_> {
     fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
-        let tc = self.transcoders;
         match hook {
             HookName::Embed => plus(value, &self.embed_delta),
             HookName::LnFinalScale => self.clean.get(hook).cloned(),
@@ -152,17 +171,18 @@ impl ForwardHooks for Constrained<'_> {
                 | Site::Ln2PostScale
                 | Site::AttnPattern,
             ) => self.clean.get(hook).cloned(),
-            HookName::Block(l, site) if site == tc.read.site() => {
+            HookName::Block(l, site) if site == self.read => {
                 self.inputs[l] = Some(value.clone());
                 Ok(value)
             }
-            HookName::Block(l, site) if site == tc.write.site() => {
+            HookName::Block(l, site) if site == self.write => {
                 // Frozen MLP output, plus the change of the skip path, plus perturbations.
                 let clean = self.clean.get(hook)?.clone();
                 let mut v = clean;
-                if let (Some(x), Some(x0)) = (
+                if let (Some(tc), Some(x), Some(x0)) = (
+                    self.transcoders,
                     &self.inputs[l],
-                    self.clean.get(HookName::Block(l, tc.read.site())).ok(),
+                    self.clean.get(HookName::Block(l, self.read)).ok(),
                 ) {
                     let wrap = |e: crate::Error| adag_model::Error::Input(e.to_string());
                     if let (Some(s), Some(s0)) = (

@@ -26,6 +26,7 @@ pub mod transcoder;
 
 pub use attribute::{attribute, attribute_with_progress, prepare_tokens, AttributeOptions};
 pub use basis::{Basis, BasisKind, NeuronBasis, NeuronPrompt, PromptNodes};
+pub use circuit::{accounted_target_values, circuit_from_graph, CircuitOptions};
 pub use error::{Error, Result};
 pub use frozen::{FrozenModel, MlpJvp, MlpPath, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 pub use targets::{CustomTarget, TargetSpec};

@@ -35,6 +35,8 @@ pub enum TargetSpec {
     },
     /// These token ids.
     Tokens(Vec<u32>),
+    /// The `k` most likely next tokens (ADAG's targets when a prompt has no answers).
+    TopK(usize),
     /// Custom directions.
     Custom(Vec<CustomTarget>),
 }
@@ -50,6 +52,7 @@ impl TargetSpec {
                 format!("salient (max_n_logits {max_n_logits}, desired_logit_prob {desired_logit_prob})")
             }
             TargetSpec::Tokens(ids) => format!("tokens {ids:?}"),
+            TargetSpec::TopK(k) => format!("top {k}"),
             TargetSpec::Custom(c) => {
                 let labels: Vec<&str> = c.iter().map(|c| c.label.as_str()).collect();
                 format!("custom {labels:?}")
@@ -178,6 +181,11 @@ pub fn select_targets(
             token_targets(order[..cutoff].iter().map(|&i| i as u32).collect())
         }
         TargetSpec::Tokens(ids) => token_targets(ids.clone()),
+        TargetSpec::TopK(k) => {
+            let mut order: Vec<usize> = (0..d_vocab).collect();
+            order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+            token_targets(order.into_iter().take(*k).map(|i| i as u32).collect())
+        }
         TargetSpec::Custom(custom) => {
             if custom.is_empty() {
                 return Err(Error::Invalid("no logit targets".into()));

@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use adag_core::HookName;
-use adag_engine::intervene::{
-    feature_intervention, generate, Action, Intervention, Mode, Position,
-};
+use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Position};
 use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
 use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
 use adag_graph::{GraphMeta, NodeKind};
@@ -77,7 +75,7 @@ fn constrained_with_no_change_reproduces_the_clean_logits() {
             freeze_attention: false,
         },
     ] {
-        let out = feature_intervention(&m.model, &tokens, &tc, &iv, mode).unwrap();
+        let out = intervene(&m.model, &tokens, &tc, &iv, mode).unwrap();
         assert!(max_diff(&out.logits, &clean) < 1e-5, "{mode:?}");
     }
 }
@@ -97,7 +95,7 @@ fn constrained_doubling_moves_targets_by_the_graph_edges() {
             i.to_string()
         })
         .unwrap();
-        let base = feature_intervention(&m.model, &tokens, &tc, &[], Mode::Constrained).unwrap();
+        let base = intervene(&m.model, &tokens, &tc, &[], Mode::Constrained).unwrap();
         let ids: Vec<u32> = g.logit_targets.iter().map(|t| t.vocab_idx).collect();
         let demeaned = |logits: &Tensor| -> Vec<f32> {
             let last = logits.get(tokens.len() - 1).unwrap();
@@ -124,7 +122,7 @@ fn constrained_doubling_moves_targets_by_the_graph_edges() {
                 feature,
                 action: Action::Scale(2.0),
             }];
-            let out = feature_intervention(&m.model, &tokens, &tc, &iv, Mode::Constrained).unwrap();
+            let out = intervene(&m.model, &tokens, &tc, &iv, Mode::Constrained).unwrap();
             for (k, (a, b)) in before.iter().zip(demeaned(&out.logits)).enumerate() {
                 let edge = g.edge(g.logit_index(k), src);
                 assert!(
@@ -196,7 +194,7 @@ fn open_loop_ablation_matches_a_forward_with_the_feature_removed() {
         feature: f as u32,
         action: Action::Set(0.0),
     }];
-    let out = feature_intervention(
+    let out = intervene(
         &m.model,
         &tokens,
         &tc,
@@ -278,7 +276,7 @@ fn generation_applies_open_ended_interventions_to_new_tokens() {
     assert_eq!(logits.len(), 4);
     let mut full = tokens.clone();
     full.extend(&steered[..3]);
-    let out = feature_intervention(
+    let out = intervene(
         &m.model,
         &full,
         &tc,

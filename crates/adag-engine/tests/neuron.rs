@@ -790,3 +790,203 @@ fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
         );
     }
 }
+
+/// Two algorithms, one answer: the ADAG circuit read off the driver's neuron graph (total
+/// effects by path recursion over direct-effect edges) equals the neuron tracer's circuit
+/// (total effects as RelP gradient × activation through the whole model) — same nodes,
+/// attributions, profiles and edges. This is what makes feature circuits (the same reader on
+/// transcoder graphs) ADAG circuits.
+#[test]
+fn circuits_read_off_the_graph_equal_the_tracers() {
+    use adag_engine::{
+        attribute, circuit_from_graph, AttributeOptions, CircuitOptions, NeuronBasis, TargetSpec,
+    };
+    use adag_graph::GraphMeta;
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let nopts = NeuronOptions {
+            center_logits: true,
+            ..opts()
+        };
+        let traced = trace_prompts(
+            &m.model,
+            &[PromptInput {
+                tokens: t.clone(),
+                targets: None,
+            }],
+            &nopts,
+        )
+        .unwrap()
+        .remove(0);
+        let basis = NeuronBasis {
+            bos_nodes: true,
+            ..Default::default()
+        };
+        let aopts = AttributeOptions {
+            targets: TargetSpec::TopK(nopts.k),
+            max_feature_nodes: None,
+            ..Default::default()
+        };
+        let g = attribute(&m.model, &t, &basis, &aopts, GraphMeta::default(), &|i| {
+            i.to_string()
+        })
+        .unwrap();
+        let read =
+            circuit_from_graph(&g, &traced.target_logits, &CircuitOptions::from(&nopts)).unwrap();
+        assert_eq!(read.targets, traced.targets, "{name}");
+        let close = |x: f32, y: f32| (x - y).abs() <= 2e-3 * (1.0 + x.abs().max(y.abs()));
+        let key = |n: &adag_engine::circuit::CircuitNode| (n.layer, n.position, n.index);
+        let by_key: HashMap<_, _> = read.nodes.iter().map(|n| (key(n), n)).collect();
+        assert_eq!(read.nodes.len(), traced.nodes.len(), "{name}: node count");
+        let neurons = traced
+            .nodes
+            .iter()
+            .filter(|n| n.layer >= 0 && n.layer < g.meta.n_layers as i32);
+        assert!(
+            neurons.count() >= 5,
+            "{name}: too few neurons selected to compare"
+        );
+        for n in &traced.nodes {
+            let r = by_key
+                .get(&key(n))
+                .unwrap_or_else(|| panic!("{name}: {:?} missing", key(n)));
+            assert!(
+                close(r.attribution, n.attribution),
+                "{name}: attribution of {:?}: {} vs {}",
+                key(n),
+                r.attribution,
+                n.attribution
+            );
+            for (x, y) in r
+                .input_profile
+                .iter()
+                .zip(&n.input_profile)
+                .chain(r.output_profile.iter().zip(&n.output_profile))
+            {
+                assert!(close(*x, *y), "{name}: profile of {:?}: {x} vs {y}", key(n));
+            }
+        }
+        let edges: HashMap<_, _> = read
+            .edges
+            .iter()
+            .map(|e| ((e.source, e.target), e))
+            .collect();
+        assert_eq!(read.edges.len(), traced.edges.len(), "{name}: edge count");
+        for e in &traced.edges {
+            let r = edges[&(e.source, e.target)];
+            assert!(
+                close(r.weight, e.weight) && close(r.attribution, e.attribution),
+                "{name}: edge {:?}",
+                (e.source, e.target)
+            );
+        }
+    }
+}
+
+/// Interventions on neurons: in the constrained mode an ablation moves every logit and every
+/// downstream neuron by minus the neuron graph's edge (the linear model the graph describes);
+/// open loop, scaling by 1 changes nothing and ablating the neuron zeroes it.
+#[test]
+fn neuron_interventions_match_the_graph() {
+    use adag_engine::intervene::{intervene, Action, Intervention, Mode, Position};
+    use adag_engine::{attribute, AttributeOptions, NeuronBasis, TargetSpec};
+    use adag_graph::{GraphMeta, NodeKind};
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let basis = NeuronBasis::default();
+        let opts = AttributeOptions {
+            targets: TargetSpec::TopK(2),
+            max_feature_nodes: Some(40),
+            ..Default::default()
+        };
+        let g = attribute(&m.model, &t, &basis, &opts, GraphMeta::default(), &|i| {
+            i.to_string()
+        })
+        .unwrap();
+        let base = intervene(&m.model, &t, &basis, &[], Mode::Constrained).unwrap();
+        let base_logits = base.logits.to_vec2::<f32>().unwrap();
+        let mean = |row: &[f32]| row.iter().sum::<f32>() / row.len() as f32;
+        let last = t.len() - 1;
+        let mut checked = 0;
+        for src in (0..g.n_features()).step_by(9) {
+            let NodeKind::Feature {
+                layer,
+                pos,
+                feature,
+                ..
+            } = g.node_kind(src)
+            else {
+                unreachable!()
+            };
+            let iv = Intervention {
+                layer: layer as usize,
+                pos: Position::At(pos as usize),
+                feature,
+                action: Action::Scale(0.0),
+            };
+            let out = intervene(&m.model, &t, &basis, &[iv], Mode::Constrained).unwrap();
+            let logits = out.logits.to_vec2::<f32>().unwrap();
+            let acts: Vec<Vec<Vec<f32>>> = out
+                .activations
+                .iter()
+                .map(|a| a.to_vec2().unwrap())
+                .collect();
+            let base_acts: Vec<Vec<Vec<f32>>> = base
+                .activations
+                .iter()
+                .map(|a| a.to_vec2().unwrap())
+                .collect();
+            assert_eq!(acts[layer as usize][pos as usize][feature as usize], 0.0);
+            for tgt in 0..g.n_nodes() {
+                let edge = g.edge(tgt, src);
+                let change = match g.node_kind(tgt) {
+                    NodeKind::Feature {
+                        layer: l,
+                        pos: p,
+                        feature: f,
+                        ..
+                    } if l > layer => {
+                        acts[l as usize][p as usize][f as usize]
+                            - base_acts[l as usize][p as usize][f as usize]
+                    }
+                    NodeKind::Logit { index } => {
+                        let v = g.logit_targets[index as usize].vocab_idx as usize;
+                        (logits[last][v] - mean(&logits[last]))
+                            - (base_logits[last][v] - mean(&base_logits[last]))
+                    }
+                    _ => continue,
+                };
+                assert!(
+                    (change + edge).abs() < 1e-3 + 1e-3 * edge.abs(),
+                    "{name}: ablating {src} moves {tgt} by {change}, edge {edge}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 20, "{name}: {checked} checks");
+        // Open loop: ×1 is the identity; ×0 at every position zeroes the neuron there.
+        let NodeKind::Feature { layer, feature, .. } = g.node_kind(0) else {
+            unreachable!()
+        };
+        let open = Mode::OpenLoop {
+            freeze_attention: false,
+        };
+        let clean = intervene(&m.model, &t, &basis, &[], open).unwrap();
+        let iv = |k: f32| Intervention {
+            layer: layer as usize,
+            pos: Position::From(0),
+            feature,
+            action: Action::Scale(k),
+        };
+        let same = intervene(&m.model, &t, &basis, &[iv(1.0)], open).unwrap();
+        assert_eq!(
+            same.logits.to_vec2::<f32>().unwrap(),
+            clean.logits.to_vec2::<f32>().unwrap()
+        );
+        let zero = intervene(&m.model, &t, &basis, &[iv(0.0)], open).unwrap();
+        let z = zero.activations[layer as usize].to_vec2::<f32>().unwrap();
+        assert!(z.iter().all(|row| row[feature as usize] == 0.0));
+    }
+}

@@ -194,10 +194,16 @@ pub fn steer(
     clusters: Option<PathBuf>,
 ) -> PyResult<String> {
     py.detach(|| {
-        let (c, _) = adag_circuit::read_circuit(&circuit).map_err(to_py)?;
+        let (c, manifest) = adag_circuit::read_circuit(&circuit).map_err(to_py)?;
         let cs_path = clusters.unwrap_or_else(|| ClusterState::default_path(&circuit));
         let cs = ClusterState::read(&cs_path).map_err(to_py)?;
-        let steerer = Steerer::new(&model.inner.model, &c, &cs);
+        let basis: Box<dyn adag_engine::Basis> = match manifest.transcoders() {
+            Some(tc) => Box::new(
+                adag_engine::TranscoderSet::load(&tc, model.inner.model.device()).map_err(to_py)?,
+            ),
+            None => Box::new(adag_engine::NeuronBasis::default()),
+        };
+        let steerer = Steerer::new(&model.inner.model, basis.as_ref(), &c, &cs);
         let scope = if all_positions {
             Scope::AllPositions
         } else {

@@ -450,7 +450,7 @@ fn trace_one(
         .iter()
         .map(|s| [s.layer as u32, s.pos as u32, s.neuron])
         .collect();
-    let nodes = NeuronPrompt::with_relp(relp, &[], model, cache, b, Some(&keys3))?;
+    let nodes = NeuronPrompt::with_relp(relp, &[], 0, model, cache, b, Some(&keys3))?;
     let relp = nodes.relp();
     let all: Vec<usize> = (0..selected.len()).collect();
     let read_vecs = if all.is_empty() {
