@@ -547,3 +547,128 @@ fn bad_input_is_a_clean_error() {
     ]);
     assert!(e.contains("none.csv"), "{e}");
 }
+
+/// Every basis through every stage: the demo model traced over a dataset in its transcoder
+/// basis gives a feature circuit (units are transcoder features, the manifest names the
+/// transcoders) that `cluster` groups and `steer` steers through the transcoders (×1 is the
+/// identity, ablating a cluster moves the logits); and `attribute --basis neurons` gives a
+/// pruned, scored neuron graph with no error nodes.
+#[test]
+fn feature_circuits_cluster_and_steer_and_neuron_graphs_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("features");
+    ok(&[
+        "trace",
+        "--model",
+        "models/demo",
+        "--transcoders",
+        "models/demo/transcoders",
+        "--dataset",
+        "fixtures/datasets/capitals.jsonl",
+        "--out",
+        s(&c),
+        "--quiet",
+    ]);
+    let (circ, manifest) = adag_circuit::read_circuit(&c).unwrap();
+    assert!(manifest
+        .transcoders()
+        .is_some_and(|t| t.ends_with("transcoders")));
+    let tc = adag_engine::TranscoderSet::load(
+        &manifest.transcoders().unwrap(),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let features: Vec<_> = circ
+        .nodes
+        .iter()
+        .filter(|n| n.layer >= 0 && !n.input_profile.is_empty())
+        .collect();
+    assert!(features.len() > 20, "{} feature nodes", features.len());
+    assert!(features
+        .iter()
+        .all(|n| (n.neuron as usize) < tc.d_tc && n.position > 0));
+    // A feature's activation is what its transcoder encodes at that position.
+    let m = adag_model::LoadedModel::load(Path::new("models/demo"), &Default::default()).unwrap();
+    let prompt = &circ.prompts[0];
+    let filter = adag_model::CacheFilter::sites([tc.read.site()]);
+    let run = m
+        .model
+        .forward(
+            &adag_model::Batch::single(&prompt.token_ids).unwrap(),
+            &filter,
+        )
+        .unwrap();
+    for n in features.iter().filter(|n| n.prompt_id == prompt.prompt_id) {
+        let x = run
+            .cache
+            .item(
+                adag_core::HookName::Block(n.layer as usize, tc.read.site()),
+                0,
+            )
+            .unwrap();
+        let a = tc
+            .activate(
+                n.layer as usize,
+                &tc.pre_activations(n.layer as usize, &x).unwrap(),
+            )
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap()[n.position as usize][n.neuron as usize];
+        assert!(
+            (a - n.activation).abs() < 1e-4 * (1.0 + a.abs()),
+            "{a} vs {}",
+            n.activation
+        );
+    }
+
+    ok(&["cluster", s(&c), "--k", "3"]);
+    let out = dir.path().join("steer");
+    ok(&[
+        "steer",
+        s(&c),
+        "--cluster",
+        "C0",
+        "--scale",
+        "1",
+        "--scale",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    let runs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    let prompts = |scale: f64| {
+        runs.iter()
+            .find(|r| r["scale"].as_f64() == Some(scale))
+            .unwrap()["prompts"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    for p in prompts(1.0) {
+        assert_eq!(
+            p["steered_logits"], p["target_logits"],
+            "×1 is the identity"
+        );
+    }
+    assert!(prompts(0.0)
+        .iter()
+        .any(|p| p["kl"].as_f64().unwrap() > 1e-3));
+
+    let summary: serde_json::Value = serde_json::from_str(&ok(&[
+        "attribute",
+        "--basis",
+        "neurons",
+        "--prompt",
+        "The capital of the state containing Dallas is",
+        "--max-feature-nodes",
+        "300",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(summary["scores"]["completeness"].as_f64(), Some(1.0));
+    assert_eq!(summary["nodes"]["feature_nodes"].as_u64(), Some(300));
+    assert!(summary["nodes"]["pruned_nodes"].as_u64().unwrap() < 300);
+}

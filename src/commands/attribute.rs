@@ -149,12 +149,7 @@ pub fn resolve_paths(
             } else {
                 tc.clone()
             };
-            let named = std::fs::read_to_string(&cfg).ok().and_then(|t| {
-                t.lines().find_map(|l| {
-                    l.strip_prefix("model_name:")
-                        .map(|v| v.trim().trim_matches('"').to_string())
-                })
-            });
+            let named = adag_engine::TranscoderSet::config_model_name(&cfg)?;
             // model_name may be a Hub id (not available offline), a path, or a path relative
             // to the transcoder directory.
             let base = cfg.parent().map(PathBuf::from).unwrap_or_default();

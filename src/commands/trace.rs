@@ -15,12 +15,9 @@ use adag_circuit::prepare::{
     detect_model_id, is_llama31_8b_instruct, prepare, PreparedPrompt, PromptOptions,
 };
 use adag_circuit::{neuron_options, run_identity};
+use adag_circuit::{trace_batch, TraceBasis};
 use adag_circuit::{Dataset, PromptCircuit, Shard};
-use adag_engine::neuron::{neuron_graph, neuron_graph_extras, trace_prompts, PromptInput};
-use adag_engine::{
-    accounted_target_values, attribute, circuit_from_graph, AttributeOptions, CircuitOptions,
-    TargetSpec,
-};
+use adag_engine::neuron::{neuron_graph, neuron_graph_extras};
 use adag_graph::{frontend, prune, Graph, GraphMeta};
 use adag_model::LoadedModel;
 use anyhow::{bail, Context, Result};
@@ -240,12 +237,8 @@ pub fn run(mut args: Args) -> Result<()> {
         .or(hub_id)
         .or_else(|| detect_model_id(&model_dir));
     let load_opts = adag_model::LoadOptions {
-        dtype: match r.dtype.as_str() {
-            "bf16" => DtypeArg::Bf16,
-            "f16" => DtypeArg::F16,
-            _ => DtypeArg::F32,
-        }
-        .into(),
+        // Checked when the config was resolved.
+        dtype: adag_model::parse_dtype(&r.dtype).unwrap_or(candle_core::DType::F32),
         device: device(if r.device == "cuda" {
             DeviceArg::Cuda
         } else {
@@ -290,40 +283,35 @@ pub fn run(mut args: Args) -> Result<()> {
     let prepare_s = t_prep.elapsed().as_secs_f64();
 
     let opts = neuron_options(&r, model_id.as_deref(), args.backward_batch);
-    let transcoders = match &args.transcoders {
+    let basis = match &args.transcoders {
         Some(p) => {
             let dir = crate::common::resolve_transcoders(p)?;
             let tc = crate::common::load_transcoders(&dir, &load_opts.device)
                 .with_context(|| format!("loading transcoders {}", dir.display()))?;
             tc.check_model(model_cfg)?;
-            Some(tc)
+            TraceBasis::Features(tc)
         }
-        None => None,
+        None => TraceBasis::Neurons,
     };
-    let (dataset_info, mut identity) = run_identity(
+    let (dataset_info, identity) = run_identity(
         &r,
         &model_dir,
         model_id.as_deref(),
         &prompt_opts,
         &opts,
+        &basis,
         &dataset,
     )?;
-    // A feature circuit is another run than a neuron circuit of the same prompts.
-    if let (Some(tc), Some(map)) = (&transcoders, identity.as_object_mut()) {
-        map.insert(
-            "transcoders".into(),
-            serde_json::json!({ "source": tc.source, "scan": tc.scan }),
-        );
-    }
     let spec = RunSpec {
         out: r.output_path.clone(),
         identity,
-        config: serde_json::json!({
-            "run": r,
-            "engine": opts,
-            "basis": if transcoders.is_some() { "transcoder" } else { "neuron" },
-            "transcoders": transcoders.as_ref().map(|t| t.source.display().to_string()),
-        }),
+        config: {
+            let mut c = serde_json::json!({ "run": r, "engine": opts });
+            for (k, v) in basis.manifest_entries() {
+                c[k] = v;
+            }
+            c
+        },
         // Absolute, so that `adag steer DIR` / `adag describe DIR` work from any directory.
         model: std::fs::canonicalize(&r.model)
             .unwrap_or_else(|_| r.model.clone())
@@ -375,19 +363,12 @@ pub fn run(mut args: Args) -> Result<()> {
             .map_err(|e| format!("writing graph {name}: {e:#}"))
     };
     let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
-        let circuits = match &transcoders {
-            None => {
-                let inputs: Vec<PromptInput> = batch
-                    .iter()
-                    .map(|p| PromptInput {
-                        tokens: p.tokens.clone(),
-                        targets: p.targets.clone(),
-                    })
-                    .collect();
-                let circuits =
-                    trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
-                if graph_export.is_some() {
-                    for (p, c) in batch.iter().zip(&circuits) {
+        let traced = trace_batch(&m.model, &basis, batch, &opts, &graph_meta, &decode)?;
+        if graph_export.is_some() {
+            for (i, (p, c)) in batch.iter().zip(&traced.circuits).enumerate() {
+                match traced.graphs.get(i) {
+                    Some(g) => export(g, &frontend::Extras::default(), p)?,
+                    None => {
                         let mut g = neuron_graph(c, n_layers, graph_meta(p))
                             .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
                         for t in &mut g.logit_targets {
@@ -396,32 +377,9 @@ pub fn run(mut args: Args) -> Result<()> {
                         export(&g, &neuron_graph_extras(c, &g, &decode), p)?;
                     }
                 }
-                circuits
             }
-            Some(tc) => batch
-                .iter()
-                .map(|p| {
-                    let fail = |e: adag_engine::Error| format!("prompt {}: {e:#}", p.prompt_id);
-                    let options = AttributeOptions {
-                        targets: match &p.targets {
-                            Some(t) if !t.is_empty() => TargetSpec::Tokens(t.clone()),
-                            _ => TargetSpec::TopK(opts.k),
-                        },
-                        batch_size: opts.batch_size,
-                        max_feature_nodes: None,
-                        ..Default::default()
-                    };
-                    let g = attribute(&m.model, &p.tokens, tc, &options, graph_meta(p), &decode)
-                        .map_err(fail)?;
-                    let values = accounted_target_values(&g).map_err(fail)?;
-                    let c = circuit_from_graph(&g, &values, &CircuitOptions::from(&opts))
-                        .map_err(fail)?;
-                    export(&g, &frontend::Extras::default(), p)?;
-                    Ok(c)
-                })
-                .collect::<std::result::Result<Vec<_>, String>>()?,
-        };
-        let traced = circuits;
+        }
+        let traced = traced.circuits;
         // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
         // attributions are fractions of the goal.
         for (p, t) in batch.iter().zip(&traced) {

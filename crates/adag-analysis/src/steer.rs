@@ -178,12 +178,7 @@ fn top(probs: &[f32], k: usize) -> Vec<TopToken> {
         .collect()
 }
 
-fn softmax(logits: &[f32]) -> Vec<f32> {
-    let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f64> = logits.iter().map(|&x| ((x - m) as f64).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| (v / s) as f32).collect()
-}
+use adag_core::softmax;
 
 impl<'a> Steerer<'a> {
     /// Prepares steering of `circuit`, traced in `basis` (MLP neurons or transcoder

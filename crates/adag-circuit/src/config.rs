@@ -385,10 +385,10 @@ impl RunConfig {
             .map(|e| e.pair().map_err(|m| bad("blacklist", &m)))
             .collect::<Result<Vec<_>>>()?;
         let dtype = self.dtype.clone().unwrap_or_else(|| "f32".into());
-        if !["f32", "bf16", "f16"].contains(&dtype.as_str()) {
+        if adag_model::parse_dtype(&dtype).is_none() {
             return Err(bad(
                 "dtype",
-                &format!("`{dtype}`: expected f32, bf16 or f16"),
+                &format!("`{dtype}`: {}", adag_model::DTYPE_CHOICES),
             ));
         }
         let device = self.device.clone().unwrap_or_else(|| "cpu".into());

@@ -55,6 +55,7 @@ pub fn run_identity(
     model_id: Option<&str>,
     prompt_opts: &PromptOptions,
     opts: &NeuronOptions,
+    basis: &crate::TraceBasis,
     dataset: &Dataset,
 ) -> Result<(DatasetInfo, serde_json::Value)> {
     let json = |key: &str, v: serde_json::Result<serde_json::Value>| {
@@ -75,7 +76,7 @@ pub fn run_identity(
         n_prompts: dataset.len(),
         fingerprint: fingerprint_json(&items),
     };
-    let identity = serde_json::json!({
+    let mut identity = serde_json::json!({
         "adag_version": env!("CARGO_PKG_VERSION"),
         "model": {
             "config_json": fingerprint(&config_json),
@@ -88,5 +89,9 @@ pub fn run_identity(
         "true_answers": r.true_answers,
         "engine": engine_opts,
     });
+    // A feature circuit is another run than a neuron circuit of the same prompts.
+    if let (Some(b), Some(map)) = (basis.identity(), identity.as_object_mut()) {
+        map.insert("transcoders".into(), b);
+    }
     Ok((dataset_info, identity))
 }

@@ -1,9 +1,10 @@
-//! The neuron-circuit pipeline around the engine: datasets in, Parquet circuits out.
+//! The circuit pipeline around the engine: datasets in, Parquet circuits (of neurons or
+//! transcoder features) out.
 //!
 //! Pipeline role: `adag trace` reads a run config ([`config`]) and a dataset ([`dataset`]),
 //! turns each item into the tokens the model sees exactly as Transluce's ADAG reference does
 //! ([`prepare`]: chat template, seed response, traced position, targets), runs batches through
-//! a [`pipeline::Tracer`] (the binary plugs in `adag_engine::neuron::trace_prompts`) and writes
+//! a [`pipeline::Tracer`] ([`tracer::trace_batch`]: neurons or transcoder features) and writes
 //! a circuit directory ([`store`]) of Parquet tables ([`circuit`]) that pandas, polars and
 //! duckdb read directly. Big datasets are split into SLURM array shards ([`shard`]) and merged
 //! back ([`store::merge`]); a killed job resumes from its finished batches.
@@ -28,6 +29,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod shard;
 pub mod store;
+pub mod tracer;
 
 pub use adag_engine::circuit::{CircuitEdge, CircuitNode, PromptCircuit};
 pub use circuit::{Circuit, EdgeRow, NodeRow, PromptRow};
@@ -39,3 +41,4 @@ pub use pipeline::{Progress, RunSpec, Tracer};
 pub use prepare::{prepare, PreparedPrompt, PromptOptions};
 pub use shard::Shard;
 pub use store::{merge, read_circuit, CircuitDir, Manifest};
+pub use tracer::{trace_batch, TraceBasis, TracedBatch};

@@ -16,6 +16,8 @@
 mod atomic;
 pub mod decimal;
 mod hooks;
+mod softmax;
 
 pub use atomic::{stale_temp_files, write_atomic, write_atomic_with, TEMP_PREFIX};
 pub use hooks::{HookName, ParseHookError, Site};
+pub use softmax::softmax;

@@ -72,13 +72,7 @@ pub struct SelectedTargets {
     pub directions: Tensor,
 }
 
-/// Softmax of a logit vector (max-subtracted for stability).
-pub(crate) fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.iter().map(|e| e / sum).collect()
-}
+pub(crate) use adag_core::softmax;
 
 /// The de-meaned unembedding rows of `ids`: `W_U[t] − mean_v W_U[v]`.
 pub fn demeaned_directions(unembed: &Tensor, ids: &[u32]) -> Result<Tensor> {

@@ -33,6 +33,54 @@ use crate::file::write_atomic;
 use crate::graph::{Graph, NodeKind};
 use crate::prune::PruneResult;
 
+/// A node's `feature_type` in the frontend schema: the one vocabulary that the exporter writes
+/// and the viewer's server (adag-serve) reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureType {
+    /// An input token (`"embedding"`, layer `"E"`).
+    Embedding,
+    /// A target logit (`"logit"`).
+    Logit,
+    /// A reconstruction error node (`"mlp reconstruction error"`).
+    Error,
+    /// An MLP neuron of a neuron-basis graph (`"mlp neuron"`).
+    Neuron,
+    /// A transcoder feature (`"cross layer transcoder"`, as circuit-tracer writes for every
+    /// transcoder; any unknown `feature_type` reads as a feature).
+    Feature,
+}
+
+impl FeatureType {
+    /// The string written to `feature_type`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FeatureType::Embedding => "embedding",
+            FeatureType::Logit => "logit",
+            FeatureType::Error => "mlp reconstruction error",
+            FeatureType::Neuron => "mlp neuron",
+            FeatureType::Feature => "cross layer transcoder",
+        }
+    }
+
+    /// The kind a `feature_type` string names.
+    pub fn parse(t: &str) -> FeatureType {
+        [
+            FeatureType::Embedding,
+            FeatureType::Logit,
+            FeatureType::Error,
+            FeatureType::Neuron,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == t)
+        .unwrap_or(FeatureType::Feature)
+    }
+
+    /// Embeddings and logits frame the graph and are never pruned.
+    pub fn is_frame(self) -> bool {
+        matches!(self, FeatureType::Embedding | FeatureType::Logit)
+    }
+}
+
 /// Cantor pairing of (layer, feature): the frontend's global feature index.
 pub fn cantor(layer: u64, feature: u64) -> u64 {
     (layer + feature) * (layer + feature + 1) / 2 + feature
@@ -64,9 +112,9 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
     let last = graph.n_pos() - 1;
     let infl = prune.cumulative_scores[i];
     let feature_type = if graph.meta.basis == "neuron" {
-        "mlp neuron"
+        FeatureType::Neuron
     } else {
-        "cross layer transcoder"
+        FeatureType::Feature
     };
     let (feature, layer, ctx, ftype, js, token_prob, is_target, clerp, influence, activation) =
         match graph.node_kind(i) {
@@ -91,7 +139,7 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
                 json!(-1),
                 layer.to_string(),
                 pos as usize,
-                "mlp reconstruction error",
+                FeatureType::Error,
                 format!("{layer}_-1-{pos}"),
                 0.0,
                 false,
@@ -103,7 +151,7 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
                 json!(pos),
                 "E".to_string(),
                 pos as usize,
-                "embedding",
+                FeatureType::Embedding,
                 format!("E_{token}-{pos}"),
                 0.0,
                 false,
@@ -122,7 +170,7 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
                     json!(t.vocab_idx),
                     (graph.meta.n_layers + 1).to_string(),
                     last,
-                    "logit",
+                    FeatureType::Logit,
                     format!("L_{}-{last}", t.vocab_idx),
                     p,
                     index == 0,
@@ -137,7 +185,7 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
         "feature": feature,
         "layer": layer,
         "ctx_idx": ctx,
-        "feature_type": ftype,
+        "feature_type": ftype.as_str(),
         "token_prob": token_prob,
         "is_target_logit": is_target,
         "run_idx": 0,

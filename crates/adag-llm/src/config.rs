@@ -139,7 +139,7 @@ impl BackendConfig {
 
 /// Load options from the `device` and `dtype` names.
 fn load_options(device: Option<&str>, dtype: Option<&str>) -> Result<adag_model::LoadOptions> {
-    use candle_core::{DType, Device};
+    use candle_core::Device;
     let device = match device.unwrap_or("cpu") {
         "cpu" => Device::Cpu,
         "cuda" => Device::new_cuda(0).map_err(|e| {
@@ -153,16 +153,10 @@ fn load_options(device: Option<&str>, dtype: Option<&str>) -> Result<adag_model:
             )))
         }
     };
-    let dtype = match dtype.unwrap_or("f32") {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        "f16" => DType::F16,
-        other => {
-            return Err(LlmError::Config(format!(
-                "dtype {other:?}: expected f32, bf16 or f16"
-            )))
-        }
-    };
+    let name = dtype.unwrap_or("f32");
+    let dtype = adag_model::parse_dtype(name).ok_or_else(|| {
+        LlmError::Config(format!("dtype {name:?}: {}", adag_model::DTYPE_CHOICES))
+    })?;
     Ok(adag_model::LoadOptions { dtype, device })
 }
 

@@ -165,7 +165,7 @@ impl LocalModel {
         })
     }
 
-    /// Loads the bundled demo model (`models/demo`, see `adag_train::bundle`) on the CPU.
+    /// Loads the bundled demo model (`models/demo`, see `adag_model::bundle`) on the CPU.
     pub fn load_default() -> Result<LocalModel> {
         LocalModel::load(&default_model_dir()?, &LoadOptions::default())
     }
@@ -481,7 +481,7 @@ impl LocalModel {
 
 /// The bundled demo model's directory.
 pub fn default_model_dir() -> Result<PathBuf> {
-    adag_train::bundle::default_model_dir().map_err(|e| LlmError::Config(e.to_string()))
+    adag_model::bundle::default_model_dir().map_err(|e| LlmError::Config(e.to_string()))
 }
 
 /// `max_position_embeddings` of config.json, if present.

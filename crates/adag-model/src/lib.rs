@@ -21,9 +21,11 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod bundle;
 pub mod cache;
 pub mod chat;
 pub mod config;
+mod dtype;
 pub mod error;
 pub mod layers;
 pub mod loaded;
@@ -34,6 +36,7 @@ pub mod weights;
 
 pub use cache::{ActivationCache, CacheFilter};
 pub use config::{Architecture, ModelConfig};
+pub use dtype::{parse_dtype, DTYPE_CHOICES};
 pub use error::{Error, Result};
 pub use loaded::LoadedModel;
 pub use tokenizer::ModelTokenizer;

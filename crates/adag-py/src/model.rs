@@ -16,14 +16,8 @@ use crate::errors::{invalid, to_py};
 use crate::interrupt::Interrupt;
 
 fn dtype(name: &str) -> PyResult<DType> {
-    match name {
-        "f32" | "float32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        "f16" | "float16" => Ok(DType::F16),
-        _ => Err(invalid(format!(
-            "dtype {name:?}: expected \"f32\", \"bf16\" or \"f16\""
-        ))),
-    }
+    adag_model::parse_dtype(name)
+        .ok_or_else(|| invalid(format!("dtype {name:?}: {}", adag_model::DTYPE_CHOICES)))
 }
 
 /// A model loaded from a HuggingFace-style directory (config.json, *.safetensors,

@@ -12,9 +12,11 @@ use adag_analysis::{
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{detect_model_id, is_llama31_8b_instruct, prepare, PromptOptions};
 use adag_circuit::{
-    neuron_options, run_identity, Dataset, PreparedPrompt, PromptCircuit, RunConfig, Shard,
+    neuron_options, run_identity, trace_batch, Dataset, PreparedPrompt, PromptCircuit, RunConfig,
+    Shard, TraceBasis,
 };
-use adag_engine::neuron::{trace_prompts, PromptInput};
+use adag_engine::TranscoderSet;
+use adag_graph::GraphMeta;
 use pyo3::prelude::*;
 
 use crate::errors::{invalid, to_py};
@@ -26,7 +28,7 @@ const INTERRUPTED: &str = "interrupted";
 /// Traces the dataset of `config` (a JSON object with `adag trace`'s run-config keys) with
 /// `model` and writes the circuit directory `config.output_path`; returns that path.
 #[pyfunction]
-#[pyo3(signature = (model, config, overwrite=false, backward_batch=128, progress=None))]
+#[pyo3(signature = (model, config, overwrite=false, backward_batch=128, progress=None, transcoders=None))]
 pub fn trace(
     py: Python<'_>,
     model: &Model,
@@ -34,6 +36,7 @@ pub fn trace(
     overwrite: bool,
     backward_batch: usize,
     progress: Option<Py<PyAny>>,
+    transcoders: Option<PathBuf>,
 ) -> PyResult<PathBuf> {
     let t_start = Instant::now();
     let cfg: RunConfig =
@@ -79,19 +82,34 @@ pub fn trace(
             .map_err(to_py)?;
         let prepare_s = t_prep.elapsed().as_secs_f64();
         let opts = neuron_options(&r, model_id.as_deref(), backward_batch);
+        let basis = match &transcoders {
+            Some(t) => {
+                let tc = TranscoderSet::load(t, m.model.device()).map_err(to_py)?;
+                tc.check_model(&m.model.cfg).map_err(to_py)?;
+                TraceBasis::Features(tc)
+            }
+            None => TraceBasis::Neurons,
+        };
         let (dataset_info, identity) = run_identity(
             &r,
             &r.model,
             model_id.as_deref(),
             &prompt_opts,
             &opts,
+            &basis,
             &dataset,
         )
         .map_err(to_py)?;
         let spec = RunSpec {
             out: r.output_path.clone(),
             identity,
-            config: serde_json::json!({ "run": r, "engine": opts }),
+            config: {
+                let mut c = serde_json::json!({ "run": r, "engine": opts });
+                for (k, v) in basis.manifest_entries() {
+                    c[k] = v;
+                }
+                c
+            },
             model: r.model.display().to_string(),
             model_id: model_id.clone(),
             dataset: dataset_info,
@@ -108,16 +126,19 @@ pub fn trace(
                 if !interrupt.poll(d, t) {
                     return Err(INTERRUPTED.into());
                 }
-                let inputs: Vec<PromptInput> = batch
-                    .iter()
-                    .map(|p| PromptInput {
-                        tokens: p.tokens.clone(),
-                        targets: p.targets.clone(),
-                    })
-                    .collect();
-                let circuits =
-                    trace_prompts(&m.model, &inputs, &opts).map_err(|e| format!("{e:#}"))?;
-                Ok(circuits)
+                let meta = |p: &PreparedPrompt| GraphMeta {
+                    prompt: p.text.clone(),
+                    token_strings: p.token_strings.clone(),
+                    ..Default::default()
+                };
+                let decode = |t: u32| {
+                    m.tokenizer
+                        .token_strings(&[t])
+                        .ok()
+                        .and_then(|v| v.into_iter().next())
+                        .unwrap_or_default()
+                };
+                trace_batch(&m.model, &basis, batch, &opts, &meta, &decode).map(|t| t.circuits)
             };
         let result = pipeline::run(&spec, &prompts, &m.tokenizer, &mut tracer, &mut |p| {
             if let Ok(mut g) = done.lock() {

@@ -255,6 +255,25 @@ def test_cluster_then_steer(circuits):
         c.steer()
 
 
+def test_feature_circuits_equal_the_cli_and_steer(tmp_path, demo_model):
+    # The transcoder basis through trace, cluster and steer: the same tables as `adag trace
+    # --transcoders`, feature units, and ×1 steering is the identity.
+    ds = tmp_path / "prompts.jsonl"
+    ds.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in TRACE_PROMPTS))
+    model_dir, tc_dir = adag.demo_paths()
+    adag_cli("trace", "--dataset", ds, "--out", tmp_path / "cli", "-m", model_dir,
+             "--transcoders", tc_dir, "--quiet")
+    py = adag.trace(demo_model, TRACE_PROMPTS, out=tmp_path / "py", progress=False,
+                    transcoders=tc_dir)
+    for table in ["nodes", "edges", "prompts"]:
+        theirs = pq.read_table(tmp_path / "cli" / f"{table}.parquet").to_pandas()
+        pd.testing.assert_frame_equal(getattr(py, table), theirs)
+    assert py.manifest["config"]["basis"] == "transcoder"
+    state = py.cluster(k=2)
+    r = py.steer(cluster=state["clusters"][0]["id"], scales=[1.0])
+    assert r.summary["mean_kl"].iloc[0] == pytest.approx(0.0, abs=1e-6)
+
+
 # ---- the viewer ------------------------------------------------------------------------------
 
 

@@ -29,42 +29,11 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
-/// What a node is, from its `feature_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeKind {
-    /// An input token (`"embedding"`, layer `"E"`).
-    Embedding,
-    /// A target logit (`"logit"`).
-    Logit,
-    /// A reconstruction error node (`"mlp reconstruction error"`).
-    Error,
-    /// An MLP neuron of a neuron-basis circuit (`"mlp neuron"`).
-    Neuron,
-    /// A transcoder feature (any other `feature_type`).
-    Feature,
-}
-
-impl NodeKind {
-    /// The kind for a `feature_type` string.
-    pub fn from_feature_type(t: &str) -> NodeKind {
-        match t {
-            "embedding" => NodeKind::Embedding,
-            "logit" => NodeKind::Logit,
-            "mlp reconstruction error" => NodeKind::Error,
-            "mlp neuron" => NodeKind::Neuron,
-            _ => NodeKind::Feature,
-        }
-    }
-
-    /// Embeddings and logits frame the graph and are never pruned.
-    pub fn is_frame(self) -> bool {
-        matches!(self, NodeKind::Embedding | NodeKind::Logit)
-    }
-}
+pub use adag_graph::frontend::FeatureType;
 
 struct Node {
     id: String,
-    kind: NodeKind,
+    kind: FeatureType,
     influence: Option<f64>,
     raw: Box<RawValue>,
 }
@@ -185,9 +154,9 @@ impl Graph {
             let f: NodeFields =
                 serde_json::from_str(raw.get()).map_err(|e| format!("node {i}: {e}"))?;
             let kind = match (&f.feature_type, &f.layer) {
-                (Some(t), _) => NodeKind::from_feature_type(t),
-                (None, Some(serde_json::Value::String(l))) if l == "E" => NodeKind::Embedding,
-                _ => NodeKind::Feature,
+                (Some(t), _) => FeatureType::parse(t),
+                (None, Some(serde_json::Value::String(l))) if l == "E" => FeatureType::Embedding,
+                _ => FeatureType::Feature,
             };
             let n = u32::try_from(nodes.len()).map_err(|_| "more than 2^32 nodes".to_string())?;
             if index.contains_key(&f.node_id) {

@@ -38,6 +38,6 @@ pub mod state;
 
 pub use adag_http::Limits;
 pub use error::{Error, Result};
-pub use graph::{Graph, NodeKind, ViewRequest, ViewSummary};
+pub use graph::{FeatureType, Graph, ViewRequest, ViewSummary};
 pub use server::{serve_blocking, ServeConfig, Server, DEFAULT_MAX_POST_BYTES, DEFAULT_PORT};
 pub use source::{GraphSource, JsonDir};

@@ -23,7 +23,8 @@
 #![deny(missing_docs)]
 
 pub mod bpe;
-pub mod bundle;
+/// Where the committed bundle lives (moved to adag-model, which every command loads through).
+pub use adag_model::bundle;
 pub mod clt;
 pub mod corpus;
 pub mod data;

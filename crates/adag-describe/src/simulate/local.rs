@@ -213,12 +213,7 @@ impl LocalSimulator {
     }
 }
 
-fn softmax(x: &[f32]) -> Vec<f32> {
-    let m = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
-    let z: f32 = e.iter().sum();
-    e.into_iter().map(|v| v / z).collect()
-}
+use adag_core::softmax;
 
 impl Simulator for LocalSimulator {
     fn describe(&self) -> String {

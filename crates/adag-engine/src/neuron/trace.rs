@@ -12,6 +12,7 @@ use crate::basis::{NeuronPrompt, PromptNodes};
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 use crate::reading::RowCollector;
+use crate::targets::{select_targets, TargetSpec};
 
 /// Traces `prompts` (one batched forward pass; per-prompt backward passes).
 /// Seconds and floating-point operations per phase of [`trace_prompts_with_stats`].
@@ -346,31 +347,24 @@ fn trace_one(
         .get(n_pos - 1)
         .and_then(|l| l.to_vec1::<f32>())
         .ctx("logits")?;
-    let probs = crate::targets::softmax(&returned);
-    let targets: Vec<u32> = match &prompt.targets {
-        Some(t) if !t.is_empty() => {
-            if let Some(&bad) = t.iter().find(|&&i| i as usize >= cfg.d_vocab) {
-                return Err(Error::Invalid(format!(
-                    "target token {bad} is outside the vocabulary ({})",
-                    cfg.d_vocab
-                )));
-            }
-            t.clone()
-        }
-        _ => {
-            let mut order: Vec<usize> = (0..returned.len()).collect();
-            order.sort_by(|&x, &y| returned[y].total_cmp(&returned[x]).then(x.cmp(&y)));
-            order.into_iter().take(opts.k).map(|i| i as u32).collect()
-        }
+    // The same target choice as the attribution driver: given answers, or ADAG's top k.
+    let spec = match &prompt.targets {
+        Some(t) if !t.is_empty() => TargetSpec::Tokens(t.clone()),
+        _ => TargetSpec::TopK(opts.k),
     };
+    let chosen = select_targets(&spec, &returned, &model.weights.unembed, &|i| i.to_string())?;
+    let targets: Vec<u32> = chosen.targets.iter().map(|t| t.vocab_idx).collect();
     let k = targets.len();
-    let idx = Tensor::new(targets.as_slice(), &dev).ctx("targets")?;
-    let mut dirs = unembed.index_select(&idx, 0).ctx("target directions")?;
-    if opts.center_logits {
-        dirs = dirs
-            .broadcast_sub(&unembed.mean_keepdim(0).ctx("mean")?)
-            .ctx("centring")?;
-    }
+    // ADAG explains raw logits unless `center_logits` (then de-meaned, as the driver does).
+    let dirs = if opts.center_logits {
+        chosen
+            .directions
+            .to_dtype(DType::F32)
+            .ctx("target directions")?
+    } else {
+        let idx = Tensor::new(targets.as_slice(), &dev).ctx("targets")?;
+        unembed.index_select(&idx, 0).ctx("target directions")?
+    };
     let target_logits = dirs
         .matmul(&x_last.unsqueeze(1).ctx("shape")?)
         .and_then(|v| v.squeeze(1))
@@ -472,7 +466,7 @@ fn trace_one(
     };
     let input_maps = maps(
         &frozen,
-        &relp,
+        relp,
         &tokens,
         &keys,
         read_vecs.as_ref(),
@@ -618,7 +612,7 @@ fn trace_one(
     });
     Ok(PromptCircuit {
         tokens: prompt.tokens.clone(),
-        target_probs: targets.iter().map(|&t| probs[t as usize]).collect(),
+        target_probs: chosen.probs.clone(),
         targets,
         target_logits,
         goal,

@@ -133,6 +133,21 @@ fn parse_site<T>(
 }
 
 impl TranscoderSet {
+    /// The `model_name` of a transcoder directory's `config.yaml` (or of the config file
+    /// itself), read without loading any weights: what a command's default `--model` is.
+    pub fn config_model_name(path: &Path) -> Result<Option<String>> {
+        let cfg_path = if path.is_dir() {
+            path.join("config.yaml")
+        } else {
+            path.to_path_buf()
+        };
+        let text = std::fs::read_to_string(&cfg_path)
+            .map_err(|e| terr(&cfg_path, format!("cannot read transcoder config: {e}")))?;
+        let cfg: ConfigYaml = serde_norway::from_str(&text)
+            .map_err(|e| terr(&cfg_path, format!("not a valid config.yaml: {e}")))?;
+        Ok(cfg.model_name)
+    }
+
     /// Loads a transcoder set from a directory holding `config.yaml`, or from the config file
     /// itself.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {

@@ -526,9 +526,12 @@ def trace(
     overwrite: bool = False,
     progress: bool = True,
     backward_batch: int = 128,
+    transcoders: Optional[PathLike] = None,
     **options: Any,
 ) -> Circuit:
-    """Neuron circuits of a dataset, as ``adag trace``.
+    """Circuits of a dataset, as ``adag trace``: of MLP neurons, or of transcoder features
+    with ``transcoders`` (a transcoder directory or its config.yaml; ``adag trace
+    --transcoders``).
 
     ``model`` is a :class:`Model`, a model directory, or None for the demo model. ``prompts`` is a dataset file (.jsonl, .csv, .yaml) or a list of prompt strings. ``out`` is
     the circuit directory (default: a new temporary directory). ``options`` are ``adag trace``'s
@@ -554,7 +557,14 @@ def trace(
     config.setdefault("dtype", m._native.dtype)
     bar = _Progress("trace", progress, "prompts")
     try:
-        _adag.trace(m._native, json.dumps(config), overwrite, backward_batch, bar)
+        _adag.trace(
+            m._native,
+            json.dumps(config),
+            overwrite,
+            backward_batch,
+            bar,
+            None if transcoders is None else str(transcoders),
+        )
     finally:
         bar.close()
         if tmp is not None:

@@ -121,6 +121,7 @@ def trace(
     overwrite: bool = ...,
     progress: bool = ...,
     backward_batch: int = ...,
+    transcoders: Optional[PathLike] = ...,
     **options: Any,
 ) -> Circuit: ...
 def serve(

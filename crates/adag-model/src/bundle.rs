@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+fn not_found(message: String) -> Error {
+    Error::Input(message)
+}
+
 /// The bundle directory, relative to the repository root.
 pub const BUNDLE_REL: &str = "models/demo";
 
@@ -48,7 +52,7 @@ pub fn default_model_dir() -> Result<PathBuf> {
         }
     }
     let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
-    Err(Error::Config(format!(
+    Err(not_found(format!(
         "no --model given and the bundled demo model was not found (looked in: {}); pass \
          --model DIR, set ADAG_DEMO_MODEL, or run from the adag repository",
         list.join(", ")
@@ -61,7 +65,7 @@ pub fn default_transcoders_dir() -> Result<PathBuf> {
     if dir.join("config.yaml").is_file() {
         Ok(dir)
     } else {
-        Err(Error::Config(format!(
+        Err(not_found(format!(
             "no --transcoders given and {} has no config.yaml",
             dir.display()
         )))
