@@ -3,12 +3,16 @@
 //! Pipeline role: between the forward pass (adag-model) and the graph (adag-graph). A forward
 //! pass caches the frozen quantities (norm denominators, attention patterns); [`FrozenModel`]
 //! turns them into a linear model of the prompt and runs batched vector–Jacobian products
-//! through it. A basis only says how its nodes read from and write to the residual stream:
+//! through it. A [`Basis`] only says how its nodes read from and write to the residual stream:
 //! transcoder features ([`transcoder`]) read at their input hook with encoder rows and write
-//! decoder rows at their output hook; the MLP path ([`MlpPath`]) says what crosses the MLP
-//! (nothing, a transcoder's skip, or RelP for neurons).
+//! decoder rows at their output hook; MLP neurons ([`NeuronBasis`]) read through their RelP
+//! read vectors and write `W_down` columns; the basis's [`MlpPath`] says what crosses an MLP
+//! between nodes (a transcoder's skip, or nothing).
 //!
-//! [`attribute`] builds circuit-tracer's attribution graph on top of that.
+//! [`attribute`] is the one driver: circuit-tracer's influence-ranked attribution graph, in
+//! any basis. [`circuit_from_graph`] reads a graph as an ADAG circuit; [`neuron`] traces
+//! neuron circuits at dataset scale (total-effect selection first, so only the selected
+//! neurons get rows); [`intervene`] sets or scales nodes of either basis.
 #![deny(missing_docs)]
 
 pub mod accounting;

@@ -161,7 +161,7 @@ fn explore_pin_group_annotate_save_reload() {
     // Pruning slider: the reference rule, influence ≤ threshold, tokens and logits always.
     b.exec("const s = document.getElementById('prune'); s.value = '0.5'; s.dispatchEvent(new Event('input'));", vec![]);
     let shown = b.exec(
-        "return window.adag.view.vis.map(n => [n.kind, n.influence, n.id]);",
+        "return window.adag.view.visibleNodes().map(n => [n.kind, n.influence, n.id]);",
         vec![],
     );
     let shown = shown.as_array().unwrap();
