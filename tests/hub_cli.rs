@@ -9,8 +9,8 @@ mod common;
 
 use std::path::Path;
 
-use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
 use adag_hub::mock::MockHub;
+use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
 use common::{adag_env, ok_env, root, s};
 

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use adag_model::random::{llama_config, random_transformer};
 use adag_model::{Batch, CacheFilter};
+use adag_testkit::model::{llama_config, random_transformer};
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
@@ -258,8 +258,8 @@ fn bench_attribute(
     vocab: usize,
     repeats: usize,
 ) -> Result<()> {
-    use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
     use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
+    use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 
     let dev = Device::Cpu;
     let cfg = llama_config(d_model, layers, 4 * d_model, vocab);

@@ -50,7 +50,7 @@ pub enum Error {
         /// Index of the prompt in the dataset.
         prompt_id: u64,
         /// The tokenizer's error.
-        source: Box<adag_model::Error>,
+        source: Box<adag_text::Error>,
     },
 
     // ---- circuit files ----

@@ -154,7 +154,7 @@ pub fn prepare(
     opts: &PromptOptions,
 ) -> Result<PreparedPrompt> {
     let bad = |message: String| Error::Prompt { prompt_id, message };
-    let tk = |source: adag_model::Error| Error::Tokenizer {
+    let tk = |source: adag_text::Error| Error::Tokenizer {
         prompt_id,
         source: Box::new(source),
     };

@@ -65,11 +65,13 @@ impl From<adag_analysis::Error> for Error {
 }
 
 /// Wraps a model error with what was being done.
-pub(crate) fn model_err(context: impl Into<String>) -> impl FnOnce(adag_model::Error) -> Error {
+pub(crate) fn model_err<E: Into<adag_model::Error>>(
+    context: impl Into<String>,
+) -> impl FnOnce(E) -> Error {
     let context = context.into();
     move |source| Error::Model {
         context,
-        source: Box::new(source),
+        source: Box::new(source.into()),
     }
 }
 

@@ -58,7 +58,7 @@ impl Default for AttributeOptions {
 /// the first of BOS, pad, EOS, or any special token that exists (circuit-tracer's
 /// `filter(None, …)` also skips id 0, a bug: adag keeps an id-0 BOS).
 pub fn prepare_tokens(tok: &ModelTokenizer, prompt: &str) -> Result<Vec<u32>> {
-    let mut ids = tok.encode(prompt, false)?;
+    let mut ids = tok.encode(prompt, false).map_err(adag_model::Error::from)?;
     if ids.is_empty() {
         return Err(Error::Invalid("the prompt is empty (no tokens)".into()));
     }

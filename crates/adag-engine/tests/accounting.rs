@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use adag_engine::accounting::{BOS_MLP, DECODER_BIASES, UNSELECTED_FEATURES};
-use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
 use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
 use adag_graph::{Graph, GraphMeta};
 use adag_model::{LoadOptions, LoadedModel};
+use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::Device;
 
 fn fixture(name: &str) -> PathBuf {

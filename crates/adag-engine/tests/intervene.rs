@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use adag_core::HookName;
 use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Position};
-use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
 use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
 use adag_graph::{GraphMeta, NodeKind};
 use adag_model::{Batch, CacheFilter, ForwardHooks, LoadOptions, LoadedModel};
+use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
 
 fn fixture(name: &str) -> PathBuf {

@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
 use adag_engine::transcoder::{FeatureActivation, TranscoderKind};
 use adag_engine::{ReadSite, TranscoderSet, WriteSite};
 use adag_model::ModelConfig;
+use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
 
 fn spec(cross_layer: bool) -> RandomSpec {

@@ -10,6 +10,19 @@ use std::path::PathBuf;
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl From<adag_text::Error> for Error {
+    /// Tokenizer and chat-template errors keep their variants and messages.
+    fn from(e: adag_text::Error) -> Self {
+        match e {
+            adag_text::Error::MissingFile { path, what } => Error::MissingFile { path, what },
+            adag_text::Error::BadFile { path, reason } => Error::BadFile { path, reason },
+            adag_text::Error::Tokenizer(m) => Error::Tokenizer(m),
+            adag_text::Error::ChatTemplate(m) => Error::ChatTemplate(m),
+            adag_text::Error::Input(m) => Error::Input(m),
+        }
+    }
+}
+
 /// Everything that can go wrong while loading a model directory or running it.
 ///
 /// Field names are self-describing (`path`, `field`, `expected`, ...); each variant's message

@@ -8,7 +8,7 @@
 //! - [`ModelConfig`] resolves config.json for Llama, Qwen2, Qwen3 and Gemma-2;
 //! - [`Transformer`] is one block skeleton with per-architecture weight adapters (`arch`);
 //! - [`KvCache`] with [`Transformer::prefill`]/[`Transformer::step`] decodes incrementally;
-//! - [`ModelTokenizer`] wraps `tokenizers` with the chat template and an explicit BOS policy.
+//! - [`ModelTokenizer`] (from adag-text) wraps `tokenizers` with the chat template and an explicit BOS policy.
 //!
 //! ```no_run
 //! use adag_model::{Batch, CacheFilter, LoadOptions, Transformer};
@@ -23,23 +23,20 @@
 pub mod arch;
 pub mod bundle;
 pub mod cache;
-pub mod chat;
 pub mod config;
 mod dtype;
 pub mod error;
 pub mod layers;
 pub mod loaded;
-pub mod random;
-pub mod tokenizer;
 pub mod transformer;
 pub mod weights;
 
+pub use adag_text::{chat, tokenizer, ModelTokenizer};
 pub use cache::{ActivationCache, CacheFilter};
 pub use config::{Architecture, ModelConfig};
 pub use dtype::{parse_dtype, DTYPE_CHOICES};
 pub use error::{Error, Result};
 pub use loaded::LoadedModel;
-pub use tokenizer::ModelTokenizer;
 pub use transformer::{
     probabilities, Batch, ForwardHooks, ForwardOutput, KvCache, LoadOptions, NoHooks, Transformer,
 };

@@ -218,7 +218,7 @@ fn missing_tokenizer() {
 #[test]
 fn empty_prompt_and_bad_token_ids() {
     let tok = ModelTokenizer::from_dir(&fixture("qwen2")).unwrap();
-    let e = tok.prompt_ids("", false).unwrap_err();
+    let e = Error::from(tok.prompt_ids("", false).unwrap_err());
     assert!(
         matches!(e, Error::Input(_)) && e.to_string().contains("empty"),
         "{e}"

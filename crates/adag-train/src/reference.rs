@@ -26,7 +26,11 @@ pub fn write_reference(dir: &Path) -> Result<()> {
     let m = LoadedModel::load(dir, &LoadOptions::default()).context("loading the saved model")?;
     let mut items = Vec::new();
     for p in REFERENCE_PROMPTS {
-        let ids = m.tokenizer.prompt_ids(p, false).context("tokenizing")?;
+        let ids = m
+            .tokenizer
+            .prompt_ids(p, false)
+            .map_err(adag_model::Error::from)
+            .context("tokenizing")?;
         let logits = m
             .model
             .logits(&ids)

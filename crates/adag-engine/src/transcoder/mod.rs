@@ -12,7 +12,6 @@
 mod components;
 mod files;
 mod npz;
-pub mod random;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -3,11 +3,11 @@
 
 use candle_core::Tensor;
 
-use crate::arch::{AttnWeights, BlockWeights, MlpWeights, TransformerWeights};
-use crate::config::{Activation, Architecture, ModelConfig, RopeConfig, RopeScaling};
-use crate::error::{Context, Result};
-use crate::layers::{Linear, RmsNorm};
-use crate::transformer::{LoadOptions, Transformer};
+use adag_model::arch::{AttnWeights, BlockWeights, MlpWeights, TransformerWeights};
+use adag_model::config::{Activation, Architecture, ModelConfig, RopeConfig, RopeScaling};
+use adag_model::error::{Context, Result};
+use adag_model::layers::{Linear, RmsNorm};
+use adag_model::transformer::{LoadOptions, Transformer};
 
 /// A Llama-shaped config of the given size (GQA with 4 query heads per key/value head when the
 /// head count allows it).

@@ -10,7 +10,22 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 
-use crate::error::{Context, Error, Result};
+use crate::Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+trait Ctx<T> {
+    fn ctx(self, what: &str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for candle_core::Result<T> {
+    fn ctx(self, what: &str) -> Result<T> {
+        self.map_err(|source| Error::Candle {
+            context: what.into(),
+            source,
+        })
+    }
+}
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -76,7 +91,7 @@ fn libm_erfc(x: f64) -> f64 {
 }
 
 fn save(tensors: HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(&tensors, path).map_err(|e| Error::Transcoder {
+    candle_core::safetensors::save(&tensors, path).map_err(|e| Error::Write {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
@@ -84,7 +99,7 @@ fn save(tensors: HashMap<String, Tensor>, path: &Path) -> Result<()> {
 
 /// Writes a random set into `dir` (created if needed), with its `config.yaml`.
 pub fn write_random_transcoders(dir: &Path, spec: &RandomSpec) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Transcoder {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Write {
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -154,7 +169,7 @@ pub fn write_random_transcoders(dir: &Path, spec: &RandomSpec) -> Result<()> {
     if spec.activation == "topk" {
         yaml.push_str(&format!("k: {}\n", spec.k));
     }
-    std::fs::write(dir.join("config.yaml"), yaml).map_err(|e| Error::Transcoder {
+    std::fs::write(dir.join("config.yaml"), yaml).map_err(|e| Error::Write {
         path: dir.join("config.yaml"),
         reason: e.to_string(),
     })

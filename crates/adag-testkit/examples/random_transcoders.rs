@@ -1,7 +1,7 @@
 //! Writes a random transcoder set in circuit-tracer's native format, sized for a model.
 //!
 //! ```text
-//! cargo run -p adag-engine --example random_transcoders -- OUT_DIR MODEL_DIR [plt|clt] [D_TC] [SEED]
+//! cargo run -p adag-testkit --example random_transcoders -- OUT_DIR MODEL_DIR [plt|clt] [D_TC] [SEED]
 //! ```
 //! Used for `fixtures/transcoders/*` (committed) and for benchmarks. `model_name` in the written
 //! config.yaml is MODEL_DIR relative to OUT_DIR's parent... as given, so keep both relative to the
@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use adag_engine::transcoder::random::{write_random_transcoders, RandomSpec};
+use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use adag_model::tokenizer::{ChatMessage, ModelTokenizer};
+use adag_text::{ChatMessage, ModelTokenizer};
 use serde_json::Value;
 
 fn repo_root() -> PathBuf {
@@ -162,7 +162,7 @@ fn check(name: &str) {
         match (&rendered, c.get("error")) {
             (Err(e), Some(_)) => expect(
                 label.clone(),
-                matches!(e, adag_model::Error::ChatTemplate(_)),
+                matches!(e, adag_text::Error::ChatTemplate(_)),
                 format!("wrong error kind {e:?}"),
             ),
             (Ok(text), Some(err)) => expect(
