@@ -1,7 +1,6 @@
 //! The viewer's graph JSON carries the same accounting as the graph file (issue 14).
 
-mod common;
-use common::ok;
+use crate::common::ok;
 
 #[test]
 fn frontend_json_carries_the_graph_accounting() {

@@ -1,7 +1,7 @@
 //! Running the `adag` binary from the integration tests as a user would: from the repository
 //! root (so committed fixture paths resolve), with no SLURM variables leaking in from the
 //! environment that runs the tests (they would shard `adag trace`).
-#![allow(dead_code)] // each test file uses a subset
+#![allow(dead_code)] // not every helper serves every module
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

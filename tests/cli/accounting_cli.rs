@@ -1,7 +1,6 @@
 //! `adag attribute` states each target's accounting (text and `--json`) on the demo model.
 
-mod common;
-use common::ok;
+use crate::common::ok;
 
 const PROMPT: &str = "The capital of the state containing Dallas is";
 

@@ -1,8 +1,8 @@
 //! The `adag` binary as a user runs it, on the committed fixtures.
 
-mod common;
+use crate::common;
 
-use common::{fails, ok};
+use crate::common::{fails, ok};
 
 #[test]
 fn inspect_every_fixture() {

@@ -1,9 +1,7 @@
 //! `adag serve-llm` as a user runs it: bad input fails cleanly, and the default (the bundled
 //! demo model) answers OpenAI requests.
 
-mod common;
-
-use common::{fails, serve_llm};
+use crate::common::{fails, serve_llm};
 
 #[test]
 fn missing_model_dir_is_a_clean_error() {

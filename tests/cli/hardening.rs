@@ -1,9 +1,7 @@
 //! Bad inputs a careless user (or an attacker) could give: each is a clean error (exit 2)
 //! naming what is wrong, never a panic, an unbounded allocation or a silently wrong result.
 
-mod common;
-
-use common::{fails, s};
+use crate::common::{fails, s};
 
 /// More tokens than the llama fixture's context (max_position_embeddings 256).
 fn long_prompt() -> String {

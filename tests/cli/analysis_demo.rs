@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-mod common;
+use crate::common;
 
 use adag_analysis::{ClusterState, Profiles};
 use adag_train::corpus::{eval_items, Task};

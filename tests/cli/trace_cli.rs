@@ -2,9 +2,7 @@
 //! tiny llama model. (Resume with the real tracer is tested in adag-circuit's tests/engine.rs,
 //! where a batch can be made to fail deterministically.)
 
-mod common;
-
-use common::{fails, ok_env as ok, root, s};
+use crate::common::{fails, ok_env as ok, root, s};
 
 #[test]
 fn trace_shard_merge_equals_one_run() {

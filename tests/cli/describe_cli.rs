@@ -6,11 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
-
+use crate::common::{fails, ok as adag, serve_llm};
 use adag_analysis::ClusterState;
 use adag_describe::DescriptionsFile;
-use common::{fails, ok as adag, serve_llm};
 
 fn demo() -> Option<PathBuf> {
     let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");

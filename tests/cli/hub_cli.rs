@@ -5,14 +5,12 @@
 //! (The average_l0 folder names are illustrative; the real gemma-2-2b repo shards its weights,
 //! which the adag-hub tests cover.)
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::{adag_env, ok_env, root, s};
 use adag_hub::mock::MockHub;
 use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
-use common::{adag_env, ok_env, root, s};
 
 const L0: [usize; 4] = [76, 65, 49, 54];
 

@@ -7,11 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-mod common;
-
+use crate::common::{fails, ok, s};
 use adag_analysis::{ClusterState, Unit};
 use adag_circuit::Circuit;
-use common::{fails, ok, s};
 
 /// Traces the fixture dataset (7 prompts) into `dir/c`; with `cluster`, also clusters it.
 fn circuit(dir: &Path, cluster: bool) -> PathBuf {
