@@ -112,7 +112,6 @@ pub fn circuit_from_graph(
     target_values: &[f32],
     opts: &CircuitOptions,
 ) -> crate::Result<PromptCircuit> {
-    use adag_graph::NodeKind;
     graph.validate()?;
     let n = graph.n_nodes();
     let (f, k, n_pos) = (graph.n_features(), graph.n_logits(), graph.n_pos());
@@ -125,20 +124,10 @@ pub fn circuit_from_graph(
         )));
     }
     let values = target_values.to_vec();
-    let keys: Vec<(i32, u32, u32)> = (0..f)
-        .map(|i| match graph.node_kind(i) {
-            NodeKind::Feature {
-                layer,
-                pos,
-                feature,
-                ..
-            } => (layer as i32, pos, feature),
-            _ => unreachable!("nodes 0..n_features are features"),
-        })
-        .collect();
-    let act: Vec<f32> = (0..f)
-        .map(|i| graph.activation_values[graph.selected_features[i] as usize])
-        .collect();
+    let (keys, act): (Vec<(i32, u32, u32)>, Vec<f32>) = (0..f)
+        .filter_map(|i| graph.feature(i))
+        .map(|([l, p, x], a)| ((l as i32, p, x), a))
+        .unzip();
 
     // Total effects on each target, top layer first (node order is by layer).
     let mut v = vec![0.0f32; k * n];

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use adag_core::HookName;
 use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Position};
 use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
-use adag_graph::{GraphMeta, NodeKind};
+use adag_graph::GraphMeta;
 use adag_model::{Batch, CacheFilter, ForwardHooks, LoadOptions, LoadedModel};
 use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
@@ -107,15 +107,7 @@ fn constrained_doubling_moves_targets_by_the_graph_edges() {
         let before = demeaned(&base.logits);
         let mut checked = 0;
         for src in (0..g.n_features()).step_by(5) {
-            let NodeKind::Feature {
-                layer,
-                pos,
-                feature,
-                ..
-            } = g.node_kind(src)
-            else {
-                unreachable!()
-            };
+            let ([layer, pos, feature], _) = g.feature(src).unwrap();
             let iv = [Intervention {
                 layer: layer as usize,
                 pos: Position::At(pos as usize),

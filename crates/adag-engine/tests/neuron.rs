@@ -249,15 +249,7 @@ fn relative_edges_equal_the_change_when_the_source_is_removed() {
         )
         .unwrap()
         .remove(0);
-        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
-            Site::MlpPre,
-            Site::MlpPreLinear,
-            Site::MlpOut,
-        ]));
-        let clean = m
-            .model
-            .forward(&Batch::single(&t).unwrap(), &filter)
-            .unwrap();
+        let clean = oracle_run(&m.model, &t);
         let relp = RelpMlp::new(&m.model, &clean.cache, 0, RelpRule::HalfRule).unwrap();
         let base = run_frozen(&m.model, &t, &clean.cache, None);
         let n_layers = m.model.cfg.n_layers as i32;
@@ -343,6 +335,17 @@ fn relative_edges_equal_the_change_when_the_source_is_removed() {
         }
         assert!(checked >= 10, "{name}: only {checked} edges checked");
     }
+}
+
+/// A clean run keeping what the frozen-model oracle reads: the frozen quantities, the gate and
+/// up projections (RelP read vectors) and the MLP outputs it freezes.
+fn oracle_run(model: &Transformer, t: &[u32]) -> adag_model::ForwardOutput {
+    let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
+        Site::MlpPre,
+        Site::MlpPreLinear,
+        Site::MlpOut,
+    ]));
+    model.forward(&Batch::single(t).unwrap(), &filter).unwrap()
 }
 
 fn run_frozen<'a>(
@@ -665,15 +668,7 @@ fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
             64,
             "{name}: the influence budget picks 64 neurons"
         );
-        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
-            Site::MlpPre,
-            Site::MlpPreLinear,
-            Site::MlpOut,
-        ]));
-        let clean = m
-            .model
-            .forward(&Batch::single(&t).unwrap(), &filter)
-            .unwrap();
+        let clean = oracle_run(&m.model, &t);
         let relp = RelpMlp::new(&m.model, &clean.cache, 0, RelpRule::HalfRule).unwrap();
         let base = run_frozen(&m.model, &t, &clean.cache, None);
         let n = g.n_nodes();
@@ -688,16 +683,7 @@ fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
             .unwrap();
         let mut checked = (0, 0);
         for src in (0..g.n_features()).step_by(5) {
-            let NodeKind::Feature {
-                layer: ls,
-                pos: ps,
-                feature: is,
-                ..
-            } = g.node_kind(src)
-            else {
-                unreachable!()
-            };
-            let a = g.activation_values[g.selected_features[src] as usize];
+            let ([ls, ps, is], a) = g.feature(src).unwrap();
             let write = (m.model.weights.blocks[ls as usize]
                 .mlp
                 .down
@@ -911,15 +897,7 @@ fn neuron_interventions_match_the_graph() {
         let last = t.len() - 1;
         let mut checked = 0;
         for src in (0..g.n_features()).step_by(9) {
-            let NodeKind::Feature {
-                layer,
-                pos,
-                feature,
-                ..
-            } = g.node_kind(src)
-            else {
-                unreachable!()
-            };
+            let ([layer, pos, feature], _) = g.feature(src).unwrap();
             let iv = Intervention {
                 layer: layer as usize,
                 pos: Position::At(pos as usize),
@@ -967,9 +945,7 @@ fn neuron_interventions_match_the_graph() {
         }
         assert!(checked > 20, "{name}: {checked} checks");
         // Open loop: ×1 is the identity; ×0 at every position zeroes the neuron there.
-        let NodeKind::Feature { layer, feature, .. } = g.node_kind(0) else {
-            unreachable!()
-        };
+        let ([layer, _, feature], _) = g.feature(0).unwrap();
         let open = Mode::OpenLoop {
             freeze_attention: false,
         };

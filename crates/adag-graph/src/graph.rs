@@ -180,6 +180,13 @@ impl Graph {
         }
     }
 
+    /// Feature node `i` as `[layer, position, feature]` with its activation; None for the
+    /// other kinds.
+    pub fn feature(&self, i: usize) -> Option<([u32; 3], f32)> {
+        let a = *self.selected_features.get(i)? as usize;
+        Some((self.active_features[a], self.activation_values[a]))
+    }
+
     /// The weight vector of influence computations: 0 everywhere but the logits.
     pub fn logit_weights(&self) -> Vec<f32> {
         let mut w = vec![0.0; self.n_nodes()];
