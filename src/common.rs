@@ -36,13 +36,14 @@ pub enum DeviceArg {
     Cuda,
 }
 
-/// `--model`, `--dtype`, `--device`.
+/// `--model`, `--dtype`, `--device`: every command that loads a model takes these.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// HuggingFace model directory (config.json, *.safetensors, tokenizer.json); defaults to
-    /// the bundled demo model (models/demo).
-    #[arg(long, short = 'm', default_value_os_t = default_model())]
-    pub model: PathBuf,
+    /// HuggingFace model directory (config.json, *.safetensors, tokenizer.json), hub id
+    /// (`org/name[@rev]`) or `hf://` URI; default: the bundled demo model (models/demo), or
+    /// with transcoders, their config's `model_name`.
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
     /// Dtype of weights and activations.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DtypeArg,
@@ -52,6 +53,14 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model directory: `--model` resolved (hub references fetched), or the demo model.
+    pub fn model_dir(&self) -> Result<PathBuf> {
+        match &self.model {
+            Some(m) => resolve_model(m),
+            None => Ok(default_model()),
+        }
+    }
+
     /// The load options these flags describe.
     pub fn load_options(&self) -> Result<adag_model::LoadOptions> {
         Ok(adag_model::LoadOptions {

@@ -8,7 +8,7 @@ use adag_graph::{frontend, graph_scores, prune, Graph, GraphMeta, NodeKind, Prun
 use adag_model::{LoadedModel, ModelTokenizer};
 use anyhow::{bail, Context, Result};
 
-use crate::common::{device, printable, DeviceArg, DtypeArg};
+use crate::common::{printable, ModelArgs};
 
 /// Arguments of `adag attribute`.
 #[derive(Debug, clap::Args)]
@@ -16,10 +16,8 @@ pub struct Args {
     /// The prompt.
     #[arg(long, short = 'p')]
     pub prompt: String,
-    /// Model directory (default: the transcoder config's `model_name` when it is a local
-    /// directory, else the bundled demo model).
-    #[arg(long, short = 'm')]
-    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Transcoder directory or its config.yaml (default: the bundled demo transcoders).
     #[arg(long, short = 't')]
     pub transcoders: Option<PathBuf>,
@@ -70,12 +68,6 @@ pub struct Args {
     /// Viewer port (with --serve).
     #[arg(long, default_value_t = 8041)]
     pub port: u16,
-    /// Dtype of weights and activations.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: DtypeArg,
-    /// Device to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceArg,
     /// Print a machine-readable JSON summary on stdout (targets, probabilities, accounting,
     /// scores, node counts, output paths) instead of the text summary.
     #[arg(long)]
@@ -189,11 +181,13 @@ pub fn run(mut args: Args) -> Result<()> {
             "--slug and --graph-dir go together (the frontend JSON is {{graph-dir}}/{{slug}}.json)"
         );
     }
-    let opts = adag_model::LoadOptions {
-        dtype: args.dtype.into(),
-        device: device(args.device)?,
-    };
-    let (model_dir, basis) = load_basis(args.basis, &args.model, &args.transcoders, &opts.device)?;
+    let opts = args.model.load_options()?;
+    let (model_dir, basis) = load_basis(
+        args.basis,
+        &args.model.model,
+        &args.transcoders,
+        &opts.device,
+    )?;
     let m = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tokens = prepare_tokens(&m.tokenizer, &args.prompt)?;

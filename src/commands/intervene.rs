@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::common::{device, DeviceArg};
+use crate::common::ModelArgs;
 use crate::tokens::{show, show_all};
 use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Position};
 use adag_engine::prepare_tokens;
@@ -25,9 +25,8 @@ pub struct Args {
     /// The prompt.
     #[arg(long, short = 'p')]
     prompt: String,
-    /// Model directory (default as for `adag attribute`).
-    #[arg(long, short = 'm')]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Transcoder directory or config.yaml (default: the bundled demo transcoders).
     #[arg(long, short = 't')]
     transcoders: Option<PathBuf>,
@@ -51,9 +50,6 @@ pub struct Args {
     /// Next tokens to show.
     #[arg(long, default_value_t = 5)]
     top_k: usize,
-    /// Device.
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceArg,
 }
 
 /// The `k` most probable next tokens: (id, probability).
@@ -78,12 +74,13 @@ fn describe(iv: &Intervention, unit: char) -> String {
 
 /// Runs `adag intervene`.
 pub fn run(args: Args) -> Result<()> {
-    let opts = adag_model::LoadOptions {
-        device: device(args.device)?,
-        ..Default::default()
-    };
-    let (model_dir, basis) =
-        super::attribute::load_basis(args.basis, &args.model, &args.transcoders, &opts.device)?;
+    let opts = args.model.load_options()?;
+    let (model_dir, basis) = super::attribute::load_basis(
+        args.basis,
+        &args.model.model,
+        &args.transcoders,
+        &opts.device,
+    )?;
     let tc = basis.as_ref();
     let (unit, unit_name) = match args.basis {
         super::attribute::BasisArg::Transcoders => ('F', "feature"),

@@ -30,7 +30,7 @@ pub struct Args {
 /// Runs `adag run`.
 pub fn run(args: Args) -> Result<()> {
     let opts = args.model.load_options()?;
-    let dir = crate::common::resolve_model(&args.model.model)?;
+    let dir = args.model.model_dir()?;
     let m = LoadedModel::load(&dir, &opts)
         .with_context(|| format!("loading model from {}", dir.display()))?;
     let ids = m.tokenizer.prompt_ids(&args.prompt, args.chat)?;

@@ -26,7 +26,7 @@ pub struct Args {
 
 /// Loads the model and serves it until interrupted.
 pub fn run(args: Args) -> Result<()> {
-    let dir = &crate::common::resolve_model(&args.model.model)?;
+    let dir = &args.model.model_dir()?;
     let mut model = adag_llm::local::LocalModel::load(dir, &args.model.load_options()?)
         .with_context(|| format!("loading the model to serve from {}", dir.display()))?;
     if let Some(n) = &args.name {
