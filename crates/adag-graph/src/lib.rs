@@ -26,6 +26,9 @@ pub mod file;
 pub mod frontend;
 mod graph;
 mod prune;
+#[cfg(test)]
+mod prune_dense;
+mod rows;
 
 pub use accounting::{Accounting, NodeAccount, TargetAccount, Term};
 pub use error::{Error, Result};
