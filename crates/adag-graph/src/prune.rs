@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::edge_mask::EdgeMask;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::rows::NormRows;
@@ -77,8 +78,8 @@ pub fn find_threshold(scores: &[f32], threshold: f32) -> f32 {
 pub struct PruneResult {
     /// `[n]` kept nodes.
     pub node_mask: Vec<bool>,
-    /// `[n × n]` kept edges (row = target).
-    pub edge_mask: Vec<bool>,
+    /// Kept edges (row = target), readable as the dense `[n × n]` mask.
+    pub edge_mask: EdgeMask,
     /// `[n]` rank-based cumulative share of influence (what the frontend calls `influence`):
     /// the node with the largest influence has the smallest value.
     pub cumulative_scores: Vec<f32>,
@@ -88,7 +89,7 @@ pub struct PruneResult {
 ///
 /// Memory: besides the graph's own adjacency, this holds `O(n)` vectors, the positive edge
 /// scores (one `f32` per non-zero edge between kept nodes) and the `n × n` boolean edge mask
-/// of the result; the normalised and masked matrices are never materialised (see `rows.rs`).
+/// of the result is a list; the normalised and masked matrices are never materialised (see `rows.rs`).
 /// The result is bitwise the same as the dense definition (tested against it).
 pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<PruneResult> {
     graph.validate()?;
@@ -166,10 +167,7 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
             break;
         }
     }
-    let mut edge_mask = vec![false; n * n];
-    for (t, s) in edges {
-        edge_mask[t * n + s] = true;
-    }
+    let edge_mask = EdgeMask::new(n, edges);
 
     Ok(PruneResult {
         node_mask,
@@ -200,12 +198,15 @@ pub fn pruned_graph(graph: &Graph, pruned: &PruneResult) -> Result<Graph> {
         .chain(f..n)
         .collect();
     let m = old.len();
+    let mut new_index = vec![usize::MAX; n];
+    for (k, &i) in old.iter().enumerate() {
+        new_index[i] = k;
+    }
     let mut adjacency = vec![0.0f32; m * m];
-    for (ti, &t) in old.iter().enumerate() {
-        for (si, &s) in old.iter().enumerate() {
-            if pruned.edge_mask[t * n + s] {
-                adjacency[ti * m + si] = graph.adjacency[t * n + s];
-            }
+    for (t, s) in pruned.edge_mask.edges() {
+        let (ti, si) = (new_index[t], new_index[s]);
+        if ti != usize::MAX && si != usize::MAX {
+            adjacency[ti * m + si] = graph.adjacency[t * n + s];
         }
     }
     let mut out = graph.clone();

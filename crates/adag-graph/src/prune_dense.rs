@@ -73,7 +73,7 @@ pub fn prune_dense(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> R
 
     Ok(PruneResult {
         node_mask,
-        edge_mask,
+        edge_mask: crate::EdgeMask::from_dense(n, &edge_mask),
         cumulative_scores: cumulative_scores(&infl),
     })
 }
