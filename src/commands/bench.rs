@@ -91,8 +91,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 0.01)]
         density: f64,
         /// Prompt length.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 23)]
         tokens: usize,
+        /// The bench model's context length.
+        #[arg(long, default_value_t = 4096)]
+        context: usize,
         /// Feature-node cap.
         #[arg(long, default_value_t = 2048)]
         max_feature_nodes: usize,
@@ -164,22 +167,24 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             d_tc,
             density,
             tokens,
+            context,
             max_feature_nodes,
             batch_size,
             vocab,
             repeats,
         } => {
-            bench_attribute(
+            super::bench_attribute::run(&super::bench_attribute::AttributeBench {
                 d_model,
                 layers,
                 d_tc,
                 density,
                 tokens,
+                context,
                 max_feature_nodes,
                 batch_size,
                 vocab,
                 repeats,
-            )?;
+            })?;
         }
         BenchCommand::Matmul { n, device: d } => {
             let dev = device(d)?;
@@ -246,120 +251,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn bench_attribute(
-    d_model: usize,
-    layers: usize,
-    d_tc: usize,
-    density: f64,
-    tokens: usize,
-    max_feature_nodes: usize,
-    batch_size: usize,
-    vocab: usize,
-    repeats: usize,
-) -> Result<()> {
-    use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
-    use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
-
-    let dev = Device::Cpu;
-    let cfg = llama_config(d_model, layers, 4 * d_model, vocab);
-    let model = random_transcoder_bench_model(cfg.clone())?;
-    let dir = tempfile_dir()?;
-    let spec = RandomSpec {
-        cross_layer: false,
-        n_layers: layers,
-        d_model,
-        d_tc,
-        activation: "relu".into(),
-        k: 0,
-        skip: false,
-        input_hook: "mlp.hook_in".into(),
-        output_hook: "hook_mlp_out".into(),
-        density,
-        seed: 1,
-    };
-    write_random_transcoders(&dir, &spec)?;
-    let tc = TranscoderSet::load(&dir, &dev)?;
-    let ids: Vec<u32> = (0..tokens)
-        .map(|i| ((i * 7919 + 13) % vocab) as u32)
-        .collect();
-    let opts = AttributeOptions {
-        targets: TargetSpec::Salient {
-            max_n_logits: 10,
-            desired_logit_prob: 0.95,
-        },
-        batch_size,
-        max_feature_nodes: Some(max_feature_nodes),
-        update_interval: 4,
-        progress: false,
-    };
-    let peak = matmul_gflops(2048, &dev)?;
-    let threads = candle_core::utils::get_num_threads();
-    println!(
-        "attribute: d_model {d_model}, {layers} layers, heads {} (kv {}), d_mlp {}, vocab {vocab}; PLT {d_tc} features/layer, density {density}; {tokens} tokens; max_feature_nodes {max_feature_nodes}, batch {batch_size}; f32 CPU, {threads} threads",
-        cfg.n_heads, cfg.n_kv_heads, cfg.d_mlp
-    );
-    println!("matmul peak (2048³ f32): {peak:.1} GFLOP/s");
-    let mut runs = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let t = Instant::now();
-        let g = attribute(&model, &ids, &tc, &opts, Default::default(), &|i| {
-            i.to_string()
-        })?;
-        runs.push((t.elapsed().as_secs_f64(), g));
-    }
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (secs, g) = &runs[runs.len() / 2];
-    let t = &g.meta.timings;
-    let get = |k: &str| t.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-    let backward = get("logit_attribution") + get("feature_attribution");
-    let flops = g
-        .meta
-        .settings
-        .get("backward_flops")
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0);
-    let gflops = flops / backward / 1e9;
-    println!(
-        "  {} active features, {} feature nodes, {} logit targets, {} nodes",
-        g.active_features.len(),
-        g.n_features(),
-        g.n_logits(),
-        g.n_nodes()
-    );
-    println!(
-        "  graph: {secs:.2} s (median of {}); phases: precompute {:.2} s, targets {:.3} s, logit rows {:.2} s, feature rows {:.2} s, assembly {:.2} s",
-        runs.len(),
-        get("precompute"),
-        get("targets"),
-        get("logit_attribution"),
-        get("feature_attribution"),
-        get("assembly")
-    );
-    println!(
-        "  backward: {:.1} GFLOP in {backward:.2} s = {gflops:.1} GFLOP/s ({:.0}% of matmul peak)",
-        flops / 1e9,
-        100.0 * gflops / peak
-    );
-    if let Some(mib) = peak_rss_mib() {
-        println!("  peak memory (RSS high-water mark): {mib:.0} MiB");
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
 fn random_transcoder_bench_model(cfg: adag_model::ModelConfig) -> Result<adag_model::Transformer> {
     let opts = adag_model::LoadOptions {
         dtype: DType::F32,
         device: Device::Cpu,
     };
     Ok(random_transformer(cfg, &opts)?)
-}
-
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("adag-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -63,7 +63,7 @@ pub fn run_prune(a: PruneArgs) -> Result<()> {
     let pruned = prune(&g, a.node_threshold, a.edge_threshold)?;
     g.meta.scores = Some(graph_scores(&g)?);
     let kept: Vec<usize> = (0..g.n_nodes()).filter(|&i| pruned.node_mask[i]).collect();
-    let n_edges = pruned.edge_mask.iter().filter(|&&k| k).count();
+    let n_edges = pruned.edge_mask.count();
     println!(
         "{}: {} nodes, {} features; kept {} nodes, {n_edges} edges (node threshold {}, edge threshold {})",
         a.graph.display(),
@@ -175,11 +175,7 @@ fn print_kept(g: &Graph, pruned: &PruneResult, kept: &[usize], threshold: f32, t
         }
     }
 
-    let n = g.n_nodes();
-    let mut edges: Vec<(usize, usize)> = (0..n * n)
-        .filter(|&k| pruned.edge_mask[k])
-        .map(|k| (k / n, k % n))
-        .collect();
+    let mut edges: Vec<(usize, usize)> = pruned.edge_mask.edges().collect();
     edges.sort_by(|a, b| g.edge(b.0, b.1).abs().total_cmp(&g.edge(a.0, a.1).abs()));
     println!("\nkept edges (source → target, by |weight|):");
     for &(t, s) in edges.iter().take(limit) {

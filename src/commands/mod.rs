@@ -1,6 +1,7 @@
 //! One module per subcommand.
 pub mod attribute;
 pub mod bench;
+pub mod bench_attribute;
 pub mod cluster;
 pub mod correlate;
 pub mod describe;

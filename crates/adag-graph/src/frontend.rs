@@ -248,17 +248,15 @@ pub fn graph_json_with(
     }
     let mut links = Vec::new();
     let mut in_link = vec![false; n];
-    for t in 0..n {
-        for s in 0..n {
-            if prune.edge_mask[t * n + s] && prune.node_mask[t] && prune.node_mask[s] {
-                links.push(json!({
-                    "source": node_id(graph, s),
-                    "target": node_id(graph, t),
-                    "weight": graph.edge(t, s),
-                }));
-                in_link[t] = true;
-                in_link[s] = true;
-            }
+    for (t, s) in prune.edge_mask.edges() {
+        if prune.node_mask[t] && prune.node_mask[s] {
+            links.push(json!({
+                "source": node_id(graph, s),
+                "target": node_id(graph, t),
+                "weight": graph.edge(t, s),
+            }));
+            in_link[t] = true;
+            in_link[s] = true;
         }
     }
     let nodes: Vec<Value> = (0..n)

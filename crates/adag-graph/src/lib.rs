@@ -21,13 +21,18 @@
 #![deny(missing_docs)]
 
 pub mod accounting;
+mod edge_mask;
 pub mod error;
 pub mod file;
 pub mod frontend;
 mod graph;
 mod prune;
+#[cfg(test)]
+mod prune_dense;
+mod rows;
 
 pub use accounting::{Accounting, NodeAccount, TargetAccount, Term};
+pub use edge_mask::EdgeMask;
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
 pub use prune::{

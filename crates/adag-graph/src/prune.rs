@@ -8,10 +8,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::edge_mask::EdgeMask;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::rows::NormRows;
+use rayon::prelude::*;
 
-const MAX_ITER: usize = 1000;
+pub(crate) const MAX_ITER: usize = 1000;
 
 /// Row-normalised absolute adjacency (`n × n`, row-major).
 pub fn normalize(a: &[f32], n: usize) -> Vec<f32> {
@@ -75,14 +78,19 @@ pub fn find_threshold(scores: &[f32], threshold: f32) -> f32 {
 pub struct PruneResult {
     /// `[n]` kept nodes.
     pub node_mask: Vec<bool>,
-    /// `[n × n]` kept edges (row = target).
-    pub edge_mask: Vec<bool>,
+    /// Kept edges (row = target), readable as the dense `[n × n]` mask.
+    pub edge_mask: EdgeMask,
     /// `[n]` rank-based cumulative share of influence (what the frontend calls `influence`):
     /// the node with the largest influence has the smallest value.
     pub cumulative_scores: Vec<f32>,
 }
 
 /// Prunes `graph` as circuit-tracer's `prune_graph(graph, node_threshold, edge_threshold)`.
+///
+/// Memory: besides the graph's own adjacency, this holds `O(n)` vectors, the positive edge
+/// scores (one `f32` per non-zero edge between kept nodes) and the `n × n` boolean edge mask
+/// of the result is a list; the normalised and masked matrices are never materialised (see `rows.rs`).
+/// The result is bitwise the same as the dense definition (tested against it).
 pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<PruneResult> {
     graph.validate()?;
     let n = graph.n_nodes();
@@ -91,7 +99,7 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
     let a = &graph.adjacency;
 
     // 1. Nodes by influence on the logits; tokens and logits always stay.
-    let infl = influence(&normalize(a, n), n, &w)?;
+    let infl = NormRows::new(a, n, None).influence(&w, MAX_ITER)?;
     let node_thr = find_threshold(&infl, node_threshold);
     let mut node_mask: Vec<bool> = infl.iter().map(|&x| x >= node_thr).collect();
     for m in &mut node_mask[n - n_logits - n_tokens..] {
@@ -99,51 +107,67 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
     }
 
     // 2-3. Edges by (normalised weight × influence of their target) on the pruned graph.
-    let mut pruned = a.clone();
-    for i in 0..n {
-        for j in 0..n {
-            if !node_mask[i] || !node_mask[j] {
-                pruned[i * n + j] = 0.0;
-            }
-        }
-    }
-    let mp = normalize(&pruned, n);
-    let mut infl_e = influence(&mp, n, &w)?;
+    let mp = NormRows::new(a, n, Some(&node_mask));
+    let mut infl_e = mp.influence(&w, MAX_ITER)?;
     for (x, wi) in infl_e.iter_mut().zip(&w) {
         *x += wi;
     }
-    let edge_scores: Vec<f32> = (0..n * n).map(|k| mp[k] * infl_e[k / n]).collect();
-    let nonzero: Vec<f32> = edge_scores.iter().copied().filter(|&s| s > 0.0).collect();
+    // Positive scores in row-major order, as the dense definition lists them.
+    let per_row = |keep: &(dyn Fn(f32) -> bool + Sync)| -> Vec<Vec<(usize, f32)>> {
+        mp.rows()
+            .par_iter()
+            .map(|&(i, s)| {
+                let mut out = Vec::new();
+                mp.for_each_in_row((i, s), |j, m| {
+                    let score = m * infl_e[i];
+                    if keep(score) {
+                        out.push((j, score));
+                    }
+                });
+                out
+            })
+            .collect()
+    };
+    let nonzero: Vec<f32> = per_row(&|s| s > 0.0)
+        .into_iter()
+        .flatten()
+        .map(|(_, s)| s)
+        .collect();
     let edge_thr = find_threshold(&nonzero, edge_threshold);
-    let mut edge_mask: Vec<bool> = edge_scores
-        .iter()
-        .map(|&s| s > 0.0 && s >= edge_thr)
+    drop(nonzero);
+    let mut edges: Vec<(usize, usize)> = per_row(&|s| s > 0.0 && s >= edge_thr)
+        .into_iter()
+        .zip(mp.rows())
+        .flat_map(|(row, &(i, _))| row.into_iter().map(move |(j, _)| (i, j)))
         .collect();
 
     // 4. Fixed point: features and errors need a kept outgoing edge, features an incoming one.
+    // Both tests read the edges as they stood at the start of the round, as the dense loop does.
     loop {
-        let old = node_mask.clone();
+        let (mut has_out, mut has_in) = (vec![false; n], vec![false; n]);
+        for &(t, s) in &edges {
+            has_in[t] = true;
+            has_out[s] = true;
+        }
+        let mut changed = false;
         for j in 0..n - n_logits - n_tokens {
-            if node_mask[j] && !(0..n).any(|i| edge_mask[i * n + j]) {
+            if node_mask[j] && !has_out[j] {
                 node_mask[j] = false;
+                changed = true;
             }
         }
-        for (i, keep) in node_mask.iter_mut().enumerate().take(n_features) {
-            if *keep && !edge_mask[i * n..(i + 1) * n].iter().any(|&e| e) {
-                *keep = false;
+        for i in 0..n_features {
+            if node_mask[i] && !has_in[i] {
+                node_mask[i] = false;
+                changed = true;
             }
         }
-        for i in 0..n {
-            for j in 0..n {
-                if !node_mask[i] || !node_mask[j] {
-                    edge_mask[i * n + j] = false;
-                }
-            }
-        }
-        if old == node_mask {
+        edges.retain(|&(t, s)| node_mask[t] && node_mask[s]);
+        if !changed {
             break;
         }
     }
+    let edge_mask = EdgeMask::new(n, edges);
 
     Ok(PruneResult {
         node_mask,
@@ -174,12 +198,15 @@ pub fn pruned_graph(graph: &Graph, pruned: &PruneResult) -> Result<Graph> {
         .chain(f..n)
         .collect();
     let m = old.len();
+    let mut new_index = vec![usize::MAX; n];
+    for (k, &i) in old.iter().enumerate() {
+        new_index[i] = k;
+    }
     let mut adjacency = vec![0.0f32; m * m];
-    for (ti, &t) in old.iter().enumerate() {
-        for (si, &s) in old.iter().enumerate() {
-            if pruned.edge_mask[t * n + s] {
-                adjacency[ti * m + si] = graph.adjacency[t * n + s];
-            }
+    for (t, s) in pruned.edge_mask.edges() {
+        let (ti, si) = (new_index[t], new_index[s]);
+        if ti != usize::MAX && si != usize::MAX {
+            adjacency[ti * m + si] = graph.adjacency[t * n + s];
         }
     }
     let mut out = graph.clone();
@@ -194,7 +221,7 @@ pub fn pruned_graph(graph: &Graph, pruned: &PruneResult) -> Result<Graph> {
 
 /// Rank nodes by influence (descending; ties by index) and give each the cumulative share up to
 /// and including itself.
-fn cumulative_scores(infl: &[f32]) -> Vec<f32> {
+pub(crate) fn cumulative_scores(infl: &[f32]) -> Vec<f32> {
     let mut order: Vec<usize> = (0..infl.len()).collect();
     order.sort_by(|&a, &b| infl[b].total_cmp(&infl[a]).then(a.cmp(&b)));
     let total: f32 = infl.iter().sum();
@@ -216,13 +243,13 @@ pub struct GraphScores {
     pub completeness: f32,
 }
 
-/// circuit-tracer's `compute_graph_scores`.
+/// circuit-tracer's `compute_graph_scores`, over the non-zero rows without a normalised copy.
 pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
     graph.validate()?;
     let n = graph.n_nodes();
     let w = graph.logit_weights();
-    let m = normalize(&graph.adjacency, n);
-    let infl = influence(&m, n, &w)?;
+    let m = NormRows::new(&graph.adjacency, n, None);
+    let infl = m.influence(&w, MAX_ITER)?;
     let errors = graph.error_index(0, 0)..graph.token_index(0);
     let tokens = graph.token_index(0)..graph.logit_index(0);
     let tok: f32 = infl[tokens].iter().sum();
@@ -232,11 +259,17 @@ pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
     } else {
         0.0
     };
+    let mut from_errors = vec![0.0f32; n];
+    for &(i, s) in m.rows() {
+        from_errors[i] = graph.adjacency[i * n + errors.start..i * n + errors.end]
+            .iter()
+            .map(|x| x.abs() / s)
+            .sum();
+    }
     let (mut num, mut den) = (0.0f32, 0.0f32);
     for i in 0..n {
-        let from_errors: f32 = m[i * n + errors.start..i * n + errors.end].iter().sum();
         let weight = infl[i] + w[i];
-        num += (1.0 - from_errors) * weight;
+        num += (1.0 - from_errors[i]) * weight;
         den += weight;
     }
     Ok(GraphScores {

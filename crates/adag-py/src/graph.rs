@@ -49,7 +49,7 @@ pub fn graph_prune<'py>(
     let mask = |m: &[bool]| m.iter().map(|&b| b as u8).collect::<Vec<u8>>();
     Ok((
         PyBytes::new(py, &mask(&r.node_mask)),
-        PyBytes::new(py, &mask(&r.edge_mask)),
+        PyBytes::new(py, &mask(&r.edge_mask.to_dense())),
         crate::f32_bytes(py, &r.cumulative_scores),
     ))
 }
