@@ -27,6 +27,7 @@ pub mod bundle;
 pub mod clt;
 pub mod corpus;
 pub mod data;
+pub mod datasets;
 pub mod error;
 pub mod eval;
 pub mod io;
