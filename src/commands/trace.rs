@@ -36,7 +36,8 @@ pub struct Args {
     /// Circuit directory to write (config key `output_path`).
     #[arg(long, short = 'o', visible_alias = "output-path")]
     pub out: Option<PathBuf>,
-    /// HuggingFace model directory.
+    /// HuggingFace model: a directory, `org/name[@rev]` or `hf://…` (config key `model`;
+    /// default: the bundled demo model, as for `adag attribute`).
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
     /// Trace transcoder features instead of neurons: a transcoder directory, its config.yaml,
@@ -205,7 +206,8 @@ pub fn run(mut args: Args) -> Result<()> {
         Some(p) => (RunConfig::from_file(p)?, p.display().to_string()),
         None => (RunConfig::default(), "command line".to_string()),
     };
-    let cfg = file_cfg.merge(args.overrides()?);
+    let mut cfg = file_cfg.merge(args.overrides()?);
+    cfg.model.get_or_insert_with(crate::common::default_model);
     let r = cfg.resolve(&source)?;
     let shard = match &r.shard {
         Some(s) => Shard::parse(s).map_err(|e| anyhow::anyhow!("--shard: {e}"))?,

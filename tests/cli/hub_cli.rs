@@ -247,3 +247,57 @@ fn trace_by_hub_id_matches_the_local_directory() {
     assert_eq!(manifest.model_id.as_deref(), Some("google/gemma-2-2b"));
     assert_eq!(hub, loc);
 }
+
+/// `model: org/name` in a trace config is a hub id, fetched through the mock hub like
+/// `--model`, not a folder next to the config; the circuit equals one traced from the local
+/// copy of the same files.
+#[test]
+fn trace_config_with_a_hub_model_downloads_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mock = MockHub::start();
+    mock.add_dir("acme/tiny-llama", "", &root().join("fixtures/models/llama"));
+    let dataset = root().join("fixtures/datasets/capitals.jsonl");
+    let cfg = tmp.path().join("run.yaml");
+    let hub_out = tmp.path().join("hub");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataset: {}\noutput_path: hub\nmodel: acme/tiny-llama@main\nk: 3\n",
+            s(&dataset)
+        ),
+    )
+    .unwrap();
+    let cache = tmp.path().join("hf");
+    let env = [
+        ("HF_ENDPOINT", mock.url.as_str()),
+        ("HF_HUB_CACHE", s(&cache)),
+        ("HF_HUB_OFFLINE", "0"),
+    ];
+    ok_env(&["trace", "--config", s(&cfg), "--quiet"], &env);
+    let fetched = mock.fetched();
+    for want in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(
+            fetched.iter().any(|f| f.ends_with(want)),
+            "{want} not fetched: {fetched:?}"
+        );
+    }
+    let local_out = tmp.path().join("local");
+    ok_env(
+        &[
+            "trace",
+            "--config",
+            s(&cfg),
+            "--model",
+            "fixtures/models/llama",
+            "--out",
+            s(&local_out),
+            "--quiet",
+        ],
+        &[],
+    );
+    let (hub, _) = adag_circuit::read_circuit(&hub_out).unwrap();
+    let (local, _) = adag_circuit::read_circuit(&local_out).unwrap();
+    assert!(!hub.nodes.is_empty());
+    assert_eq!(hub.nodes, local.nodes);
+    assert_eq!(hub.edges, local.edges);
+}

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `dataset` | required | dataset file (JSONL, CSV or YAML; see [`crate::dataset`]) |
 //! | `output_path` | required | circuit directory to write (see [`crate::store`]) |
-//! | `model` | required | local HuggingFace model directory |
+//! | `model` | required | HuggingFace model: a local directory, a hub id `org/name[@rev]` or `hf://org/name[/subdir][@rev]` (resolved by the CLI like `--model`) |
 //! | `model_id` | from `model` | the HF id the model-specific choices key on (`meta-llama/Llama-3.1-8B-Instruct`: stripped chat template and the blacklist); by default detected from the model path and config.json's `_name_or_path` |
 //! | `percentage_threshold` | 0.005 | keep neurons with \|A\| ≥ this · \|goal\| |
 //! | `edge_threshold` | 0.01 | drop edges with \|w\| below this |
@@ -33,7 +33,10 @@
 //! | `gpus_per_model` | 1 | the reference's model splitting; only 1 is accepted (use shards) |
 //!
 //! Relative paths in a config file are relative to the file's directory (so a config moves with
-//! its dataset); relative paths given as flags are relative to the working directory.
+//! its dataset); relative paths given as flags are relative to the working directory. A `model`
+//! that is a hub reference ([`is_hub_reference`]) and not a folder next to the config is kept
+//! as written, so `model: meta-llama/Llama-3.1-8B-Instruct` is fetched from the hub rather than
+//! looked for as `<config dir>/meta-llama/Llama-3.1-8B-Instruct`.
 
 use std::path::{Path, PathBuf};
 
@@ -209,7 +212,14 @@ impl RunConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut cfg = RunConfig::from_yaml(&text, &path.display().to_string())?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for p in [&mut cfg.dataset, &mut cfg.output_path, &mut cfg.model]
+        // A hub id keeps its spelling unless a folder of that name sits next to the config
+        // (the local folder wins, as it does for `--model`).
+        let hub_model = cfg
+            .model
+            .as_ref()
+            .is_some_and(|m| is_hub_reference(&m.to_string_lossy()) && !base.join(m).exists());
+        let model = if hub_model { None } else { cfg.model.as_mut() };
+        for p in [cfg.dataset.as_mut(), cfg.output_path.as_mut(), model]
             .into_iter()
             .flatten()
         {
@@ -448,9 +458,67 @@ fn known_keys() -> String {
         .unwrap_or_default()
 }
 
+/// Whether a `model` value names a hub repository rather than a local path: `hf://…`, or a bare
+/// `org/name[@rev]` (exactly one `/`, not starting with `.` or `/`), the shapes `--model`
+/// accepts (`adag_hub::Reference`). This crate does not link the hub client (the Python wheel
+/// builds on it without networking); the CLI resolves the reference.
+pub fn is_hub_reference(s: &str) -> bool {
+    if s.starts_with("hf://") {
+        return true;
+    }
+    let id = s.split('@').next().unwrap_or(s);
+    let ok = |part: &str| {
+        !part.is_empty()
+            && !part.starts_with(['.', '-'])
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match id.split_once('/') {
+        Some((org, name)) => !s.contains('\\') && ok(org) && ok(name) && !name.contains('/'),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `model:` in a config file: hub references keep their spelling (the CLI fetches them like
+    /// `--model`), local paths are joined to the config's folder, and a folder next to the
+    /// config wins over a hub id of the same spelling.
+    #[test]
+    fn hub_model_in_config_file_is_not_made_relative() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("run.yaml");
+        let model_of = |m: &str| {
+            std::fs::write(
+                &cfg,
+                format!("dataset: d.jsonl\noutput_path: o\nmodel: {m}\n"),
+            )
+            .unwrap();
+            RunConfig::from_file(&cfg).unwrap().model.unwrap()
+        };
+        for hub in [
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "google/gemma-2-2b@main",
+            "Qwen/Qwen3-0.6B@0123abc",
+            "hf://org/name/sub/dir@v1",
+        ] {
+            assert_eq!(model_of(hub), PathBuf::from(hub), "{hub}");
+        }
+        for local in ["models/demo/x", "m", "./org/name", "../up/name", "-x/y"] {
+            assert_eq!(model_of(local), dir.path().join(local), "{local}");
+        }
+        std::fs::create_dir_all(dir.path().join("org/name")).unwrap();
+        assert_eq!(model_of("org/name"), dir.path().join("org/name"));
+        assert_eq!(model_of("/abs/org"), PathBuf::from("/abs/org"));
+        // The dataset and output stay relative to the file whatever the model is.
+        std::fs::write(&cfg, "dataset: d.jsonl\noutput_path: o\nmodel: a/b\n").unwrap();
+        let c = RunConfig::from_file(&cfg).unwrap();
+        assert_eq!(c.dataset.unwrap(), dir.path().join("d.jsonl"));
+        assert_eq!(c.output_path.unwrap(), dir.path().join("o"));
+    }
 
     #[test]
     fn reference_keys_and_defaults() {

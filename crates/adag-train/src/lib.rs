@@ -28,6 +28,7 @@ pub use adag_model::bundle;
 pub mod clt;
 pub mod corpus;
 pub mod data;
+pub mod datasets;
 pub mod error;
 pub mod eval;
 pub mod io;
