@@ -75,12 +75,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// A tensor to serialise: name, dtype, shape and little-endian bytes.
+type NamedBytes<'a> = (&'a str, Dtype, Vec<usize>, Cow<'a, [u8]>);
+
 impl Graph {
     /// Serialises the graph to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let n = self.n_nodes();
-        let tensors: Vec<(&str, Dtype, Vec<usize>, Cow<[u8]>)> = vec![
+        let tensors: Vec<NamedBytes> = vec![
             (
                 "adjacency",
                 Dtype::F32,
