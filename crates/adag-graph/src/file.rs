@@ -25,6 +25,7 @@
 //! meta = json.loads(safe_open("graph.safetensors", "np").metadata()["meta"])
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -48,6 +49,17 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
+/// Little-endian bytes of `v`, borrowed where the machine is little-endian: the adjacency is
+/// the graph's largest object (n² floats, 12 GB at 4k tokens), and a byte copy of it on every
+/// save doubled the memory that writing needs.
+fn f32_bytes_borrowed(v: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(v))
+    } else {
+        Cow::Owned(f32_bytes(v))
+    }
+}
+
 fn i64_bytes(v: impl IntoIterator<Item = u32>) -> Vec<u8> {
     v.into_iter()
         .flat_map(|x| (x as i64).to_le_bytes())
@@ -63,53 +75,56 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// A tensor to serialise: name, dtype, shape and little-endian bytes.
+type NamedBytes<'a> = (&'a str, Dtype, Vec<usize>, Cow<'a, [u8]>);
+
 impl Graph {
     /// Serialises the graph to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let n = self.n_nodes();
-        let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        let tensors: Vec<NamedBytes> = vec![
             (
                 "adjacency",
                 Dtype::F32,
                 vec![n, n],
-                f32_bytes(&self.adjacency),
+                f32_bytes_borrowed(&self.adjacency),
             ),
             (
                 "active_features",
                 Dtype::I64,
                 vec![self.active_features.len(), 3],
-                i64_bytes(self.active_features.iter().flatten().copied()),
+                Cow::Owned(i64_bytes(self.active_features.iter().flatten().copied())),
             ),
             (
                 "activation_values",
                 Dtype::F32,
                 vec![self.activation_values.len()],
-                f32_bytes(&self.activation_values),
+                Cow::Owned(f32_bytes(&self.activation_values)),
             ),
             (
                 "selected_features",
                 Dtype::I64,
                 vec![self.selected_features.len()],
-                i64_bytes(self.selected_features.iter().copied()),
+                Cow::Owned(i64_bytes(self.selected_features.iter().copied())),
             ),
             (
                 "input_tokens",
                 Dtype::I64,
                 vec![self.input_tokens.len()],
-                i64_bytes(self.input_tokens.iter().copied()),
+                Cow::Owned(i64_bytes(self.input_tokens.iter().copied())),
             ),
             (
                 "logit_tokens",
                 Dtype::I64,
                 vec![self.logit_targets.len()],
-                i64_bytes(self.logit_targets.iter().map(|t| t.vocab_idx)),
+                Cow::Owned(i64_bytes(self.logit_targets.iter().map(|t| t.vocab_idx))),
             ),
             (
                 "logit_probabilities",
                 Dtype::F32,
                 vec![self.logit_probabilities.len()],
-                f32_bytes(&self.logit_probabilities),
+                Cow::Owned(f32_bytes(&self.logit_probabilities)),
             ),
         ];
         let views: Vec<(&str, TensorView)> = tensors
