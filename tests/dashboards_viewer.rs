@@ -5,7 +5,7 @@
 
 mod common;
 #[path = "../crates/adag-serve/tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod serve_common;
 
 use std::time::Duration;
