@@ -34,8 +34,8 @@ pub struct Args {
     /// Transcoder features or MLP neurons.
     #[arg(long, value_enum, default_value = "transcoders")]
     pub basis: BasisArg,
-    /// Corpus: plain text (one document per line) or JSONL with a `text` field; default the
-    /// demo corpus (sentences drawn as the demo model was trained, fixed seed).
+    /// Corpus: plain text (one document per line), JSONL with a `text` field, or Parquet with a
+    /// `text` column (by extension); default the demo corpus (sentences drawn as the demo model was trained, fixed seed).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Sentences of the demo corpus when no --corpus is given.
@@ -263,6 +263,8 @@ pub fn run(args: Args) -> Result<()> {
         layers.push(details);
     }
     write_feature_dir(&out, &layers)?;
+    // The same records as one table for pandas, next to the viewer's files.
+    adag_features::table::write_table(&out, &layers)?;
     if state_path.exists() {
         std::fs::remove_file(&state_path)
             .with_context(|| format!("removing {}", state_path.display()))?;

@@ -11,6 +11,7 @@ mod analysis_cli;
 mod analysis_demo;
 mod cli;
 mod common;
+mod dashboards_viewer;
 mod describe_cli;
 mod hardening;
 mod hub_cli;

@@ -36,6 +36,7 @@ pub mod records;
 pub mod rules;
 pub mod score;
 pub mod simulate;
+pub mod unit;
 
 pub use describe::{describe_cluster, ClusterDescription, DescribeOptions, Explanation, Side};
 pub use error::{Error, Result};

@@ -21,6 +21,7 @@
 pub mod collect;
 pub mod corpus;
 pub mod error;
+pub mod table;
 pub mod write;
 
 pub use collect::{CollectConfig, Collector, Example};

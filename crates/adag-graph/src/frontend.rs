@@ -311,6 +311,11 @@ fn metadata_json(graph: &Graph, slug: &str, node_threshold: f32) -> Value {
         // As typed (0.8), not the f32 widened (0.800000011920929).
         "node_threshold": adag_core::decimal::f32_as_typed(node_threshold),
         "schema_version": 1,
+        // Where the graph came from, so that `adag serve` finds the dashboards of its
+        // transcoders or neurons without a flag (adag_serve::dashboards); other frontends
+        // ignore unknown fields.
+        "model": graph.meta.model,
+        "basis": graph.meta.basis,
     })
 }
 

@@ -60,7 +60,9 @@ fn nodes_links_metadata_and_qparams_follow_the_reference_schema() {
     assert_eq!(
         doc["metadata"],
         serde_json::json!({"slug": "ab", "scan": "my/transcoders", "transcoder_list": [], "prompt_tokens": ["<s>", "a", " b"],
-                           "prompt": "a b", "node_threshold": 0.8, "schema_version": 1})
+                           "prompt": "a b", "node_threshold": 0.8, "schema_version": 1,
+                           // adag's own: where the graph came from (for finding dashboards).
+                           "model": "", "basis": "transcoder"})
     );
     assert_eq!(
         doc["qParams"],

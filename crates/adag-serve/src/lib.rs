@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod assets;
+pub mod dashboards;
 mod error;
 pub mod files;
 pub mod graph;

@@ -10,6 +10,7 @@
 //! | `GET /api/graph/{slug}?max_nodes&max_links&threshold&keep=id,id` | a screen-sized view of a graph ([`crate::ViewRequest`]), gzip |
 //! | `GET /data/{file}`, `GET /graph_data/{file}` | files of the graph folder as they are, gzip (circuit-tracer's routes); `graph-metadata.json` is synthesised when absent |
 //! | `GET /features/{file}` | files of the feature folder, with `Range: bytes=...` (206/416), never gzip |
+//! | `GET /graph-features/{slug}/{file}` | the same, from the dashboards of that graph's transcoders or neurons ([`crate::dashboards`]) |
 //! | `POST /save_graph/{slug}` | replaces the graph's `qParams` ([`crate::state`]); 400 on a malformed body, 413 when too large, 404 for an unknown graph |
 //!
 //! Anything else is 404, and so is any path that would leave its folder (symlinks included:
@@ -298,6 +299,7 @@ fn router(state: Arc<AppState>, max_post_bytes: usize) -> Router {
         .route("/data/{*rest}", get(data_file))
         .route("/graph_data/{*rest}", get(data_file))
         .route("/features/{*rest}", get(feature_file))
+        .route("/graph-features/{*rest}", get(graph_feature_file))
         .route("/save_graph/{slug}", post(save_graph))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_post_bytes))
@@ -595,6 +597,46 @@ async fn feature_file(State(st): State<Arc<AppState>>, uri: Uri, headers: Header
     else {
         return not_found_response();
     };
+    ranged_file(path, len, &headers).await
+}
+
+/// A file of the dashboards that belong to graph `slug` (found from its metadata, see
+/// [`crate::dashboards`]); only dashboard file names are served from such a folder.
+async fn graph_feature_file(
+    State(st): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let Some(rest) = tail(&uri, "/graph-features/") else {
+        return not_found_response();
+    };
+    let Some((slug, name)) = rest.split_once('/') else {
+        return not_found_response();
+    };
+    if !crate::source::is_valid_slug(slug) || !crate::dashboards::is_dashboard_file(name) {
+        return not_found_response();
+    }
+    let (slug, name) = (slug.to_string(), name.to_string());
+    let source = st.source.clone();
+    let Some(Some((path, len))) = blocking(move || {
+        let graphs = source.list().ok()?;
+        let meta = graphs
+            .iter()
+            .find(|g| g.get("slug").and_then(Value::as_str) == Some(slug.as_str()))?;
+        let dir = crate::dashboards::dashboards_for(meta)?;
+        let path = files::resolve_in(&dir, &name)?;
+        let len = std::fs::metadata(&path).ok()?.len();
+        Some((path, len))
+    })
+    .await
+    else {
+        return not_found_response();
+    };
+    ranged_file(path, len, &headers).await
+}
+
+/// A file, whole or the one byte range asked for, never gzip.
+async fn ranged_file(path: PathBuf, len: u64, headers: &HeaderMap) -> Response {
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (status, range) = match files::parse_range(range_header, len) {
         RangeRequest::Full => (StatusCode::OK, None),

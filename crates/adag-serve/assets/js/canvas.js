@@ -5,6 +5,7 @@
 
 import { KIND, nodeLabel, passesThreshold } from './model.js';
 import { fitText, showToken } from './util.js';
+import { loadFeatureDetail, topTokens } from './features.js';
 
 const ROW_H = 80;          // world units between layers
 const SPACING = 26;        // world units between nodes of one cell
@@ -551,6 +552,21 @@ export class GraphView {
     tt.hidden = false;
     tt.style.left = `${Math.min(x + 14, this.W - 330)}px`;
     tt.style.top = `${y + 14}px`;
+    if ((n.kind === KIND.FEAT || n.kind === KIND.NEURON) && n.layer !== null) this.addTopTokens(n);
+  }
+
+  /** Appends the unit's top tokens (from its dashboard, fetched once) if the tooltip still
+   *  shows the same node when they arrive. */
+  addTopTokens(n) {
+    loadFeatureDetail(this.model.meta, n).then((d) => {
+      const toks = topTokens(d);
+      const tt = this.tooltip;
+      if (!toks.length || tt.hidden || !this.tip || this.tip.n !== n || tt.querySelector('.tt-top')) return;
+      const line = document.createElement('div');
+      line.className = 'tt-top';
+      line.textContent = `fires on: ${toks.map((t) => `"${showToken(t)}"`).join(', ')}`;
+      tt.append(line);
+    }).catch(() => {});
   }
 }
 

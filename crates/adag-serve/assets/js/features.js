@@ -3,12 +3,18 @@
 //   {base}layer_i.bin    records of 4-byte little-endian length N + N bytes of zlib JSON;
 //                        feature f is bytes [offsets[f], offsets[f+1]) and is fetched with Range
 //   {base}{cantor(layer, feature)}.json   the per-feature JSON fallback
-// where base is /features/{scan}/ and then /features/.
+// where base is first /graph-features/{slug}/ (the dashboards the server finds for that graph
+// from its metadata: its transcoders' or model's features/ folder), then /features/{scan}/ and
+// /features/ (the --features-dir folder).
 
 const indexCache = new Map();
+const detailCache = new Map();
 
-function bases(scan) {
+function bases(scan, slug) {
   const out = [];
+  if (typeof slug === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(slug)) {
+    out.push(`/graph-features/${encodeURIComponent(slug)}/`);
+  }
   const clean = typeof scan === 'string' ? scan.replace(/^(\.\/|\/)+/, '') : '';
   if (clean && !clean.split('/').some((p) => p === '..' || p === '.' || p === '')) {
     out.push(`/features/${clean.split('/').map(encodeURIComponent).join('/')}/`);
@@ -54,11 +60,34 @@ async function fromBinary(base, index, layer, f) {
   return JSON.parse(new TextDecoder().decode(json));
 }
 
-/** The detail JSON of a transcoder feature node, or null when there are no files for it. */
-export async function loadFeatureDetail(scan, node) {
+/** The detail JSON of a feature or neuron node, or null when there are no files for it.
+ *  Cached per unit, so hovering and clicking the same node fetch it once. */
+export function loadFeatureDetail(meta, node) {
+  const key = `${meta.slug}|${meta.scan}|${node.layer}|${node.unit}|${node.raw.feature}`;
+  if (!detailCache.has(key)) {
+    const p = findDetail(meta, node);
+    detailCache.set(key, p);
+    p.catch(() => detailCache.delete(key));
+  }
+  return detailCache.get(key);
+}
+
+/** The tokens a unit fires on most: the peak token of each top example, distinct, in order. */
+export function topTokens(detail, n = 5) {
+  const q = Array.isArray(detail && detail.examples_quantiles) ? detail.examples_quantiles[0] : null;
+  const out = [];
+  for (const ex of (q && Array.isArray(q.examples) ? q.examples : [])) {
+    const t = Array.isArray(ex.tokens) ? ex.tokens[ex.train_token_ind] : undefined;
+    if (typeof t === 'string' && !out.includes(t)) out.push(t);
+    if (out.length >= n) break;
+  }
+  return out;
+}
+
+async function findDetail(meta, node) {
   const layer = node.layer;
   const f = node.unit;
-  for (const base of bases(scan)) {
+  for (const base of bases(meta.scan, meta.slug)) {
     const index = await getIndex(base);
     if (index && f !== null && Number.isFinite(f)) {
       const d = await fromBinary(base, index, layer, f);

@@ -56,9 +56,9 @@ export function renderPanel(root, model, state, actions) {
   if ((n.kind === KIND.FEAT || n.kind === KIND.NEURON) && n.layer !== null) {
     const box = el('div', { id: 'feature-detail' }, el('p', { class: 'hint' }, 'looking for feature details…'));
     root.append(el('h3', {}, 'feature details'), box);
-    loadFeatureDetail(model.meta.scan, n).then((d) => {
+    loadFeatureDetail(model.meta, n).then((d) => {
       if (!box.isConnected) return;
-      box.replaceChildren(...(d ? featureDetail(d) : [el('p', { class: 'hint' }, 'no feature-detail files for this transcoder (adag features, then adag serve --features-dir DIR)')]));
+      box.replaceChildren(...(d ? featureDetail(d) : [el('p', { class: 'hint' }, 'no feature-detail files for this unit (adag features writes them next to the transcoders or model, where adag serve looks; elsewhere: adag serve --features-dir DIR)')]));
     }).catch((e) => {
       if (box.isConnected) box.replaceChildren(el('p', { class: 'hint' }, `feature details failed: ${e.message}`));
     });
