@@ -73,6 +73,9 @@ enum Command {
     Describe(commands::describe::DescribeArgs),
     /// Give clusters 1–3-word labels from their descriptions.
     Label(commands::describe::LabelArgs),
+    /// Describe single features or neurons from their dashboards (`adag features`) with an
+    /// explainer LLM.
+    DescribeUnits(commands::describe::UnitsArgs),
     /// Train the bundled demo model or its transcoders (CPU).
     #[command(subcommand)]
     Train(commands::train::TrainCommand),
@@ -105,6 +108,7 @@ fn main() {
         Command::Plot(a) => commands::plot::run(a),
         Command::Describe(a) => commands::describe::run_describe(a),
         Command::Label(a) => commands::describe::run_label(a),
+        Command::DescribeUnits(a) => commands::describe::run_units(a),
         Command::Train(t) => commands::train::run(t),
     };
     if let Err(e) = result {

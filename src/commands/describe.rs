@@ -490,3 +490,76 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
     report(&labeller, &meter.totals());
     Ok(())
 }
+
+/// Arguments of `adag describe-units`.
+#[derive(Debug, clap::Args)]
+pub struct UnitsArgs {
+    /// A dashboard folder written by `adag features` (e.g. models/demo/transcoders/features).
+    pub dashboards: PathBuf,
+    /// Units to describe, LAYER:INDEX (repeatable, or comma-separated).
+    #[arg(
+        long = "unit",
+        value_name = "L:I",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub units: Vec<String>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Top activating contexts shown to the explainer per unit.
+    #[arg(long, default_value_t = 10)]
+    pub excerpts: usize,
+    /// Also write the descriptions here as JSON (`[{layer, index, description, excerpts}]`).
+    #[arg(long, short = 'o')]
+    pub out: Option<PathBuf>,
+}
+
+/// Runs `adag describe-units`: one description per feature or neuron from its dashboard's top
+/// activating contexts (ADAG's neuron-description role, for units outside any circuit).
+pub fn run_units(args: UnitsArgs) -> Result<()> {
+    let mut units = Vec::with_capacity(args.units.len());
+    for u in &args.units {
+        let (l, i) = u
+            .split_once(':')
+            .and_then(|(l, i)| {
+                Some((
+                    l.trim().parse::<usize>().ok()?,
+                    i.trim().parse::<usize>().ok()?,
+                ))
+            })
+            .with_context(|| format!("--unit {u:?}: expected LAYER:INDEX"))?;
+        units.push((l, i));
+    }
+    if !args.dashboards.join("index.json.gz").is_file() {
+        bail!(
+            "{}: no index.json.gz (a dashboard folder is what `adag features --out DIR` writes)",
+            args.dashboards.display()
+        );
+    }
+    let llm = backend(&args.backend, &args.dashboards.join("descriptions.json"))?;
+    let meter = Meter::new();
+    let mut out = Vec::new();
+    for (l, i) in units {
+        let detail = adag_features::write::read_detail(&args.dashboards, l, i)?
+            .with_context(|| format!("unit {l}:{i} is not in {}", args.dashboards.display()))?;
+        let d = adag_describe::unit::describe_unit(
+            &llm,
+            &meter,
+            &detail,
+            args.backend.llm_model.clone(),
+            args.excerpts,
+        )
+        .with_context(|| format!("describing unit {l}:{i}"))?;
+        println!("L{l} #{i}: {}", d.text);
+        out.push(serde_json::json!({
+            "layer": l, "index": i, "description": d.text, "excerpts": d.excerpts,
+        }));
+    }
+    println!("{}", llm.report());
+    if let Some(p) = &args.out {
+        adag_core::write_atomic(p, serde_json::to_string_pretty(&out)?.as_bytes())
+            .with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}

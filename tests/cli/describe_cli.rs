@@ -384,3 +384,58 @@ fn describe_and_label_against_adag_serve_llm() {
         }
     }
 }
+
+/// `adag describe-units` describes single units from their dashboards: the explainer sees the
+/// unit's top contexts with its peaks highlighted (the offline `rules` explainer names the most
+/// highlighted token, so the description must name the top example's peak token), the JSON
+/// output round-trips, and a unit outside the dashboards is a clean error.
+#[test]
+fn describe_units_from_dashboards() {
+    let dir = tempfile::tempdir().unwrap();
+    let dash = crate::common::root().join("models/demo/transcoders/features");
+    let out = dir.path().join("units.json");
+    let text = adag(&[
+        "describe-units",
+        dash.to_str().unwrap(),
+        "--unit",
+        "2:349",
+        "--backend",
+        "rules",
+        "--no-cache",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let detail = adag_features::write::read_detail(&dash, 2, 349)
+        .unwrap()
+        .unwrap();
+    let top = &detail["examples_quantiles"][0]["examples"][0];
+    let acts: Vec<f64> = top["tokens_acts_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_f64().unwrap())
+        .collect();
+    let peak = (0..acts.len())
+        .max_by(|&a, &b| acts[a].total_cmp(&acts[b]))
+        .unwrap();
+    let token = top["tokens"][peak].as_str().unwrap().trim().to_string();
+    assert!(
+        text.contains(&format!("L2 #349: the token \"{token}\"")),
+        "{text}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(written[0]["layer"], 2);
+    assert_eq!(written[0]["index"], 349);
+    assert!(written[0]["excerpts"][0].as_str().unwrap().contains("{{"));
+    let e = fails(&[
+        "describe-units",
+        dash.to_str().unwrap(),
+        "--unit",
+        "2:999999",
+        "--backend",
+        "rules",
+        "--no-cache",
+    ]);
+    assert!(e.contains("unit 2:999999"), "{e}");
+}
