@@ -124,6 +124,14 @@ pub struct Args {
     /// file, as `adag attribute --out`) and `.json` (circuit-tracer frontend JSON).
     #[arg(long)]
     pub graph_dir: Option<PathBuf>,
+    /// Pruning of those graphs' frontend JSON: keep nodes up to this share of cumulative
+    /// influence (as `adag attribute`).
+    #[arg(long, default_value_t = 0.8)]
+    pub graph_node_threshold: f32,
+    /// Pruning of those graphs' frontend JSON: keep edges up to this share of cumulative
+    /// influence.
+    #[arg(long, default_value_t = 0.98)]
+    pub graph_edge_threshold: f32,
     /// Slug prefix of those graphs: `{slug}-{prompt_id}` (default: `trace`).
     #[arg(long)]
     pub slug: Option<String>,
@@ -360,8 +368,9 @@ pub fn run(mut args: Args) -> Result<()> {
         let name = format!("{slug}-{}", p.prompt_id);
         g.save(&dir.join(format!("{name}.safetensors")))
             .map_err(|e| format!("writing graph file {name}: {e:#}"))?;
-        let pruned = prune(g, 0.8, 0.98).map_err(|e| format!("pruning graph {name}: {e:#}"))?;
-        frontend::write_graph_files_with(g, &pruned, &name, dir, 0.8, extras)
+        let pruned = prune(g, args.graph_node_threshold, args.graph_edge_threshold)
+            .map_err(|e| format!("pruning graph {name}: {e:#}"))?;
+        frontend::write_graph_files_with(g, &pruned, &name, dir, args.graph_node_threshold, extras)
             .map_err(|e| format!("writing graph {name}: {e:#}"))
     };
     let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
