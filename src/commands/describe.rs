@@ -536,7 +536,13 @@ pub fn run_units(args: UnitsArgs) -> Result<()> {
             args.dashboards.display()
         );
     }
-    let llm = backend(&args.backend, &args.dashboards.join("descriptions.json"))?;
+    // The cache sits beside the output (or in the working directory), never inside the
+    // dashboard folder, which may be the committed demo bundle.
+    let beside = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("descriptions.json"));
+    let llm = backend(&args.backend, &beside)?;
     let meter = Meter::new();
     let mut out = Vec::new();
     for (l, i) in units {

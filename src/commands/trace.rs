@@ -315,13 +315,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let spec = RunSpec {
         out: r.output_path.clone(),
         identity,
-        config: {
-            let mut c = serde_json::json!({ "run": r, "engine": opts });
-            for (k, v) in basis.manifest_entries() {
-                c[k] = v;
-            }
-            c
-        },
+        config: basis.manifest_config(&r, &opts),
         // Absolute, so that `adag steer DIR` / `adag describe DIR` work from any directory.
         model: std::fs::canonicalize(&r.model)
             .unwrap_or_else(|_| r.model.clone())

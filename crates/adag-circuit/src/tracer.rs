@@ -38,19 +38,23 @@ impl TraceBasis {
         }
     }
 
-    /// The manifest's `basis` and `transcoders` entries (read back by
-    /// [`crate::Manifest::transcoders`]).
-    pub fn manifest_entries(&self) -> [(&'static str, serde_json::Value); 2] {
-        match self {
-            TraceBasis::Neurons => [
-                ("basis", "neuron".into()),
-                ("transcoders", serde_json::Value::Null),
-            ],
-            TraceBasis::Features(tc) => [
-                ("basis", "transcoder".into()),
-                ("transcoders", tc.source.display().to_string().into()),
-            ],
-        }
+    /// The manifest's `config`: the resolved run, the engine's options, and the basis with its
+    /// transcoders (read back by [`crate::Manifest::transcoders`]).
+    pub fn manifest_config(
+        &self,
+        run: &crate::Resolved,
+        engine: &NeuronOptions,
+    ) -> serde_json::Value {
+        let (basis, transcoders) = match self {
+            TraceBasis::Neurons => ("neuron", None),
+            TraceBasis::Features(tc) => ("transcoder", Some(tc.source.display().to_string())),
+        };
+        serde_json::json!({
+            "run": run,
+            "engine": engine,
+            "basis": basis,
+            "transcoders": transcoders,
+        })
     }
 }
 

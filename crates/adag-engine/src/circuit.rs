@@ -62,6 +62,18 @@ pub struct PromptCircuit {
     pub edges: Vec<CircuitEdge>,
 }
 
+/// Mean absolute value (0 for none): the scale of ADAG's edge `ε`, `1e-6 · mean|value|` over
+/// a prompt's targets of one kind, shared by the neuron tracer and the graph reader so their
+/// relative edges agree.
+pub(crate) fn mean_abs(v: impl Iterator<Item = f32>) -> f32 {
+    let (s, n) = v.fold((0.0f32, 0usize), |(s, n), x| (s + x.abs(), n + 1));
+    if n == 0 {
+        0.0
+    } else {
+        s / n as f32
+    }
+}
+
 /// Each target's de-meaned logit, as the graph's accounting records it (transcoder graphs).
 pub fn accounted_target_values(graph: &adag_graph::Graph) -> crate::Result<Vec<f32>> {
     let acc = graph.meta.accounting.as_ref().ok_or_else(|| {
@@ -216,16 +228,8 @@ pub fn circuit_from_graph(
     }
 
     // Edges into selected features and targets, from selected features and tokens.
-    let mean_abs = |x: &mut dyn Iterator<Item = f32>| {
-        let (s, c) = x.fold((0.0f32, 0usize), |(s, c), y| (s + y.abs(), c + 1));
-        if c == 0 {
-            0.0
-        } else {
-            s / c as f32
-        }
-    };
-    let eps_feature = 1e-6 * mean_abs(&mut selected.iter().map(|&i| act[i]));
-    let eps_logit = 1e-6 * mean_abs(&mut values.iter().copied());
+    let eps_feature = 1e-6 * mean_abs(selected.iter().map(|&i| act[i]));
+    let eps_logit = 1e-6 * mean_abs(values.iter().copied());
     let sources: Vec<(usize, (i32, u32, u32))> = selected
         .iter()
         .map(|&i| (i, keys[i]))

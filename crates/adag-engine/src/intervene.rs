@@ -504,13 +504,14 @@ fn constrained_neurons(
     let mut run = Constrained::new(&clean.cache, basis);
     for iv in interventions {
         let acts = post(iv.layer)?.to_vec2::<f32>().ctx("neuron activations")?;
+        // The neuron's column only, not the whole matrix, converted to f32.
         let w_down = model.weights.blocks[iv.layer]
             .mlp
             .down
             .weight
-            .to_dtype(DType::F32)
-            .and_then(|w| w.t())
+            .t()
             .and_then(|w| w.get(iv.feature as usize))
+            .and_then(|w| w.to_dtype(DType::F32))
             .ctx("down_proj column")?;
         for (p, row) in acts.iter().enumerate() {
             if iv.pos.covers(p) {
@@ -546,11 +547,12 @@ fn constrained_neurons(
             );
             Ok(())
         })?;
-        let mut a = (post(l)? + da.ok_or_else(|| Error::Invalid("no tangent".into()))?)
+        let clean_l = post(l)?;
+        let mut a = (&clean_l + da.ok_or_else(|| Error::Invalid("no tangent".into()))?)
             .ctx("linear activations")?;
         let here: Vec<&Intervention> = interventions.iter().filter(|iv| iv.layer == l).collect();
         if !here.is_empty() {
-            let clean_rows = post(l)?.to_vec2::<f32>().ctx("neuron activations")?;
+            let clean_rows = clean_l.to_vec2::<f32>().ctx("neuron activations")?;
             let mut rows = a.to_vec2::<f32>().ctx("linear activations")?;
             for iv in here {
                 for (p, row) in rows.iter_mut().enumerate() {

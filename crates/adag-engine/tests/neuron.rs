@@ -303,20 +303,8 @@ fn relative_edges_equal_the_change_when_the_source_is_removed() {
                 };
                 (logit(&removed) - logit(&base), c.target_logits[j])
             } else {
-                let v = relp
-                    .read_vectors(lt as usize, &[pt], &[it])
-                    .unwrap()
-                    .get(0)
-                    .unwrap();
-                let x = |f: &Frozen| {
-                    f.mlp_in[&(lt as usize)]
-                        .get(0)
-                        .unwrap()
-                        .get(pt as usize)
-                        .unwrap()
-                };
                 (
-                    dot(&v, &(x(&removed) - x(&base)).unwrap()),
+                    read_change(&relp, &removed, &base, (lt as usize, pt, it)),
                     c.nodes
                         .iter()
                         .find(|n| (n.layer, n.position, n.index) == e.target)
@@ -346,6 +334,23 @@ fn oracle_run(model: &Transformer, t: &[u32]) -> adag_model::ForwardOutput {
         Site::MlpOut,
     ]));
     model.forward(&Batch::single(t).unwrap(), &filter).unwrap()
+}
+
+/// How much neuron `(layer, pos, neuron)`'s RelP read of its MLP input differs between two
+/// frozen runs: what a direct-effect edge into that neuron predicts.
+fn read_change(
+    relp: &RelpMlp,
+    run: &Frozen,
+    base: &Frozen,
+    (layer, pos, neuron): (usize, u32, u32),
+) -> f32 {
+    let v = relp
+        .read_vectors(layer, &[pos], &[neuron])
+        .unwrap()
+        .get(0)
+        .unwrap();
+    let x = |f: &Frozen| f.mlp_in[&layer].get(0).unwrap().get(pos as usize).unwrap();
+    dot(&v, &(x(run) - x(base)).unwrap())
 }
 
 fn run_frozen<'a>(
@@ -709,18 +714,8 @@ fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
                         feature,
                         ..
                     } if layer > ls => {
-                        let v = relp
-                            .read_vectors(layer as usize, &[pos], &[feature])
-                            .unwrap();
-                        let x = |f: &Frozen| {
-                            f.mlp_in[&(layer as usize)]
-                                .get(0)
-                                .unwrap()
-                                .get(pos as usize)
-                                .unwrap()
-                        };
                         checked.0 += 1;
-                        dot(&v.get(0).unwrap(), &(x(&removed) - x(&base)).unwrap())
+                        read_change(&relp, &removed, &base, (layer as usize, pos, feature))
                     }
                     NodeKind::Logit { index } => {
                         let vocab_idx = g.logit_targets[index as usize].vocab_idx;

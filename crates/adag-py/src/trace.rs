@@ -103,13 +103,7 @@ pub fn trace(
         let spec = RunSpec {
             out: r.output_path.clone(),
             identity,
-            config: {
-                let mut c = serde_json::json!({ "run": r, "engine": opts });
-                for (k, v) in basis.manifest_entries() {
-                    c[k] = v;
-                }
-                c
-            },
+            config: basis.manifest_config(&r, &opts),
             model: r.model.display().to_string(),
             model_id: model_id.clone(),
             dataset: dataset_info,

@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor};
 use super::relp::RelpMlp;
 use super::{CircuitEdge, CircuitNode, NeuronOptions, PromptCircuit, PromptInput, EMBED_LAYER};
 use crate::basis::{NeuronPrompt, PromptNodes};
+use crate::circuit::mean_abs;
 use crate::error::{Context, Error, Result};
 use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
 use crate::reading::RowCollector;
@@ -619,15 +620,6 @@ fn trace_one(
         nodes,
         edges,
     })
-}
-
-fn mean_abs(v: impl Iterator<Item = f32>) -> f32 {
-    let (s, n) = v.fold((0.0f32, 0usize), |(s, n), x| (s + x.abs(), n + 1));
-    if n == 0 {
-        0.0
-    } else {
-        s / n as f32
-    }
 }
 
 /// A single-prompt neuron circuit as an attribution [`Graph`] (neurons as features, no errors),
