@@ -103,41 +103,19 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// The hub client for `--model`/`--transcoders` references, configured from the environment
-/// (`HF_ENDPOINT`, `HF_HUB_CACHE`/`HF_HOME`, `HF_HUB_OFFLINE`, `HF_TOKEN`).
-fn hub() -> Result<adag_hub::Hub> {
-    Ok(adag_hub::Hub::from_env()?)
-}
-
 /// `--model`: a local directory as is, or a hub reference (`org/name[@rev]`, `hf://…`) fetched
-/// into the HF cache (config, tokenizer and weights only) and returned as its snapshot folder.
+/// into the HF cache and returned as its snapshot folder ([`adag_hub::resolve_model`]).
 pub fn resolve_model(arg: &std::path::Path) -> Result<PathBuf> {
     let text = arg.to_string_lossy();
-    match adag_hub::Reference::parse(&text)? {
-        adag_hub::Reference::Local(p) => Ok(p),
-        adag_hub::Reference::Hub(r) => {
-            tracing::info!("model {r}");
-            hub()?
-                .model(&r)
-                .map_err(|e| anyhow::anyhow!(e).context(format!("fetching model {r}")))
-        }
-    }
+    adag_hub::resolve_model(&text).map_err(|e| anyhow::anyhow!(e).context(format!("model {text}")))
 }
 
 /// `--transcoders`: a local directory or config.yaml, a preset name (`adag presets`), or a hub
-/// reference; hub sets are fetched into the HF cache and returned as their snapshot folder.
+/// reference ([`adag_hub::resolve_transcoders`]).
 pub fn resolve_transcoders(arg: &std::path::Path) -> Result<PathBuf> {
     let text = arg.to_string_lossy();
-    let text = match adag_hub::presets::preset(&text) {
-        Some(p) if !arg.exists() => format!("hf://{}", p.reference),
-        _ => text.into_owned(),
-    };
-    match adag_hub::Reference::parse(&text)? {
-        adag_hub::Reference::Local(p) => Ok(p),
-        adag_hub::Reference::Hub(r) => hub()?
-            .transcoders(&r)
-            .map_err(|e| anyhow::anyhow!(e).context(format!("fetching transcoders {r}"))),
-    }
+    adag_hub::resolve_transcoders(&text)
+        .map_err(|e| anyhow::anyhow!(e).context(format!("transcoders {text}")))
 }
 
 /// Loads a transcoder set whose `transcoders:` list may name `hf://` files (fetched through the
@@ -146,20 +124,7 @@ pub fn load_transcoders(
     dir: &std::path::Path,
     device: &Device,
 ) -> Result<adag_engine::TranscoderSet> {
-    let client = std::cell::OnceCell::new();
-    let resolve = |entry: &str| -> std::result::Result<Option<PathBuf>, String> {
-        if !entry.starts_with("hf://") {
-            return Ok(None);
-        }
-        let h = match client.get() {
-            Some(h) => h,
-            None => {
-                let h = adag_hub::Hub::from_env().map_err(|e| e.to_string())?;
-                client.get_or_init(|| h)
-            }
-        };
-        h.resolve_listed(entry).map_err(|e| e.to_string())
-    };
+    let resolve = adag_hub::listed_file_resolver();
     Ok(adag_engine::TranscoderSet::load_with(
         dir, device, &resolve,
     )?)

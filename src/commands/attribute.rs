@@ -142,26 +142,10 @@ pub fn resolve_paths(
                 tc.clone()
             };
             let named = adag_engine::TranscoderSet::config_model_name(&cfg)?;
-            // model_name may be a Hub id (not available offline), a path, or a path relative
-            // to the transcoder directory.
             let base = cfg.parent().map(PathBuf::from).unwrap_or_default();
-            let candidates = named.iter().flat_map(|n| [PathBuf::from(n), base.join(n)]);
-            let local = candidates
-                .into_iter()
-                .find(|p| p.join("config.json").exists());
-            match (local, &named) {
-                (Some(p), _) => p,
-                // A hub id (`google/gemma-2-2b`): fetched, as circuit-tracer does.
-                (None, Some(n))
-                    if matches!(
-                        adag_hub::Reference::parse(n),
-                        Ok(adag_hub::Reference::Hub(_))
-                    ) =>
-                {
-                    crate::common::resolve_model(std::path::Path::new(n))?
-                }
-                (None, _) => crate::common::default_model(),
-            }
+            adag_hub::resolve_named_model(named.as_deref(), &base)
+                .with_context(|| format!("the model named by {}", cfg.display()))?
+                .unwrap_or_else(crate::common::default_model)
         }
     };
     Ok((model, tc))

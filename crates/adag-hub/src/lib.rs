@@ -33,7 +33,9 @@ pub mod mock;
 pub mod presets;
 mod reference;
 mod repo;
+pub mod resolve;
 
 pub use error::{Error, Result};
 pub use hub::{Hub, HubConfig, DEFAULT_ENDPOINT};
 pub use reference::{HubRef, Reference, MAIN};
+pub use resolve::{listed_file_resolver, resolve_model, resolve_named_model, resolve_transcoders};

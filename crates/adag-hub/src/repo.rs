@@ -42,14 +42,25 @@ struct TranscoderYaml {
 }
 
 impl Hub {
+    /// [`Hub::try_file`] for a file adag can do without: offline (`HF_HUB_OFFLINE`), one the
+    /// cache lacks counts as absent, as transformers treats optional files offline, so a model
+    /// that `huggingface_hub` cached without its optional files still loads. A file adag needs
+    /// goes through [`Hub::file`] and still names what is missing.
+    fn optional_file(&self, repo: &str, revision: &str, file: &str) -> Result<Option<PathBuf>> {
+        match self.try_file(repo, revision, file) {
+            Err(Error::OfflineMissing { .. }) => Ok(None),
+            other => other,
+        }
+    }
+
     /// Fetches what adag reads of a model repository and returns its local folder.
     pub fn model(&self, r: &HubRef) -> Result<PathBuf> {
         let f = |name: &str| join(&r.path, name);
         self.file(&r.repo, &r.revision, &f("config.json"))?;
         for name in &MODEL_FILES[1..] {
-            self.try_file(&r.repo, &r.revision, &f(name))?;
+            self.optional_file(&r.repo, &r.revision, &f(name))?;
         }
-        match self.try_file(&r.repo, &r.revision, &f("model.safetensors.index.json"))? {
+        match self.optional_file(&r.repo, &r.revision, &f("model.safetensors.index.json"))? {
             Some(index) => {
                 let text = std::fs::read_to_string(&index).map_err(io(&index))?;
                 let idx: Index = serde_json::from_str(&text).map_err(|e| Error::Http {
@@ -90,7 +101,7 @@ impl Hub {
                 } else {
                     vec![format!("layer_{i}.safetensors")]
                 };
-                let first = self.try_file(&r.repo, &r.revision, &join(&r.path, &names[0]))?;
+                let first = self.optional_file(&r.repo, &r.revision, &join(&r.path, &names[0]))?;
                 if first.is_none() {
                     break;
                 }

@@ -99,6 +99,38 @@ fn offline_with_a_missing_file_names_repo_file_and_cache() {
 }
 
 #[test]
+fn offline_a_cache_without_optional_files_still_resolves_and_missing_weights_are_named() {
+    // A cache as `huggingface_hub` leaves it after a filtered download: refs/main and the
+    // snapshot's config, tokenizer and weights, no `.no_exist` markers for the rest.
+    let cache = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = cache.path().join("models--meta-llama--Llama-3.2-1B");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixture("fixtures/models/llama").join(f), snap.join(f)).unwrap();
+    }
+    let mock = serve_llama();
+    mock.set_down(true);
+    let h = hub(&mock, cache.path(), true, None);
+    // Without weights: the one file adag cannot do without is named.
+    let e = h.model(&main_ref(LLAMA)).unwrap_err().to_string();
+    assert!(
+        e.contains("`model.safetensors` is not in the HF cache"),
+        "{e}"
+    );
+    std::fs::copy(
+        fixture("fixtures/models/llama/model.safetensors"),
+        snap.join("model.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(h.model(&main_ref(LLAMA)).unwrap(), snap);
+    assert!(mock.log().is_empty());
+}
+
+#[test]
 fn an_interrupted_download_resumes_with_a_range_request() {
     let mock = serve_llama();
     let cache = tempfile::tempdir().unwrap();

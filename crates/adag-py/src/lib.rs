@@ -33,6 +33,8 @@ fn _adag(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(trace::cluster, m)?)?;
     m.add_function(wrap_pyfunction!(trace::steer, m)?)?;
     m.add_function(wrap_pyfunction!(default_paths, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_model, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_transcoders, m)?)?;
     Ok(())
 }
 
@@ -43,6 +45,32 @@ fn default_paths() -> PyResult<(PathBuf, PathBuf)> {
     let model = adag_train::bundle::default_model_dir().map_err(errors::to_py)?;
     let tc = adag_train::bundle::default_transcoders_dir().map_err(errors::to_py)?;
     Ok((model, tc))
+}
+
+/// A model argument as every adag entry point reads it: a local directory as is, a hub id
+/// (`org/name[@rev]`, `hf://…`) fetched into the HF cache ([`adag_hub::resolve_model`]).
+#[pyfunction]
+fn resolve_model(py: Python<'_>, arg: &str) -> PyResult<PathBuf> {
+    py.detach(|| adag_hub::resolve_model(arg).map_err(errors::to_py))
+}
+
+/// A transcoder argument (directory, config.yaml, preset name or hub reference) resolved to a
+/// local path, with the model its config names (`None`: the config names no usable model).
+#[pyfunction]
+fn resolve_transcoders(py: Python<'_>, arg: &str) -> PyResult<(PathBuf, Option<PathBuf>)> {
+    py.detach(|| {
+        let tc = adag_hub::resolve_transcoders(arg).map_err(errors::to_py)?;
+        let cfg = if tc.is_dir() {
+            tc.join("config.yaml")
+        } else {
+            tc.clone()
+        };
+        let named = adag_engine::TranscoderSet::config_model_name(&cfg).map_err(errors::to_py)?;
+        let base = cfg.parent().map(PathBuf::from).unwrap_or_default();
+        let model =
+            adag_hub::resolve_named_model(named.as_deref(), &base).map_err(errors::to_py)?;
+        Ok((tc, model))
+    })
 }
 
 /// Little-endian bytes of f32 values, for `numpy.frombuffer(..., "<f4")`.

@@ -189,6 +189,8 @@ pub fn attribute<'py>(
     Ok(PyBytes::new(py, &bytes))
 }
 
-fn load_transcoders(dir: &Path) -> PyResult<TranscoderSet> {
-    TranscoderSet::load(dir, &Device::Cpu).map_err(to_py)
+/// Loads a resolved transcoder set; `hf://` entries of its list are fetched through the HF cache.
+pub(crate) fn load_transcoders(dir: &Path) -> PyResult<TranscoderSet> {
+    let resolve = adag_hub::listed_file_resolver();
+    TranscoderSet::load_with(dir, &Device::Cpu, &resolve).map_err(to_py)
 }

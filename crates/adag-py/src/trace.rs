@@ -15,7 +15,6 @@ use adag_circuit::{
     neuron_options, run_identity, trace_batch, Dataset, PreparedPrompt, PromptCircuit, RunConfig,
     Shard, TraceBasis,
 };
-use adag_engine::TranscoderSet;
 use adag_graph::GraphMeta;
 use pyo3::prelude::*;
 
@@ -84,7 +83,7 @@ pub fn trace(
         let opts = neuron_options(&r, model_id.as_deref(), backward_batch);
         let basis = match &transcoders {
             Some(t) => {
-                let tc = TranscoderSet::load(t, m.model.device()).map_err(to_py)?;
+                let tc = crate::model::load_transcoders(t)?;
                 tc.check_model(&m.model.cfg).map_err(to_py)?;
                 TraceBasis::Features(tc)
             }
@@ -214,7 +213,7 @@ pub fn steer(
         let cs = ClusterState::read(&cs_path).map_err(to_py)?;
         let basis: Box<dyn adag_engine::Basis> = match manifest.transcoders() {
             Some(tc) => Box::new(
-                adag_engine::TranscoderSet::load(&tc, model.inner.model.device()).map_err(to_py)?,
+                crate::model::load_transcoders(&tc)?,
             ),
             None => Box::new(adag_engine::NeuronBasis::default()),
         };

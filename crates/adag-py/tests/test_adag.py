@@ -151,6 +151,47 @@ def test_model_run_matches_the_bundles_reference_logits(demo_model):
 # ---- errors ----------------------------------------------------------------------------------
 
 
+def _cache_repo(cache: Path, repo: str, files) -> Path:
+    """One repository of an HF cache as huggingface_hub lays it out (refs/main, a snapshot)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    d = cache / ("models--" + repo.replace("/", "--"))
+    snap = d / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (d / "refs").mkdir()
+    (d / "refs" / "main").write_text(commit)
+    for name, data in files.items():
+        (snap / name).write_bytes(data)
+    return snap
+
+
+def test_models_and_transcoders_by_hub_id_from_the_hf_cache(tmp_path, monkeypatch, graphs):
+    model_dir, tc_dir = adag.demo_paths()
+    model_snap = _cache_repo(tmp_path, "adag-test/demo-model", {
+        f: (model_dir / f).read_bytes()
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
+    })
+    config = (tc_dir / "config.yaml").read_text().replace(
+        "model_name: adag-demo", "model_name: adag-test/demo-model")
+    tc_files = {f"layer_{i}.safetensors": (tc_dir / f"layer_{i}.safetensors").read_bytes()
+                for i in range(4)}
+    tc_files["config.yaml"] = config.encode()
+    _cache_repo(tmp_path, "adag-test/demo-transcoders", tc_files)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    m = adag.Model.load("adag-test/demo-model")
+    assert m.path == model_snap
+    # The transcoders' config names the model by hub id: it is resolved as the CLI does.
+    g = adag.attribute(PROMPT, transcoders="adag-test/demo-transcoders", progress=False)
+    assert g.meta["model"] == str(model_snap)
+    py = graphs[0]
+    assert g.adjacency.tobytes() == py.adjacency.tobytes()
+    assert g.active_features.tobytes() == py.active_features.tobytes()
+
+    with pytest.raises(ValueError, match="adag-test/absent@main: `config.json` is not in the HF cache"):
+        adag.Model.load("adag-test/absent")
+
+
 def test_missing_model_is_file_not_found_naming_the_path(tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(FileNotFoundError, match="no-such-model"):
@@ -299,3 +340,21 @@ def test_the_wheel_carries_the_demo_bundle():
     pkg = Path(adag.__file__).resolve().parent
     assert model_dir == pkg / "models" / "demo"
     assert (model_dir / "model.safetensors").is_file() and (tc_dir / "config.yaml").is_file()
+
+
+def test_the_example_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    """examples/demo.ipynb, cell by cell in one namespace (as a kernel runs it), in a scratch
+    directory: attribute → prune → view, trace → cluster → steer."""
+    nb = json.loads((REPO / "examples" / "demo.ipynb").read_text())
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    try:
+        for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+            src = "".join(cell["source"])
+            exec(compile(src, f"demo.ipynb[{i}]", "exec"), ns)
+    finally:
+        adag.stop_servers()
+    assert ns["graph"].logit_targets[0] == " Austin"
+    assert (tmp_path / "graphs" / "dallas.json").is_file()
+    assert len(ns["circuit"].prompts) == 4
+    assert list(ns["steered"].summary["scale"]) == [0.0, 2.0]

@@ -58,21 +58,13 @@ def demo_paths() -> "tuple[Path, Path]":
     return Path(model), Path(tc)
 
 
-def _model_for_transcoders(tc: Path) -> Path:
-    """The CLI's default model for a transcoder set: its config's ``model_name`` when that is a
-    local model directory (absolute or relative to the transcoders), else the demo model."""
-    cfg = tc / "config.yaml" if tc.is_dir() else tc
-    try:
-        lines = cfg.read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        if line.startswith("model_name:"):
-            name = line[len("model_name:") :].strip().strip('"')
-            for cand in (Path(name), cfg.parent / name):
-                if (cand / "config.json").exists():
-                    return cand
-    return demo_paths()[0]
+def _resolve_transcoders(transcoders: Optional[PathLike]) -> "tuple[Path, Path]":
+    """The transcoder set and its default model, as the CLI resolves them: a directory, a
+    config.yaml, a preset name or a hub reference (fetched into the HF cache); the model is the
+    one the config's ``model_name`` names (a local directory or a hub id), else the demo model."""
+    arg = str(demo_paths()[1]) if transcoders is None else os.fspath(transcoders)
+    tc, named = _adag.resolve_transcoders(arg)
+    return Path(tc), Path(named) if named is not None else demo_paths()[0]
 
 
 # ---- progress bars ----------------------------------------------------------------------------
@@ -344,8 +336,10 @@ class Model:
     @classmethod
     def load(cls, path: Optional[PathLike] = None, dtype: str = "f32") -> "Model":
         """Loads ``path`` (default: the demo model) with weights in ``dtype``
-        (``"f32"``, ``"bf16"``, ``"f16"``)."""
-        p = demo_paths()[0] if path is None else Path(path)
+        (``"f32"``, ``"bf16"``, ``"f16"``). ``path`` is a model directory or a hub id
+        (``org/name[@revision]``, ``hf://…``), fetched into the HF cache (``HF_HOME``,
+        ``HF_TOKEN``, ``HF_HUB_OFFLINE`` as for transformers)."""
+        p = demo_paths()[0] if path is None else Path(_adag.resolve_model(os.fspath(path)))
         return cls(_adag.Model.load(str(p), dtype))
 
     @property
@@ -397,8 +391,8 @@ def attribute(
     demo model). ``targets`` explains these tokens' logits (each one token) instead of the most
     likely ones. ``max_feature_nodes=None`` visits every active feature.
     """
-    tc = demo_paths()[1] if transcoders is None else Path(transcoders)
-    m = _as_model(model, lambda: _model_for_transcoders(tc))
+    tc, default_model = _resolve_transcoders(transcoders)
+    m = _as_model(model, lambda: default_model)
     bar = _Progress("attribution", progress, "rows")
     try:
         data = _adag.attribute(
@@ -563,7 +557,7 @@ def trace(
             overwrite,
             backward_batch,
             bar,
-            None if transcoders is None else str(transcoders),
+            None if transcoders is None else str(_resolve_transcoders(transcoders)[0]),
         )
     finally:
         bar.close()
