@@ -17,7 +17,7 @@ use adag_circuit::prepare::{
 use adag_circuit::{neuron_options, run_identity};
 use adag_circuit::{trace_batch, TraceBasis};
 use adag_circuit::{Dataset, PromptCircuit, Shard};
-use adag_engine::neuron::{neuron_graph, neuron_graph_extras};
+use adag_engine::neuron::neuron_graph_extras;
 use adag_graph::{frontend, prune, Graph, GraphMeta};
 use adag_model::LoadedModel;
 use anyhow::{bail, Context, Result};
@@ -368,20 +368,27 @@ pub fn run(mut args: Args) -> Result<()> {
             .map_err(|e| format!("writing graph {name}: {e:#}"))
     };
     let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
-        let traced = trace_batch(&m.model, &basis, batch, &opts, &graph_meta, &decode)?;
+        let traced = trace_batch(
+            &m.model,
+            &basis,
+            batch,
+            &opts,
+            &graph_meta,
+            &decode,
+            graph_export.is_some(),
+        )?;
         if graph_export.is_some() {
             for (i, (p, c)) in batch.iter().zip(&traced.circuits).enumerate() {
-                match traced.graphs.get(i) {
-                    Some(g) => export(g, &frontend::Extras::default(), p)?,
-                    None => {
-                        let mut g = neuron_graph(c, n_layers, graph_meta(p))
-                            .map_err(|e| format!("graph of prompt {}: {e:#}", p.prompt_id))?;
-                        for t in &mut g.logit_targets {
-                            t.token = decode(t.vocab_idx);
-                        }
-                        export(&g, &neuron_graph_extras(c, &g, &decode), p)?;
-                    }
-                }
+                let g = traced
+                    .graphs
+                    .get(i)
+                    .ok_or_else(|| format!("prompt {}: no graph was kept", p.prompt_id))?;
+                // Neuron graphs carry each neuron's ADAG profiles into the viewer.
+                let extras = match basis {
+                    TraceBasis::Neurons => neuron_graph_extras(c, g, &decode),
+                    TraceBasis::Features(_) => frontend::Extras::default(),
+                };
+                export(g, &extras, p)?;
             }
         }
         let traced = traced.circuits;

@@ -7,7 +7,7 @@
 //! are read as an ADAG circuit by `adag_engine::circuit_from_graph`, with the same targets
 //! (answers, or the top k) and thresholds; their targets are de-meaned logits.
 
-use adag_engine::neuron::{trace_prompts, NeuronOptions, PromptInput};
+use adag_engine::neuron::{trace_prompts, trace_prompts_with_graphs, NeuronOptions, PromptInput};
 use adag_engine::{
     accounted_target_values, attribute, circuit_from_graph, AttributeOptions, CircuitOptions,
     TargetSpec, TranscoderSet,
@@ -62,13 +62,14 @@ impl TraceBasis {
 pub struct TracedBatch {
     /// In prompt order.
     pub circuits: Vec<PromptCircuit>,
-    /// Feature basis: the graph each circuit was read from (empty for neurons).
+    /// The graph each circuit was read from (features: always; neurons: when asked for).
     pub graphs: Vec<Graph>,
 }
 
 /// Traces `batch` in `basis` with the run's options; `meta` describes a prompt's graph and
-/// `token_str` decodes target tokens. An error is the engine's message (with the prompt id
-/// for features), as the pipeline reports a failed batch.
+/// `token_str` decodes target tokens; `graphs` keeps every prompt's attribution graph (the
+/// one its circuit was read from) for export. An error is the engine's message (with the
+/// prompt id for features), as the pipeline reports a failed batch.
 pub fn trace_batch(
     model: &Transformer,
     basis: &TraceBasis,
@@ -76,6 +77,7 @@ pub fn trace_batch(
     opts: &NeuronOptions,
     meta: &dyn Fn(&PreparedPrompt) -> GraphMeta,
     token_str: &dyn Fn(u32) -> String,
+    graphs: bool,
 ) -> Result<TracedBatch, String> {
     match basis {
         TraceBasis::Neurons => {
@@ -86,10 +88,30 @@ pub fn trace_batch(
                     targets: p.targets.clone(),
                 })
                 .collect();
-            Ok(TracedBatch {
-                circuits: trace_prompts(model, &inputs, opts).map_err(|e| format!("{e:#}"))?,
-                graphs: Vec::new(),
-            })
+            if !graphs {
+                return Ok(TracedBatch {
+                    circuits: trace_prompts(model, &inputs, opts).map_err(|e| format!("{e:#}"))?,
+                    graphs: Vec::new(),
+                });
+            }
+            let (circuits, mut graphs, _) =
+                trace_prompts_with_graphs(model, &inputs, opts).map_err(|e| format!("{e:#}"))?;
+            for (g, p) in graphs.iter_mut().zip(batch) {
+                // The engine fills what it knows (basis, sizes, settings); the prompt's
+                // description comes from the caller, as for feature graphs.
+                let described = meta(p);
+                g.meta = GraphMeta {
+                    basis: std::mem::take(&mut g.meta.basis),
+                    n_layers: g.meta.n_layers,
+                    d_vocab: g.meta.d_vocab,
+                    settings: g.meta.settings.take(),
+                    ..described
+                };
+                for t in &mut g.logit_targets {
+                    t.token = token_str(t.vocab_idx);
+                }
+            }
+            Ok(TracedBatch { circuits, graphs })
         }
         TraceBasis::Features(tc) => {
             let mut out = TracedBatch {

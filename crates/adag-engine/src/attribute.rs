@@ -18,9 +18,9 @@ use adag_model::{Batch, ModelTokenizer, Transformer};
 
 use crate::accounting::{account, Inputs, Rows};
 use crate::basis::Basis;
+use crate::driver::{Driver, RowStore};
 use crate::error::{Context, Error, Result};
-use crate::frozen::{FrozenModel, Seeds};
-use crate::reading::RowCollector;
+use crate::frozen::FrozenModel;
 use crate::targets::{select_targets, TargetSpec};
 
 /// Settings of [`attribute`], with circuit-tracer's defaults.
@@ -76,56 +76,6 @@ pub fn prepare_tokens(tok: &ModelTokenizer, prompt: &str) -> Result<Vec<u32>> {
         }
     }
     Ok(ids)
-}
-
-/// Rows computed so far, with their row-normalised absolute values for influence ranking.
-struct RowStore {
-    n_cols: usize,
-    rows: Vec<f32>,
-    normalized: Vec<f32>,
-    node: Vec<usize>,
-}
-
-impl RowStore {
-    fn push(&mut self, row: &[f32], node: usize) {
-        let s = row.iter().map(|x| x.abs()).sum::<f32>().max(1e-8);
-        self.rows.extend_from_slice(row);
-        self.normalized.extend(row.iter().map(|x| x.abs() / s));
-        self.node.push(node);
-    }
-
-    /// circuit-tracer's `compute_partial_influences`: influence on the logits of every source
-    /// column, through the rows computed so far.
-    fn partial_influence(&self, logit_probs: &[f32]) -> Result<Vec<f32>> {
-        let n = self.n_cols;
-        let mut prod = vec![0.0f32; n + logit_probs.len()];
-        prod[n..].copy_from_slice(logit_probs);
-        let mut total = vec![0.0f32; n];
-        for _ in 0..128 {
-            let mut next = vec![0.0f32; n + logit_probs.len()];
-            for (r, &node) in self.node.iter().enumerate() {
-                let c = prod[node];
-                if c != 0.0 {
-                    for (x, m) in next[..n]
-                        .iter_mut()
-                        .zip(&self.normalized[r * n..(r + 1) * n])
-                    {
-                        *x += c * m;
-                    }
-                }
-            }
-            if next.iter().all(|&x| x == 0.0) {
-                return Ok(total);
-            }
-            for (t, x) in total.iter_mut().zip(&next) {
-                *t += x;
-            }
-            prod = next;
-        }
-        Err(Error::Invalid(
-            "partial influence failed to converge".into(),
-        ))
-    }
 }
 
 fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
@@ -189,16 +139,14 @@ pub fn attribute_with_progress(
     };
 
     // Phase 0: forward pass, and the basis bound to the prompt.
-    let n_layers = model.cfg.n_layers;
-    let (read_site, write_site) = basis.sites();
     let filter = FrozenModel::cache_filter().union(&basis.cache_filter());
     let out = model.forward(&Batch::single(tokens)?, &filter)?;
     let frozen = FrozenModel::new(model, &out.cache, 0)?;
-    let nodes = basis.prompt(model, &out.cache, 0)?;
-    let active = nodes.active();
-    let n_pos = tokens.len();
+    let driver = Driver::new(model, frozen, basis, basis.prompt(model, &out.cache, 0)?)?;
+    let active = driver.nodes.active();
     let n_active = active.len();
-    let n_cols = n_active + (n_layers + 1) * n_pos;
+    let n_cols = driver.n_cols();
+    let (n_layers, n_pos) = (model.cfg.n_layers, tokens.len());
     phase("precompute", &mut clock);
 
     // Phase 1: targets.
@@ -209,48 +157,19 @@ pub fn attribute_with_progress(
 
     let f_cap = opts.max_feature_nodes.unwrap_or(n_active).min(n_active);
     let pb = progress_bar(opts.progress, k + f_cap);
-    let mut store = RowStore {
-        n_cols,
-        rows: Vec::new(),
-        normalized: Vec::new(),
-        node: Vec::new(),
-    };
-    let read_flops = std::cell::Cell::new(0.0f64);
-    let run = |seeds: &Seeds| -> Result<Vec<f32>> {
-        let mut c = RowCollector::new(
-            nodes.groups(),
-            nodes.tokens(),
-            n_active + n_layers * n_pos,
-            n_cols,
-            seeds.layers.len(),
-        );
-        frozen.vjp(seeds, read_site, write_site, nodes.mlp_path(), &mut c)?;
-        read_flops.set(read_flops.get() + c.flops);
-        Ok(c.out)
-    };
+    let mut store = RowStore::new(n_cols, f_cap < n_active);
 
     // Phase 2: logit rows.
     pb.set_message("logit rows");
-    let directions = targets
-        .directions
-        .to_dtype(model.dtype())
-        .ctx("directions")?;
-    for start in (0..k).step_by(opts.batch_size) {
-        let m = opts.batch_size.min(k - start);
-        let seeds = Seeds {
-            vectors: directions.narrow(0, start, m).ctx("logit seeds")?,
-            layers: vec![n_layers; m],
-            positions: vec![n_pos - 1; m],
-        };
-        let rows = run(&seeds)?;
-        for i in 0..m {
-            store.push(&rows[i * n_cols..(i + 1) * n_cols], n_cols + start + i);
-        }
-        pb.inc(m as u64);
-        if !on_batch(start + m, k + f_cap) {
-            return Err(Error::Cancelled);
-        }
-    }
+    driver.target_rows(
+        &targets.directions,
+        opts.batch_size,
+        &mut store,
+        &mut |done| {
+            pb.set_position(done as u64);
+            on_batch(done, k + f_cap)
+        },
+    )?;
     phase("logit_attribution", &mut clock);
 
     // Phase 3: feature rows, most influential first when capped.
@@ -271,14 +190,8 @@ pub fn attribute_with_progress(
         // the set of rows does not depend on this order.
         pending.sort_by_key(|&i| (active[i][0], active[i][1], i));
         for chunk in pending.chunks(opts.batch_size) {
-            let seeds = Seeds {
-                vectors: nodes.seeds(chunk)?,
-                layers: chunk.iter().map(|&i| active[i][0] as usize).collect(),
-                positions: chunk.iter().map(|&i| active[i][1] as usize).collect(),
-            };
-            let rows = run(&seeds)?;
-            for (j, &i) in chunk.iter().enumerate() {
-                store.push(&rows[j * n_cols..(j + 1) * n_cols], i);
+            driver.node_rows(chunk, &mut store)?;
+            for &i in chunk {
                 visited[i] = true;
             }
             n_visited += chunk.len();
@@ -291,35 +204,10 @@ pub fn attribute_with_progress(
     pb.finish_and_clear();
     phase("feature_attribution", &mut clock);
 
-    // Phase 4: the dense adjacency in node order.
     let selected: Vec<u32> = (0..n_active)
         .filter(|&i| visited[i])
         .map(|i| i as u32)
         .collect();
-    let f = selected.len();
-    let mut rank = vec![usize::MAX; n_active];
-    for (r, &s) in selected.iter().enumerate() {
-        rank[s as usize] = r;
-    }
-    let n = f + (n_layers + 1) * n_pos + k;
-    let mut adjacency = vec![0.0f32; n * n];
-    for (r, &node) in store.node.iter().enumerate() {
-        let target = if node >= n_cols {
-            f + (n_layers + 1) * n_pos + (node - n_cols)
-        } else {
-            rank[node]
-        };
-        let dst = &mut adjacency[target * n..(target + 1) * n];
-        let src = &store.rows[r * n_cols..(r + 1) * n_cols];
-        for (c, &v) in src[..n_active].iter().enumerate() {
-            if rank[c] != usize::MAX {
-                dst[rank[c]] = v;
-            }
-        }
-        dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
-    }
-    phase("assembly", &mut clock);
-
     let target_ids: Vec<u32> = targets.targets.iter().map(|t| t.vocab_idx).collect();
     if let Some(transcoders) = basis.transcoders() {
         meta.accounting = Some(account(
@@ -343,12 +231,7 @@ pub fn attribute_with_progress(
         phase("accounting", &mut clock);
     }
 
-    meta.basis = basis.kind().name().into();
-    meta.n_layers = n_layers;
-    meta.d_vocab = model.cfg.d_vocab;
-    if meta.scan.is_none() {
-        meta.scan = basis.scan();
-    }
+    let (read_site, write_site) = basis.sites();
     let hook = |site: Site| {
         HookName::Block(0, site)
             .to_string()
@@ -362,19 +245,11 @@ pub fn attribute_with_progress(
         "n_active_features": n_active,
         "feature_input_hook": hook(read_site.site()),
         "feature_output_hook": hook(write_site.site()),
-        "backward_flops": frozen.flops() + read_flops.get(),
+        "backward_flops": driver.flops(),
     });
-    meta.timings = serde_json::Value::Object(timings);
-    let graph = Graph {
-        meta,
-        adjacency,
-        active_features: active.to_vec(),
-        activation_values: nodes.activations().to_vec(),
-        selected_features: selected,
-        input_tokens: tokens.to_vec(),
-        logit_targets: targets.targets,
-        logit_probabilities: targets.probs,
-    };
-    graph.validate()?;
+    // Phase 4: the dense adjacency in node order.
+    let mut graph = driver.graph(basis, &store, selected, tokens, targets, meta)?;
+    phase("assembly", &mut clock);
+    graph.meta.timings = serde_json::Value::Object(timings);
     Ok(graph)
 }

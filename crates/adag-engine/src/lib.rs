@@ -9,10 +9,12 @@
 //! read vectors and write `W_down` columns; the basis's [`MlpPath`] says what crosses an MLP
 //! between nodes (a transcoder's skip, or nothing).
 //!
-//! [`attribute`] is the one driver: circuit-tracer's influence-ranked attribution graph, in
-//! any basis. [`circuit_from_graph`] reads a graph as an ADAG circuit; [`neuron`] traces
-//! neuron circuits at dataset scale (total-effect selection first, so only the selected
-//! neurons get rows); [`intervene`] sets or scales nodes of either basis.
+//! One driver (the `driver` module) binds a prompt to the frozen model and a basis, computes
+//! rows by batched backward passes and assembles the graph; two node-selection strategies sit
+//! on it: [`attribute`] (circuit-tracer's influence ranking under a node budget, any basis)
+//! and [`neuron`]'s tracer (ADAG's total-effect threshold, so at dataset scale only the
+//! selected neurons get rows). Both return a graph; [`circuit_from_graph`] and the neuron
+//! tracer read ADAG circuits off it; [`intervene`] sets or scales nodes of either basis.
 #![deny(missing_docs)]
 
 pub mod accounting;
@@ -20,6 +22,7 @@ pub mod attribute;
 pub mod basis;
 pub mod circuit;
 pub mod constrained;
+mod driver;
 pub mod error;
 pub mod frozen;
 pub mod intervene;

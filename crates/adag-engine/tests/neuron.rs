@@ -865,6 +865,114 @@ fn circuits_read_off_the_graph_equal_the_tracers() {
     }
 }
 
+/// `adag trace`'s per-prompt graph is the graph its circuit is read from: its feature nodes
+/// are the circuit's neurons, every circuit edge is that graph's entry over the target's value,
+/// and its rows are the same exact direct effects as circuit-tracer-style attribution over all
+/// active neurons computes (selection changes which rows exist, not their values).
+#[test]
+fn the_traced_graph_is_the_graph_its_circuit_is_read_from() {
+    use adag_engine::neuron::trace_prompts_with_graphs;
+    use adag_engine::{attribute, AttributeOptions, NeuronBasis, TargetSpec};
+    use adag_graph::GraphMeta;
+    for name in BIAS_FREE {
+        let m = load(name);
+        let t = tokens(&m, "The keys to the cabinet are");
+        let nopts = NeuronOptions {
+            center_logits: true,
+            edge_threshold: 0.01,
+            ..opts()
+        };
+        let input = PromptInput {
+            tokens: t.clone(),
+            targets: None,
+        };
+        let (mut circuits, mut graphs, _) =
+            trace_prompts_with_graphs(&m.model, &[input], &nopts).unwrap();
+        let (c, g) = (circuits.remove(0), graphs.remove(0));
+        g.validate().unwrap();
+        let n = g.n_nodes();
+        let f = g.n_features();
+        let (n_layers, n_pos) = (g.meta.n_layers, t.len());
+        let neuron_keys: Vec<[u32; 3]> = c
+            .nodes
+            .iter()
+            .filter(|x| x.layer >= 0 && (x.layer as usize) < n_layers)
+            .map(|x| [x.layer as u32, x.position, x.index])
+            .collect();
+        let graph_keys: Vec<[u32; 3]> = (0..f).map(|i| g.feature(i).unwrap().0).collect();
+        assert_eq!(graph_keys, neuron_keys, "{name}: feature nodes");
+        assert!(f >= 5, "{name}: too few neurons selected");
+
+        // Node index in the graph of a circuit node key.
+        let index = |k: (i32, u32, u32)| -> usize {
+            if k.0 == -1 {
+                f + n_layers * n_pos + k.1 as usize
+            } else if k.0 as usize == n_layers {
+                let j = c.targets.iter().position(|&x| x == k.2).unwrap();
+                f + (n_layers + 1) * n_pos + j
+            } else {
+                graph_keys
+                    .iter()
+                    .position(|x| *x == [k.0 as u32, k.1, k.2])
+                    .unwrap()
+            }
+        };
+        let value = |k: (i32, u32, u32)| -> f32 {
+            if k.0 as usize == n_layers {
+                c.target_logits[c.targets.iter().position(|&x| x == k.2).unwrap()]
+            } else {
+                g.feature(index(k)).unwrap().1
+            }
+        };
+        assert!(c.edges.len() > 10, "{name}: too few edges");
+        for e in &c.edges {
+            let entry = g.adjacency[index(e.target) * n + index(e.source)];
+            let expect = e.weight * value(e.target);
+            assert!(
+                (entry - expect).abs() <= 1e-4 * (entry.abs() + 1e-3),
+                "{name}: edge {:?}: graph {entry}, circuit {expect}",
+                (e.source, e.target)
+            );
+        }
+
+        // The same rows from the influence-ranked driver over every active neuron.
+        let basis = NeuronBasis {
+            bos_nodes: true,
+            ..Default::default()
+        };
+        let aopts = AttributeOptions {
+            targets: TargetSpec::TopK(nopts.k),
+            max_feature_nodes: None,
+            ..Default::default()
+        };
+        let full = attribute(&m.model, &t, &basis, &aopts, GraphMeta::default(), &|i| {
+            i.to_string()
+        })
+        .unwrap();
+        let nf = full.n_nodes();
+        let ff = full.n_features();
+        let full_index: HashMap<[u32; 3], usize> =
+            (0..ff).map(|i| (full.feature(i).unwrap().0, i)).collect();
+        let col = |j: usize| -> usize {
+            if j < f {
+                full_index[&graph_keys[j]]
+            } else {
+                ff + (j - f)
+            }
+        };
+        for r in 0..n {
+            let fr = col(r);
+            for s in 0..n {
+                let (a, b) = (g.adjacency[r * n + s], full.adjacency[fr * nf + col(s)]);
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs())),
+                    "{name}: row {r} col {s}: traced {a}, attribute {b}"
+                );
+            }
+        }
+    }
+}
+
 /// Interventions on neurons: in the constrained mode an ablation moves every logit and every
 /// downstream neuron by minus the neuron graph's edge (the linear model the graph describes);
 /// open loop, scaling by 1 changes nothing and ablating the neuron zeroes it.

@@ -131,7 +131,8 @@ pub fn trace(
                         .and_then(|v| v.into_iter().next())
                         .unwrap_or_default()
                 };
-                trace_batch(&m.model, &basis, batch, &opts, &meta, &decode).map(|t| t.circuits)
+                trace_batch(&m.model, &basis, batch, &opts, &meta, &decode, false)
+                    .map(|t| t.circuits)
             };
         let result = pipeline::run(&spec, &prompts, &m.tokenizer, &mut tracer, &mut |p| {
             if let Ok(mut g) = done.lock() {

@@ -27,8 +27,8 @@ mod trace;
 
 pub use relp::{RelpMlp, RelpRule};
 pub use trace::{
-    input_maps, neuron_graph, neuron_graph_extras, trace_prompts, trace_prompts_with_stats,
-    ProfileMode, TraceStats,
+    input_maps, neuron_graph_extras, trace_prompts, trace_prompts_with_graphs,
+    trace_prompts_with_stats, ProfileMode, TraceStats,
 };
 
 use serde::{Deserialize, Serialize};

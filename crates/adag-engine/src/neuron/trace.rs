@@ -2,20 +2,19 @@
 //! each a batched backward pass through the frozen model (see the module doc of `neuron`).
 
 use adag_core::{HookName, Site};
-use adag_graph::{Graph, GraphMeta, LogitTarget};
+use adag_graph::{Graph, GraphMeta};
 use adag_model::{Batch, CacheFilter, ForwardOutput, Transformer};
 use candle_core::{DType, Tensor};
 
 use super::relp::RelpMlp;
 use super::{CircuitEdge, CircuitNode, NeuronOptions, PromptCircuit, PromptInput, EMBED_LAYER};
-use crate::basis::{NeuronPrompt, PromptNodes};
+use crate::basis::{NeuronBasis, NeuronPrompt, PromptNodes};
 use crate::circuit::mean_abs;
+use crate::driver::{Driver, RowStore};
 use crate::error::{Context, Error, Result};
-use crate::frozen::{FrozenModel, ReadSite, Seeds, StopMlp, Visitor, WriteSite};
-use crate::reading::RowCollector;
+use crate::frozen::{FrozenModel, ReadSite, Seeds, Visitor, WriteSite};
 use crate::targets::{select_targets, TargetSpec};
 
-/// Traces `prompts` (one batched forward pass; per-prompt backward passes).
 /// Seconds and floating-point operations per phase of [`trace_prompts_with_stats`].
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TraceStats {
@@ -65,6 +64,33 @@ pub fn trace_prompts_with_stats(
     prompts: &[PromptInput],
     opts: &NeuronOptions,
 ) -> Result<(Vec<PromptCircuit>, TraceStats)> {
+    let (traced, stats) = trace_prompts_each(model, prompts, opts, &mut |_, _| Ok(()))?;
+    Ok((traced, stats))
+}
+
+/// [`trace_prompts`], also returning each prompt's attribution graph: the driver's graph that
+/// its circuit was read from (selected neurons as feature nodes, direct effects as edges, no
+/// error nodes), which the graph file and the viewer show. Kept only when asked for, since a
+/// long prompt's dense graph is large.
+pub fn trace_prompts_with_graphs(
+    model: &Transformer,
+    prompts: &[PromptInput],
+    opts: &NeuronOptions,
+) -> Result<(Vec<PromptCircuit>, Vec<Graph>, TraceStats)> {
+    let mut graphs = Vec::with_capacity(prompts.len());
+    let (traced, stats) = trace_prompts_each(model, prompts, opts, &mut |_, g| {
+        graphs.push(g);
+        Ok(())
+    })?;
+    Ok((traced, graphs, stats))
+}
+
+fn trace_prompts_each(
+    model: &Transformer,
+    prompts: &[PromptInput],
+    opts: &NeuronOptions,
+    on_graph: &mut dyn FnMut(usize, Graph) -> Result<()>,
+) -> Result<(Vec<PromptCircuit>, TraceStats)> {
     if opts.k == 0 || opts.batch_size == 0 {
         return Err(Error::Invalid("k and batch_size must be at least 1".into()));
     }
@@ -86,11 +112,12 @@ pub fn trace_prompts_with_stats(
         ]));
     let out = model.forward(&batch, &filter)?;
     stats.forward_s = clock.elapsed().as_secs_f64();
-    let circuits = prompts
-        .iter()
-        .enumerate()
-        .map(|(b, p)| trace_one(model, &out, b, p, opts, &mut stats))
-        .collect::<Result<_>>()?;
+    let mut circuits = Vec::with_capacity(prompts.len());
+    for (b, p) in prompts.iter().enumerate() {
+        let (c, g) = trace_one(model, &out, b, p, opts, &mut stats)?;
+        circuits.push(c);
+        on_graph(b, g)?;
+    }
     Ok((circuits, stats))
 }
 
@@ -286,7 +313,7 @@ fn trace_one(
     prompt: &PromptInput,
     opts: &NeuronOptions,
     stats: &mut TraceStats,
-) -> Result<PromptCircuit> {
+) -> Result<(PromptCircuit, Graph)> {
     let mut clock = std::time::Instant::now();
     let mut lap = |slot: &mut f64| {
         *slot += clock.elapsed().as_secs_f64();
@@ -355,6 +382,7 @@ fn trace_one(
     };
     let chosen = select_targets(&spec, &returned, &model.weights.unembed, &|i| i.to_string())?;
     let targets: Vec<u32> = chosen.targets.iter().map(|t| t.vocab_idx).collect();
+    let target_probs = chosen.probs.clone();
     let k = targets.len();
     // ADAG explains raw logits unless `center_logits` (then de-meaned, as the driver does).
     let dirs = if opts.center_logits {
@@ -446,13 +474,6 @@ fn trace_one(
         .map(|s| [s.layer as u32, s.pos as u32, s.neuron])
         .collect();
     let nodes = NeuronPrompt::with_relp(relp, &[], 0, model, cache, b, Some(&keys3))?;
-    let relp = nodes.relp();
-    let all: Vec<usize> = (0..selected.len()).collect();
-    let read_vecs = if all.is_empty() {
-        None
-    } else {
-        Some(nodes.seeds(&all)?)
-    };
 
     // Input profiles: whichever mode needs fewer passes (one backward per selected neuron, or
     // one forward per input position); both give the same maps.
@@ -465,104 +486,57 @@ fn trace_one(
     } else {
         ProfileMode::Reverse
     };
+    let all: Vec<usize> = (0..selected.len()).collect();
+    let read_vecs = match mode {
+        ProfileMode::Reverse if !all.is_empty() => Some(nodes.seeds(&all)?),
+        _ => None,
+    };
     let input_maps = maps(
         &frozen,
-        relp,
+        nodes.relp(),
         &tokens,
         &keys,
         read_vecs.as_ref(),
         mode,
         opts.batch_size,
     )?;
-
     lap(&mut stats.profiles_s);
 
-    // Direct-effect edges: every MLP stopped; sources are the selected neurons' write vectors
-    // a·W_down[:, i] and the embeddings.
-    let s_count = selected.len();
-    let n_cols = s_count + n_pos;
-    let mut edges = Vec::new();
-    let eps_neuron = 1e-6 * mean_abs(selected.iter().map(|s| s.act));
-    let eps_logit = 1e-6 * mean_abs(target_logits.iter().copied());
-    let node_key = |j: usize| -> (i32, u32, u32) {
-        if j < s_count {
-            (
-                selected[j].layer as i32,
-                selected[j].pos as u32,
-                selected[j].neuron,
-            )
-        } else {
-            let p = j - s_count;
-            (EMBED_LAYER, p as u32, prompt.tokens[p])
-        }
+    // Direct-effect rows through the one driver (every MLP stopped; sources are the selected
+    // neurons' write vectors and the embeddings): the logits' rows, then every selected
+    // neuron's. The graph they make is the prompt's attribution graph in the neuron basis.
+    let basis = NeuronBasis {
+        rule: opts.rule,
+        blacklist: opts.blacklist.clone(),
+        bos_nodes: true,
     };
-    // Targets: selected neurons (by layer), then the logits.
-    let n_targets = s_count + k;
-    for start in (0..n_targets).step_by(opts.batch_size) {
-        let m = opts.batch_size.min(n_targets - start);
-        let mut vecs = Vec::new();
-        let (mut layers, mut positions) = (Vec::new(), Vec::new());
-        for t in start..start + m {
-            if let Some(sel) = selected.get(t) {
-                vecs.push(
-                    read_vecs
-                        .as_ref()
-                        .ok_or_else(|| Error::Invalid("no seeds".into()))?
-                        .get(t)
-                        .ctx("seed")?,
-                );
-                layers.push(sel.layer);
-                positions.push(sel.pos);
-            } else {
-                vecs.push(dirs.get(t - s_count).ctx("seed")?);
-                layers.push(n_layers);
-                positions.push(n_pos - 1);
-            }
-        }
-        let seeds = Seeds {
-            vectors: Tensor::stack(&vecs, 0).ctx("seeds")?,
-            layers,
-            positions,
-        };
-        let mut c = RowCollector::new(nodes.groups(), nodes.tokens(), s_count, n_cols, m);
-        frozen.vjp(&seeds, ReadSite::MlpIn, WriteSite::MlpOut, &StopMlp, &mut c)?;
-        for (r, t) in (start..start + m).enumerate() {
-            let row = &c.out[r * n_cols..(r + 1) * n_cols];
-            let (value, eps, key, flow) = if t < s_count {
-                let s = &selected[t];
-                let to_output: f32 = contrib[s.layer]
-                    .iter()
-                    .map(|c| c[s.pos][s.neuron as usize])
-                    .sum();
-                (s.act, eps_neuron, node_key(t), to_output)
-            } else {
-                let j = t - s_count;
-                (
-                    target_logits[j],
-                    eps_logit,
-                    (n_layers as i32, (n_pos - 1) as u32, targets[j]),
-                    target_logits[j],
-                )
-            };
-            for (src, &v) in row.iter().enumerate() {
-                if v == 0.0 {
-                    continue;
-                }
-                let w = v / (value + eps);
-                if w.abs() >= opts.edge_threshold {
-                    edges.push(CircuitEdge {
-                        source: node_key(src),
-                        target: key,
-                        weight: w,
-                        attribution: w * flow / goal,
-                    });
-                }
-            }
-        }
+    let driver = Driver::new(model, frozen, &basis, Box::new(nodes))?;
+    let mut store = RowStore::new(driver.n_cols(), false);
+    driver.target_rows(&dirs, opts.batch_size, &mut store, &mut |_| true)?;
+    for chunk in all.chunks(opts.batch_size) {
+        driver.node_rows(chunk, &mut store)?;
     }
-
+    let graph = driver.graph(
+        &basis,
+        &store,
+        all.iter().map(|&i| i as u32).collect(),
+        &prompt.tokens,
+        chosen,
+        GraphMeta {
+            settings: serde_json::json!({
+                "selection": "total_effect",
+                "percentage_threshold": opts.percentage_threshold,
+                "rule": opts.rule,
+                "center_logits": opts.center_logits,
+                "batch_size": opts.batch_size,
+                "n_selected_neurons": selected.len(),
+            }),
+            ..Default::default()
+        },
+    )?;
+    stats.backward_flops += driver.frozen.flops();
+    let mut edges = read_edges(&graph, &selected, &target_logits, &contrib, goal, opts)?;
     lap(&mut stats.edges_s);
-    stats.backward_flops += frozen.flops();
 
     // Nodes: selected neurons, embeddings, logits (BOS dropped when asked).
     let keep_pos = |p: usize| !(opts.ignore_bos && p == 0);
@@ -611,96 +585,95 @@ fn trace_one(
         keep_pos(e.source.1 as usize)
             && (e.target.0 == n_layers as i32 || keep_pos(e.target.1 as usize))
     });
-    Ok(PromptCircuit {
+    let circuit = PromptCircuit {
         tokens: prompt.tokens.clone(),
-        target_probs: chosen.probs.clone(),
+        target_probs,
         targets,
         target_logits,
         goal,
         nodes,
         edges,
-    })
+    };
+    Ok((circuit, graph))
 }
 
-/// A single-prompt neuron circuit as an attribution [`Graph`] (neurons as features, no errors),
-/// so the graph file, pruning and the frontend export serve both bases. Edge values are raw
-/// direct effects (`weight × target value`).
-pub fn neuron_graph(
-    circuit: &PromptCircuit,
-    n_layers: usize,
-    mut meta: GraphMeta,
-) -> Result<Graph> {
-    let mut feats: Vec<&CircuitNode> = circuit
-        .nodes
-        .iter()
-        .filter(|n| n.layer >= 0 && (n.layer as usize) < n_layers)
-        .collect();
-    feats.sort_by_key(|n| (n.layer, n.position, n.index));
-    let n_pos = circuit.tokens.len();
-    let (f, k) = (feats.len(), circuit.targets.len());
-    let n = f + (n_layers + 1) * n_pos + k;
-    let index_of = |key: (i32, u32, u32)| -> Option<usize> {
-        if key.0 == EMBED_LAYER {
-            Some(f + n_layers * n_pos + key.1 as usize)
-        } else if key.0 as usize == n_layers {
-            circuit
-                .targets
-                .iter()
-                .position(|&t| t == key.2)
-                .map(|j| f + (n_layers + 1) * n_pos + j)
+/// The circuit's edges, read off the prompt's neuron graph (rows: selected neurons, then the
+/// targets; sources: selected neurons and token embeddings): the relative weight
+/// `w = row / (value + ε)` of every nonzero direct effect, kept when `|w| ≥ edge_threshold`,
+/// with `attribution = w · (target's total effect) / goal`.
+fn read_edges(
+    graph: &Graph,
+    selected: &[Sel],
+    target_logits: &[f32],
+    contrib: &[Vec<Vec<Vec<f32>>>],
+    goal: f32,
+    opts: &NeuronOptions,
+) -> Result<Vec<CircuitEdge>> {
+    let (s_count, k) = (selected.len(), target_logits.len());
+    let n_pos = graph.input_tokens.len();
+    let n_layers = graph.meta.n_layers;
+    let n = s_count + (n_layers + 1) * n_pos + k;
+    if graph.adjacency.len() != n * n {
+        return Err(Error::Invalid("neuron graph of an unexpected size".into()));
+    }
+    let (first_token, first_logit) = (s_count + n_layers * n_pos, s_count + (n_layers + 1) * n_pos);
+    let eps_neuron = 1e-6 * mean_abs(selected.iter().map(|s| s.act));
+    let eps_logit = 1e-6 * mean_abs(target_logits.iter().copied());
+    let node_key = |j: usize| -> (i32, u32, u32) {
+        if j < s_count {
+            let s = &selected[j];
+            (s.layer as i32, s.pos as u32, s.neuron)
         } else {
-            feats
-                .binary_search_by_key(&key, |n| (n.layer, n.position, n.index))
-                .ok()
+            let p = j - s_count;
+            (EMBED_LAYER, p as u32, graph.input_tokens[p])
         }
     };
-    let value_of = |key: (i32, u32, u32)| -> f32 {
-        if key.0 as usize == n_layers {
-            circuit
-                .targets
+    let mut edges = Vec::new();
+    for t in 0..s_count + k {
+        let (row, value, eps, key, flow) = if let Some(s) = selected.get(t) {
+            let to_output: f32 = contrib[s.layer]
                 .iter()
-                .position(|&t| t == key.2)
-                .map_or(0.0, |j| circuit.target_logits[j])
+                .map(|c| c[s.pos][s.neuron as usize])
+                .sum();
+            (t, s.act, eps_neuron, node_key(t), to_output)
         } else {
-            feats
-                .iter()
-                .find(|n| (n.layer, n.position, n.index) == key)
-                .map_or(0.0, |n| n.activation)
-        }
-    };
-    let mut adjacency = vec![0.0f32; n * n];
-    for e in &circuit.edges {
-        if let (Some(s), Some(t)) = (index_of(e.source), index_of(e.target)) {
-            adjacency[t * n + s] = e.weight * value_of(e.target);
+            let j = t - s_count;
+            let key = (
+                n_layers as i32,
+                (n_pos - 1) as u32,
+                graph.logit_targets[j].vocab_idx,
+            );
+            (
+                first_logit + j,
+                target_logits[j],
+                eps_logit,
+                key,
+                target_logits[j],
+            )
+        };
+        let row = &graph.adjacency[row * n..(row + 1) * n];
+        let sources = row[..s_count]
+            .iter()
+            .chain(&row[first_token..first_token + n_pos]);
+        for (src, &v) in sources.enumerate() {
+            if v == 0.0 {
+                continue;
+            }
+            let w = v / (value + eps);
+            if w.abs() >= opts.edge_threshold {
+                edges.push(CircuitEdge {
+                    source: node_key(src),
+                    target: key,
+                    weight: w,
+                    attribution: w * flow / goal,
+                });
+            }
         }
     }
-    meta.basis = "neuron".into();
-    meta.n_layers = n_layers;
-    let g = Graph {
-        meta,
-        adjacency,
-        active_features: feats
-            .iter()
-            .map(|n| [n.layer as u32, n.position, n.index])
-            .collect(),
-        activation_values: feats.iter().map(|n| n.activation).collect(),
-        selected_features: (0..f as u32).collect(),
-        input_tokens: circuit.tokens.clone(),
-        logit_targets: circuit
-            .targets
-            .iter()
-            .map(|&t| LogitTarget {
-                token: t.to_string(),
-                vocab_idx: t,
-            })
-            .collect(),
-        logit_probabilities: circuit.target_probs.clone(),
-    };
-    g.validate()?;
-    Ok(g)
+    Ok(edges)
 }
 
-/// The viewer's extras for a neuron graph made by [`neuron_graph`]: each neuron's input and
+/// The viewer's extras for a prompt's neuron graph ([`trace_prompts_with_graphs`]): each neuron's input and
 /// output profiles, and the target tokens (`token_str` decodes an id).
 pub fn neuron_graph_extras(
     circuit: &PromptCircuit,

@@ -1,0 +1,262 @@
+//! The one attribution driver: a prompt bound to the frozen model and a basis, its rows computed
+//! by batched vector–Jacobian products, and the graph assembled from them.
+//!
+//! What differs between circuit-tracer's graphs and ADAG's circuits is only *which* nodes get
+//! rows, a selection strategy on top of this type:
+//! - influence ranking under a node budget ([`crate::attribute`]): rows are computed in order
+//!   of their influence on the logits through the rows computed so far;
+//! - total effect above a threshold ([`crate::neuron`]): one RelP backward pass from the
+//!   targets scores every neuron, and the selected ones get rows.
+//!
+//! Either way a row is one seed of a backward pass through the frozen model (a logit
+//! direction, or a node's read vector at the basis's read site), read off at every lower write
+//! site, and the output is one [`Graph`] in circuit-tracer's node order. The graph file, the
+//! viewer, pruning and the Parquet circuit are all written from that one value.
+
+use std::cell::Cell;
+
+use adag_graph::{Graph, GraphMeta};
+use adag_model::Transformer;
+use candle_core::Tensor;
+
+use crate::basis::{Basis, PromptNodes};
+use crate::error::{Context, Error, Result};
+use crate::frozen::{FrozenModel, ReadSite, Seeds, WriteSite};
+use crate::reading::RowCollector;
+use crate::targets::SelectedTargets;
+
+/// Rows computed so far (row-major over [`Driver::n_cols`] source columns), each with the
+/// node it belongs to: an index into the basis's active nodes, or `n_cols + j` for target `j`.
+pub(crate) struct RowStore {
+    pub n_cols: usize,
+    pub rows: Vec<f32>,
+    /// Row-normalised absolute values, kept only for influence ranking.
+    normalized: Option<Vec<f32>>,
+    pub node: Vec<usize>,
+}
+
+impl RowStore {
+    /// An empty store; `ranked` keeps the normalised rows [`RowStore::partial_influence`] needs.
+    pub fn new(n_cols: usize, ranked: bool) -> RowStore {
+        RowStore {
+            n_cols,
+            rows: Vec::new(),
+            normalized: ranked.then(Vec::new),
+            node: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: &[f32], node: usize) {
+        if let Some(norm) = &mut self.normalized {
+            let s = row.iter().map(|x| x.abs()).sum::<f32>().max(1e-8);
+            norm.extend(row.iter().map(|x| x.abs() / s));
+        }
+        self.rows.extend_from_slice(row);
+        self.node.push(node);
+    }
+
+    /// circuit-tracer's `compute_partial_influences`: influence on the logits of every source
+    /// column, through the rows computed so far.
+    pub fn partial_influence(&self, logit_probs: &[f32]) -> Result<Vec<f32>> {
+        let normalized = self
+            .normalized
+            .as_ref()
+            .ok_or_else(|| Error::Invalid("influence ranking needs a ranked row store".into()))?;
+        let n = self.n_cols;
+        let mut prod = vec![0.0f32; n + logit_probs.len()];
+        prod[n..].copy_from_slice(logit_probs);
+        let mut total = vec![0.0f32; n];
+        for _ in 0..128 {
+            let mut next = vec![0.0f32; n + logit_probs.len()];
+            for (r, &node) in self.node.iter().enumerate() {
+                let c = prod[node];
+                if c != 0.0 {
+                    for (x, m) in next[..n].iter_mut().zip(&normalized[r * n..(r + 1) * n]) {
+                        *x += c * m;
+                    }
+                }
+            }
+            if next.iter().all(|&x| x == 0.0) {
+                return Ok(total);
+            }
+            for (t, x) in total.iter_mut().zip(&next) {
+                *t += x;
+            }
+            prod = next;
+        }
+        Err(Error::Invalid(
+            "partial influence failed to converge".into(),
+        ))
+    }
+}
+
+/// One prompt (batch item) bound for attribution: the frozen model and a basis's nodes on it.
+pub(crate) struct Driver<'a> {
+    pub model: &'a Transformer,
+    pub frozen: FrozenModel<'a>,
+    pub nodes: Box<dyn PromptNodes + 'a>,
+    sites: (ReadSite, WriteSite),
+    pub n_pos: usize,
+    read_flops: Cell<f64>,
+}
+
+impl<'a> Driver<'a> {
+    /// Binds a prompt: `frozen` is the model frozen at it (a selection strategy may have run
+    /// backward passes through it already), `nodes` the basis's nodes on it.
+    pub fn new(
+        model: &'a Transformer,
+        frozen: FrozenModel<'a>,
+        basis: &dyn Basis,
+        nodes: Box<dyn PromptNodes + 'a>,
+    ) -> Result<Self> {
+        let n_pos = nodes.tokens().dim(0).ctx("token vectors")?;
+        Ok(Driver {
+            model,
+            frozen,
+            nodes,
+            sites: basis.sites(),
+            n_pos,
+            read_flops: Cell::new(0.0),
+        })
+    }
+
+    /// Number of active nodes (the first source columns).
+    pub fn n_active(&self) -> usize {
+        self.nodes.active().len()
+    }
+
+    /// Source columns of a row: active nodes, then errors (`layer · n_pos + pos`), then tokens.
+    pub fn n_cols(&self) -> usize {
+        self.n_active() + (self.model.cfg.n_layers + 1) * self.n_pos
+    }
+
+    /// Floating-point operations of the backward passes and their reads so far.
+    pub fn flops(&self) -> f64 {
+        self.frozen.flops() + self.read_flops.get()
+    }
+
+    /// The rows of a batch of seeds: one backward pass, read off at every write site.
+    fn rows(&self, seeds: &Seeds) -> Result<Vec<f32>> {
+        let n_layers = self.model.cfg.n_layers;
+        let mut c = RowCollector::new(
+            self.nodes.groups(),
+            self.nodes.tokens(),
+            self.n_active() + n_layers * self.n_pos,
+            self.n_cols(),
+            seeds.layers.len(),
+        );
+        let (read, write) = self.sites;
+        self.frozen
+            .vjp(seeds, read, write, self.nodes.mlp_path(), &mut c)?;
+        self.read_flops.set(self.read_flops.get() + c.flops);
+        Ok(c.out)
+    }
+
+    /// Rows of the target directions `[k, d_model]` at the last position, `batch_size` per
+    /// backward pass; `on_batch(rows done)` returns `false` to stop.
+    pub fn target_rows(
+        &self,
+        directions: &Tensor,
+        batch_size: usize,
+        store: &mut RowStore,
+        on_batch: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<()> {
+        let (n_layers, n_cols) = (self.model.cfg.n_layers, self.n_cols());
+        let k = directions.dim(0).ctx("target directions")?;
+        let directions = directions
+            .to_dtype(self.model.dtype())
+            .ctx("target directions")?;
+        for start in (0..k).step_by(batch_size) {
+            let m = batch_size.min(k - start);
+            let seeds = Seeds {
+                vectors: directions.narrow(0, start, m).ctx("target seeds")?,
+                layers: vec![n_layers; m],
+                positions: vec![self.n_pos - 1; m],
+            };
+            let rows = self.rows(&seeds)?;
+            for i in 0..m {
+                store.push(&rows[i * n_cols..(i + 1) * n_cols], n_cols + start + i);
+            }
+            if !on_batch(start + m) {
+                return Err(Error::Cancelled);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rows of the active nodes `chunk` (indices into the active list), in one backward pass.
+    pub fn node_rows(&self, chunk: &[usize], store: &mut RowStore) -> Result<()> {
+        let active = self.nodes.active();
+        let seeds = Seeds {
+            vectors: self.nodes.seeds(chunk)?,
+            layers: chunk.iter().map(|&i| active[i][0] as usize).collect(),
+            positions: chunk.iter().map(|&i| active[i][1] as usize).collect(),
+        };
+        let rows = self.rows(&seeds)?;
+        let n_cols = self.n_cols();
+        for (j, &i) in chunk.iter().enumerate() {
+            store.push(&rows[j * n_cols..(j + 1) * n_cols], i);
+        }
+        Ok(())
+    }
+
+    /// The graph of the rows in `store`: `selected` (ascending indices into the active nodes)
+    /// are the feature nodes, in circuit-tracer's node order (features, errors, tokens,
+    /// logits), rows are targets. `meta` gets the basis, sizes and vocabulary filled in.
+    pub fn graph(
+        &self,
+        basis: &dyn Basis,
+        store: &RowStore,
+        selected: Vec<u32>,
+        tokens: &[u32],
+        targets: SelectedTargets,
+        mut meta: GraphMeta,
+    ) -> Result<Graph> {
+        let (n_layers, n_pos) = (self.model.cfg.n_layers, self.n_pos);
+        let (n_active, n_cols) = (self.n_active(), self.n_cols());
+        let f = selected.len();
+        let k = targets.targets.len();
+        let mut rank = vec![usize::MAX; n_active];
+        for (r, &s) in selected.iter().enumerate() {
+            rank[s as usize] = r;
+        }
+        let n = f + (n_layers + 1) * n_pos + k;
+        let mut adjacency = vec![0.0f32; n * n];
+        for (r, &node) in store.node.iter().enumerate() {
+            let target = if node >= n_cols {
+                f + (n_layers + 1) * n_pos + (node - n_cols)
+            } else {
+                rank[node]
+            };
+            if target == usize::MAX {
+                continue;
+            }
+            let dst = &mut adjacency[target * n..(target + 1) * n];
+            let src = &store.rows[r * n_cols..(r + 1) * n_cols];
+            for (c, &v) in src[..n_active].iter().enumerate() {
+                if rank[c] != usize::MAX {
+                    dst[rank[c]] = v;
+                }
+            }
+            dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
+        }
+        meta.basis = basis.kind().name().into();
+        meta.n_layers = n_layers;
+        meta.d_vocab = self.model.cfg.d_vocab;
+        if meta.scan.is_none() {
+            meta.scan = basis.scan();
+        }
+        let graph = Graph {
+            meta,
+            adjacency,
+            active_features: self.nodes.active().to_vec(),
+            activation_values: self.nodes.activations().to_vec(),
+            selected_features: selected,
+            input_tokens: tokens.to_vec(),
+            logit_targets: targets.targets,
+            logit_probabilities: targets.probs,
+        };
+        graph.validate()?;
+        Ok(graph)
+    }
+}
