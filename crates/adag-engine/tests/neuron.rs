@@ -777,12 +777,28 @@ fn neuron_graph_edges_equal_the_change_when_the_source_is_removed() {
 /// (total effects as RelP gradient × activation through the whole model) — same nodes,
 /// attributions, profiles and edges. This is what makes feature circuits (the same reader on
 /// transcoder graphs) ADAG circuits.
+/// circuit-tracer's graph over every active neuron (BOS included, as the ADAG tracer keeps
+/// it), explaining the top `k` logits de-meaned.
+fn full_neuron_graph(model: &Transformer, t: &[u32], k: usize) -> adag_graph::Graph {
+    use adag_engine::{attribute, AttributeOptions, NeuronBasis, TargetSpec};
+    let basis = NeuronBasis {
+        bos_nodes: true,
+        ..Default::default()
+    };
+    let opts = AttributeOptions {
+        targets: TargetSpec::TopK(k),
+        max_feature_nodes: None,
+        ..Default::default()
+    };
+    attribute(model, t, &basis, &opts, Default::default(), &|i| {
+        i.to_string()
+    })
+    .unwrap()
+}
+
 #[test]
 fn circuits_read_off_the_graph_equal_the_tracers() {
-    use adag_engine::{
-        attribute, circuit_from_graph, AttributeOptions, CircuitOptions, NeuronBasis, TargetSpec,
-    };
-    use adag_graph::GraphMeta;
+    use adag_engine::{circuit_from_graph, CircuitOptions};
     for name in BIAS_FREE {
         let m = load(name);
         let t = tokens(&m, "The keys to the cabinet are");
@@ -800,19 +816,7 @@ fn circuits_read_off_the_graph_equal_the_tracers() {
         )
         .unwrap()
         .remove(0);
-        let basis = NeuronBasis {
-            bos_nodes: true,
-            ..Default::default()
-        };
-        let aopts = AttributeOptions {
-            targets: TargetSpec::TopK(nopts.k),
-            max_feature_nodes: None,
-            ..Default::default()
-        };
-        let g = attribute(&m.model, &t, &basis, &aopts, GraphMeta::default(), &|i| {
-            i.to_string()
-        })
-        .unwrap();
+        let g = full_neuron_graph(&m.model, &t, nopts.k);
         let read =
             circuit_from_graph(&g, &traced.target_logits, &CircuitOptions::from(&nopts)).unwrap();
         assert_eq!(read.targets, traced.targets, "{name}");
@@ -872,8 +876,6 @@ fn circuits_read_off_the_graph_equal_the_tracers() {
 #[test]
 fn the_traced_graph_is_the_graph_its_circuit_is_read_from() {
     use adag_engine::neuron::trace_prompts_with_graphs;
-    use adag_engine::{attribute, AttributeOptions, NeuronBasis, TargetSpec};
-    use adag_graph::GraphMeta;
     for name in BIAS_FREE {
         let m = load(name);
         let t = tokens(&m, "The keys to the cabinet are");
@@ -936,19 +938,7 @@ fn the_traced_graph_is_the_graph_its_circuit_is_read_from() {
         }
 
         // The same rows from the influence-ranked driver over every active neuron.
-        let basis = NeuronBasis {
-            bos_nodes: true,
-            ..Default::default()
-        };
-        let aopts = AttributeOptions {
-            targets: TargetSpec::TopK(nopts.k),
-            max_feature_nodes: None,
-            ..Default::default()
-        };
-        let full = attribute(&m.model, &t, &basis, &aopts, GraphMeta::default(), &|i| {
-            i.to_string()
-        })
-        .unwrap();
+        let full = full_neuron_graph(&m.model, &t, nopts.k);
         let nf = full.n_nodes();
         let ff = full.n_features();
         let full_index: HashMap<[u32; 3], usize> =
