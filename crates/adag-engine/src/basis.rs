@@ -221,8 +221,10 @@ pub struct NeuronPrompt<'a> {
 
 impl<'a> NeuronPrompt<'a> {
     /// Binds `basis` to batch item `item`. With `only`, the nodes are exactly those neurons
-    /// (in their given order, which must be lexicographic), active or not; otherwise every
-    /// neuron with `a ≠ 0` outside the blacklist (and position 0 unless `bos_nodes`).
+    /// (in their given order, which must be lexicographic), active or not, and every other
+    /// neuron's write is carried by the error node of its (layer, position) (the cache must
+    /// hold `mlp.hook_out`); otherwise every neuron with `a ≠ 0` outside the blacklist (and
+    /// position 0 unless `bos_nodes`) is a node and there are no errors.
     pub fn new(
         basis: &NeuronBasis,
         model: &'a Transformer,
@@ -314,6 +316,44 @@ impl<'a> NeuronPrompt<'a> {
                 cols: (start as u32..end as u32).collect(),
             });
             start = end;
+        }
+        // A chosen subset of neurons leaves the others' writes out of the graph; they become
+        // the error node of each (layer, position): the MLP's output minus the chosen neurons'
+        // writes, so every row still adds up to its target (the traced graph's accounting).
+        if only.is_some() {
+            let n_active = active.len() as u32;
+            for (l, row) in groups.iter_mut().enumerate() {
+                let out = cache
+                    .item(HookName::Block(l, Site::MlpOut), item)?
+                    .to_dtype(DType::F32)
+                    .ctx("MLP outputs")?;
+                for (p, group) in row.iter_mut().enumerate() {
+                    let col = n_active + (l * n_pos + p) as u32;
+                    let mut rest = out.get(p).ctx("MLP output")?;
+                    if let Some(g) = group.as_ref() {
+                        let written = g
+                            .rows
+                            .to_dtype(DType::F32)
+                            .and_then(|r| r.sum(0))
+                            .ctx("chosen neurons' writes")?;
+                        rest = (rest - written).ctx("other neurons' writes")?;
+                    }
+                    let rest = rest
+                        .unsqueeze(0)
+                        .and_then(|r| r.to_dtype(dt))
+                        .ctx("error vector")?;
+                    *group = Some(match group.take() {
+                        Some(g) => SourceGroup {
+                            rows: Tensor::cat(&[&g.rows, &rest], 0).ctx("source rows")?,
+                            cols: g.cols.into_iter().chain([col]).collect(),
+                        },
+                        None => SourceGroup {
+                            rows: rest,
+                            cols: vec![col],
+                        },
+                    });
+                }
+            }
         }
         Ok(NeuronPrompt {
             relp,

@@ -950,15 +950,47 @@ fn the_traced_graph_is_the_graph_its_circuit_is_read_from() {
                 ff + (j - f)
             }
         };
+        let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs()));
+        let errors = f..f + n_layers * n_pos;
         for r in 0..n {
             let fr = col(r);
+            let full_row = &full.adjacency[fr * nf..(fr + 1) * nf];
+            // The error node of (layer, pos) carries the neurons the tracer left out: its
+            // entry is the sum of theirs in the graph over every active neuron.
+            let mut left_out = vec![0.0f32; n_layers * n_pos];
+            for (i, &v) in full_row[..ff].iter().enumerate() {
+                let (k, _) = full.feature(i).unwrap();
+                if !graph_keys.contains(&k) {
+                    left_out[k[0] as usize * n_pos + k[1] as usize] += v;
+                }
+            }
             for s in 0..n {
-                let (a, b) = (g.adjacency[r * n + s], full.adjacency[fr * nf + col(s)]);
+                let a = g.adjacency[r * n + s];
+                let b = if errors.contains(&s) {
+                    left_out[s - f]
+                } else {
+                    full_row[col(s)]
+                };
                 assert!(
-                    (a - b).abs() <= 1e-4 * (1.0 + a.abs().max(b.abs())),
+                    close(a, b),
                     "{name}: row {r} col {s}: traced {a}, attribute {b}"
                 );
             }
+            // Accounting: with the error nodes, every row adds up to its target's value (a
+            // neuron's activation, by RelP's conservation; a de-meaned logit), as these
+            // fixtures have no biases.
+            let total: f32 = g.adjacency[r * n..(r + 1) * n].iter().sum();
+            let value = if r < f {
+                g.feature(r).unwrap().1
+            } else if r >= n - c.targets.len() {
+                c.target_logits[r - (n - c.targets.len())]
+            } else {
+                continue;
+            };
+            assert!(
+                (total - value).abs() <= 1e-3 * (1.0 + value.abs()),
+                "{name}: row {r} adds up to {total}, its target is {value}"
+            );
         }
     }
 }

@@ -105,6 +105,7 @@ fn trace_prompts_each(
             Site::MlpPre,
             Site::MlpPreLinear,
             Site::MlpPost,
+            Site::MlpOut,
         ]))
         .union(&CacheFilter::only([
             HookName::LnFinalNormalized,
