@@ -16,7 +16,8 @@
 //! | error | `{l}_-1_{p}` | −1 | `l` | `mlp reconstruction error` | `{l}_-1-{p}` |
 //! | token | `E_{tok}_{p}` | p | `E` | `embedding` | `E_{tok}-{p}` |
 //!
-//! Token nodes carry `clerp` `Emb: "{token text}"`, logits `Output "{token}" (p=0.123)`.
+//! Token nodes carry `clerp` `Emb: "{token text}"`, logits `Output "{token}" (p=0.123)`; a
+//! neuron graph's error nodes `other neurons L{l} @{p}` (the neurons its selection left out).
 //! | logit | `{L+1}_{vocab}_{P-1}` | vocab | `L+1` | `logit` | `L_{vocab}-{P-1}` |
 //!
 //! Error ids use circuit-tracer's later collision-free scheme: the earlier `0_{l}_{p}` could equal
@@ -143,7 +144,13 @@ fn node_json(graph: &Graph, prune: &PruneResult, i: usize) -> Value {
                 format!("{layer}_-1-{pos}"),
                 0.0,
                 false,
-                String::new(),
+                // In a neuron graph the error node is the neurons left out of it (adag trace's
+                // total-effect selection), not a reconstruction error.
+                if graph.meta.basis == "neuron" {
+                    format!("other neurons L{layer} @{pos}")
+                } else {
+                    String::new()
+                },
                 json!(infl),
                 Value::Null,
             ),
