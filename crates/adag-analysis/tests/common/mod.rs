@@ -47,6 +47,7 @@ pub fn prompt(prompt_id: u64, len: usize, k: usize) -> PromptRow {
         target_logits: vec![1.0; k],
         goal: k as f32,
         traced_position: len as u32 - 1,
+        predicted: true,
     }
 }
 
