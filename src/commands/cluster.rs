@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use adag_analysis::{cluster, ClusterOptions, ClusterState, Combine, Profiles, SimilarityOptions};
+use adag_analysis::{
+    cluster_by, ClusterOptions, ClusterState, Combine, Profiles, SimilarityOptions,
+};
 use anyhow::{Context, Result};
 
 /// Arguments of `adag cluster`.
@@ -29,6 +31,10 @@ pub struct Args {
     /// units − 1).
     #[arg(long, value_parser = parse_k_range)]
     pub k_range: Option<[usize; 2]>,
+    /// How the spectral embedding is partitioned: kmeans (k-means++, seeded restarts) or
+    /// ward (agglomerative, Ward's linkage: deterministic, no equal-size bias).
+    #[arg(long, default_value = "kmeans")]
+    pub method: adag_analysis::Method,
     /// Cluster-state file to write (default: CIRCUIT/clusters.json).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -56,7 +62,7 @@ pub fn run(args: Args) -> Result<()> {
         n_init: args.n_init,
         k_range: args.k_range,
     };
-    let clustering = cluster(&profiles, &opts)?;
+    let clustering = cluster_by(&profiles, &opts, args.method)?;
     let state = clustering.to_state(&args.circuit.display().to_string(), &profiles, &opts);
     let out = args
         .out
@@ -72,10 +78,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let d = &state.diagnostics;
     println!(
-        "{} units over {} prompts into {} clusters → {}",
+        "{} units over {} prompts into {} clusters ({}) → {}",
         profiles.units.len(),
         profiles.prompts.len(),
         opts.k,
+        args.method,
         out.display()
     );
     println!(

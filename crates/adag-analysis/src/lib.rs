@@ -39,8 +39,11 @@ pub mod spectral;
 pub mod stats;
 pub mod steer;
 pub mod supernodes;
+pub mod ward;
 
-pub use cluster::{cluster, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics};
+pub use cluster::{
+    cluster, cluster_by, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics, Method,
+};
 pub use error::{Error, Result};
 pub use profiles::{Profiles, Unit};
 pub use similarity::{similarity, Combine, Similarity, SimilarityOptions};

@@ -344,3 +344,40 @@ fn top_units_are_the_ones_with_the_most_attribution() {
     let cs = common::state(&[("0,1,1", "C0"), ("0,2,1", "C0"), ("0,3,1", "C0")]);
     assert_eq!(cs.top_units(&p, "C0", 2), ["0,2,1", "0,3,1"]);
 }
+
+/// Ward on the same spectral embedding recovers the planted groups as k-means does, with the
+/// same diagnostics, and records its method.
+#[test]
+fn ward_recovers_planted_groups_with_the_same_diagnostics() {
+    use adag_analysis::{cluster_by, Method};
+    let (c, truth) = planted(5, 6, 30, 1);
+    let opts = ClusterOptions {
+        k: 5,
+        ..Default::default()
+    };
+    let p = Profiles::from_circuit(&c);
+    let cl = cluster_by(&p, &opts, Method::Ward).unwrap();
+    let pairs: Vec<(usize, usize)> = cl
+        .units
+        .iter()
+        .zip(&cl.labels)
+        .map(|(u, l)| {
+            let g = truth
+                .iter()
+                .find(|(k, _)| *k == (u.layer, u.neuron))
+                .unwrap()
+                .1;
+            (*l, g)
+        })
+        .collect();
+    assert_eq!(purity(&pairs), 1.0, "{pairs:?}");
+    let d = cl.diagnostics;
+    assert_eq!(d.method, "ward");
+    assert!(d.silhouette > 0.5, "{d:?}");
+    assert_eq!(d.suggested_k, 5, "{d:?}");
+    assert_eq!(cluster(&p, &opts).unwrap().diagnostics.method, "kmeans");
+    assert_eq!(
+        "leiden".parse::<Method>().unwrap_err(),
+        "\"leiden\": expected kmeans or ward"
+    );
+}

@@ -156,6 +156,7 @@ pub fn state(map: &[(&str, &str)]) -> adag_analysis::ClusterState {
             intra_inter_ratio: None,
             sign_conflict_rate: 0.0,
             eigensolver: "dense".into(),
+            method: "kmeans".into(),
             seconds: std::collections::BTreeMap::new(),
         },
     }
