@@ -298,6 +298,39 @@ pub fn cluster_by(
     opts: &ClusterOptions,
     method: Method,
 ) -> Result<Clustering> {
+    cluster_inner(profiles, opts, &method.to_string(), &|emb| match method {
+        Method::KMeans => {
+            spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed).labels
+        }
+        Method::Ward => crate::ward::ward(&emb.rows, emb.dim, opts.k),
+    })
+}
+
+/// A given assignment (`labels[unit]` in 0..k, e.g. hypothesis clusters) with the same
+/// naming and diagnostics as a computed one; `method` is recorded in the diagnostics.
+pub fn cluster_given(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: &str,
+    labels: &[usize],
+) -> Result<Clustering> {
+    if labels.len() != profiles.units.len() || labels.iter().any(|&l| l >= opts.k) {
+        return Err(Error::Input(format!(
+            "{method}: {} labels in 0..{} for {} units",
+            labels.len(),
+            opts.k,
+            profiles.units.len()
+        )));
+    }
+    cluster_inner(profiles, opts, method, &|_| labels.to_vec())
+}
+
+fn cluster_inner(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: &str,
+    partition: &dyn Fn(&spectral::Embedding) -> Vec<usize>,
+) -> Result<Clustering> {
     let n = profiles.units.len();
     if n == 0 {
         return Err(Error::Input(
@@ -325,12 +358,7 @@ pub fn cluster_by(
     )?;
     seconds.insert("eigensolver".to_string(), t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
-    let labels = match method {
-        Method::KMeans => {
-            spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed).labels
-        }
-        Method::Ward => crate::ward::ward(&emb.rows, emb.dim, opts.k),
-    };
+    let labels = partition(&emb);
     seconds.insert(method.to_string(), t.elapsed().as_secs_f64());
 
     // Rename clusters by decreasing Σ|attribution| (ties: smallest member first).

@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod correlate;
 pub mod diversity;
 pub mod error;
+pub mod hypothesis;
 pub mod judge;
 pub mod plot;
 pub mod profiles;
@@ -42,7 +43,8 @@ pub mod supernodes;
 pub mod ward;
 
 pub use cluster::{
-    cluster, cluster_by, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics, Method,
+    cluster, cluster_by, cluster_given, ClusterInfo, ClusterOptions, ClusterState, Clustering,
+    Diagnostics, Method,
 };
 pub use error::{Error, Result};
 pub use profiles::{Profiles, Unit};
