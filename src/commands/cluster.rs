@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use adag_analysis::{cluster, ClusterOptions, ClusterState, Combine, Profiles, SimilarityOptions};
+use adag_analysis::{
+    cluster_by, ClusterOptions, ClusterState, Combine, Profiles, SimilarityOptions,
+};
 use anyhow::{Context, Result};
 
 /// Arguments of `adag cluster`.
@@ -29,6 +31,17 @@ pub struct Args {
     /// units − 1).
     #[arg(long, value_parser = parse_k_range)]
     pub k_range: Option<[usize; 2]>,
+    /// How the spectral embedding is partitioned: kmeans (k-means++, seeded restarts) or
+    /// ward (agglomerative, Ward's linkage: deterministic, no equal-size bias).
+    #[arg(long, default_value = "kmeans")]
+    pub method: adag_analysis::Method,
+    /// Hypothesis clusters instead: units whose per-prompt attribution tells prompts with this
+    /// label from the others (AUROC ≥ --min-auroc: `for`; ≤ 1 − it: `against`; the rest).
+    #[arg(long, conflicts_with = "method")]
+    pub hypothesis: Option<String>,
+    /// AUROC threshold of --hypothesis.
+    #[arg(long, default_value_t = 0.8)]
+    pub min_auroc: f64,
     /// Cluster-state file to write (default: CIRCUIT/clusters.json).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
@@ -56,8 +69,37 @@ pub fn run(args: Args) -> Result<()> {
         n_init: args.n_init,
         k_range: args.k_range,
     };
-    let clustering = cluster(&profiles, &opts)?;
-    let state = clustering.to_state(&args.circuit.display().to_string(), &profiles, &opts);
+    let (clustering, opts, groups) = match &args.hypothesis {
+        None => (cluster_by(&profiles, &opts, args.method)?, opts, None),
+        Some(label) => {
+            let aurocs = adag_analysis::hypothesis::unit_aurocs(&profiles, &circuit, label)?;
+            let (given, names) =
+                adag_analysis::hypothesis::hypothesis_labels(&aurocs, args.min_auroc);
+            let opts = ClusterOptions {
+                k: names.len(),
+                ..opts
+            };
+            let c = adag_analysis::cluster_given(
+                &profiles,
+                &opts,
+                &format!("hypothesis {label:?} (AUROC ≥ {})", args.min_auroc),
+                &given,
+            )?;
+            // Cluster ids are by attribution: map each back to its group.
+            let mut group_of = vec![""; opts.k];
+            for (&new, &old) in c.labels.iter().zip(&given) {
+                group_of[new] = names[old];
+            }
+            (c, opts, Some((label.clone(), group_of)))
+        }
+    };
+    let mut state = clustering.to_state(&args.circuit.display().to_string(), &profiles, &opts);
+    if let Some((label, group_of)) = &groups {
+        for (c, g) in state.clusters.iter_mut().zip(group_of) {
+            c.name = format!("{g} {label}");
+            println!("{}: {} ({} units)", c.id, c.name, c.units.len());
+        }
+    }
     let out = args
         .out
         .unwrap_or_else(|| ClusterState::default_path(&args.circuit));
@@ -72,10 +114,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let d = &state.diagnostics;
     println!(
-        "{} units over {} prompts into {} clusters → {}",
+        "{} units over {} prompts into {} clusters ({}) → {}",
         profiles.units.len(),
         profiles.prompts.len(),
         opts.k,
+        state.diagnostics.method,
         out.display()
     );
     println!(

@@ -16,5 +16,6 @@ pub mod run;
 pub mod serve;
 pub mod serve_llm;
 pub mod steer;
+pub mod steer_asr;
 pub mod trace;
 pub mod train;

@@ -41,9 +41,16 @@ pub struct Args {
     /// Cluster-state file (default: CIRCUIT/clusters.json).
     #[arg(long)]
     pub clusters: Option<PathBuf>,
-    /// Output prefix: writes PREFIX.json (per prompt), PREFIX.csv and PREFIX.parquet (summary).
+    /// Output prefix: writes PREFIX.json (per prompt), PREFIX.csv and PREFIX.parquet (summary);
+    /// with --judge, PREFIX.asr.{csv,parquet} and PREFIX.samples.jsonl (every continuation with
+    /// its verdict and reason).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
+    /// Scale every traced unit except the cluster's (the reference's complement steering).
+    #[arg(long)]
+    pub complement: bool,
+    #[command(flatten)]
+    pub asr: crate::commands::steer_asr::AsrArgs,
 }
 
 /// Runs `adag steer`.
@@ -85,19 +92,29 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         Scope::Traced
     };
+    let cluster_target = |id: String| {
+        if args.complement {
+            Target::Complement(id)
+        } else {
+            Target::Cluster(id)
+        }
+    };
     let targets: Vec<Target> = if args.sweep {
         clusters
             .clusters
             .iter()
-            .map(|c| Target::Cluster(c.id.clone()))
+            .map(|c| cluster_target(c.id.clone()))
             .collect()
     } else if let Some(c) = &args.cluster {
         let id = clusters
             .find(c)
             .map(|c| c.id.clone())
             .unwrap_or_else(|| c.clone());
-        vec![Target::Cluster(id)]
+        vec![cluster_target(id)]
     } else if let Some(n) = &args.neuron {
+        if args.complement {
+            bail!("--complement needs --cluster or --sweep");
+        }
         let (l, i) = n
             .split_once(':')
             .and_then(|(l, i)| Some((l.parse().ok()?, i.parse().ok()?)))
@@ -109,8 +126,32 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         bail!("give --cluster C, --neuron L:N or --sweep");
     };
+    if args.asr.judge.is_some() {
+        let prompts = |t: &Target| {
+            if args.prompts.is_empty() {
+                steerer.prompts_of(t, scope)
+            } else {
+                args.prompts.clone()
+            }
+        };
+        return crate::commands::steer_asr::run(
+            &args.asr,
+            &steerer,
+            &circuit,
+            &targets,
+            &args.scale,
+            scope,
+            &prompts,
+            tok.as_ref(),
+            args.out.as_deref(),
+            &args.circuit,
+        );
+    }
     let mut summaries: Vec<SteeringSummary> = Vec::new();
     let mut per_prompt = Vec::new();
+    // Per scale, each cluster's per-prompt results (the sweep's diversity statistics).
+    let mut by_scale: Vec<Vec<Vec<adag_analysis::steer::PromptSteering>>> =
+        vec![Vec::new(); args.scale.len()];
     for target in &targets {
         steerer.check(target)?;
         let prompts = if args.prompts.is_empty() {
@@ -125,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
                 args.circuit.display()
             );
         }
-        for &scale in &args.scale {
+        for (si, &scale) in args.scale.iter().enumerate() {
             let mut rows = Vec::new();
             for &p in &prompts {
                 let r = steerer.steer_prompt(p, target, scale, scope, args.generate)?;
@@ -157,6 +198,7 @@ pub fn run(args: Args) -> Result<()> {
             per_prompt.push(serde_json::json!({
                 "target": target.to_string(), "scale": scale, "prompts": rows
             }));
+            by_scale[si].push(rows);
         }
     }
     // "fixed norm": the final norm's denominator held at its unsteered value (see
@@ -186,6 +228,25 @@ pub fn run(args: Args) -> Result<()> {
             100.0 * s.top1_changed
         );
     }
+    let mut diversity = Vec::new();
+    if args.sweep && targets.len() > 1 {
+        // The reference's diversity statistics: do the clusters do different things?
+        println!(
+            "diversity across {} clusters: distinct top input positions {:.2} per prompt",
+            targets.len(),
+            adag_analysis::diversity::input_diversity(&circuit, &clusters)
+        );
+        for (si, &scale) in args.scale.iter().enumerate() {
+            let refs: Vec<&[_]> = by_scale[si].iter().map(|v| v.as_slice()).collect();
+            let d = adag_analysis::diversity::output_diversity(scale, &refs);
+            println!(
+                "  ×{scale}: distinct steered top-1 / top-2 / top-10 tokens per prompt {:.2} / \
+                 {:.2} / {:.2} (over {} prompts every cluster was steered on)",
+                d.unique_top1, d.unique_top2, d.unique_top10, d.n_prompts
+            );
+            diversity.push(d);
+        }
+    }
     if let Some(out) = &args.out {
         let with = |ext: &str| PathBuf::from(format!("{}.{ext}", out.display()));
         adag_circuit::store::write_atomic(&with("csv"), summary_csv(&summaries).as_bytes())?;
@@ -193,7 +254,7 @@ pub fn run(args: Args) -> Result<()> {
         adag_circuit::store::write_atomic(
             &with("json"),
             &serde_json::to_vec_pretty(&serde_json::json!({
-                "summary": summaries, "runs": per_prompt
+                "summary": summaries, "diversity": diversity, "runs": per_prompt
             }))?,
         )?;
         println!("→ {}.{{csv,parquet,json}}", out.display());

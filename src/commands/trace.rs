@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use adag_circuit::circuit::answers_predicted;
 use adag_circuit::config::{Answers, BlacklistEntry, Rule, RunConfig};
 use adag_circuit::pipeline::{self, RunSpec};
 use adag_circuit::prepare::{
@@ -117,6 +118,12 @@ pub struct Args {
     /// Replace an output directory that holds another run.
     #[arg(long)]
     pub overwrite: bool,
+    /// Keep no nodes or edges for prompts whose given answers the model does not predict
+    /// (goal ≤ 0): their rows in prompts.parquet stay, with `predicted` false, so the skip is
+    /// visible. Without it such prompts are traced (and warned about): their attributions are
+    /// fractions of a non-positive goal, which inflates the circuit.
+    #[arg(long)]
+    pub skip_unpredicted: bool,
     /// Seeds per backward pass inside the engine (memory vs speed; no effect on results).
     #[arg(long, default_value_t = 128)]
     pub backward_batch: usize,
@@ -303,7 +310,7 @@ pub fn run(mut args: Args) -> Result<()> {
         }
         None => TraceBasis::Neurons,
     };
-    let (dataset_info, identity) = run_identity(
+    let (dataset_info, mut identity) = run_identity(
         &r,
         &model_dir,
         model_id.as_deref(),
@@ -312,6 +319,10 @@ pub fn run(mut args: Args) -> Result<()> {
         &basis,
         &dataset,
     )?;
+    // Skipping changes the stored circuit, so a resumed run must not mix the two.
+    if let (true, Some(map)) = (args.skip_unpredicted, identity.as_object_mut()) {
+        map.insert("skip_unpredicted".into(), true.into());
+    }
     let spec = RunSpec {
         out: r.output_path.clone(),
         identity,
@@ -368,7 +379,7 @@ pub fn run(mut args: Args) -> Result<()> {
             .map_err(|e| format!("writing graph {name}: {e:#}"))
     };
     let mut tracer = |batch: &[PreparedPrompt]| -> std::result::Result<Vec<PromptCircuit>, String> {
-        let traced = trace_batch(
+        let mut traced = trace_batch(
             &m.model,
             &basis,
             batch,
@@ -377,8 +388,35 @@ pub fn run(mut args: Args) -> Result<()> {
             &decode,
             graph_export.is_some(),
         )?;
+        // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
+        // attributions are fractions of the goal.
+        let skipped: Vec<bool> = batch
+            .iter()
+            .zip(&traced.circuits)
+            .map(|(p, t)| {
+                let unpredicted = !answers_predicted(&p.answers, t.goal);
+                if unpredicted {
+                    eprintln!(
+                        "warning: prompt {}: the model does not predict its answers {:?} \
+                         (goal {:.3} ≤ 0); its attributions are fractions of a non-positive goal{}",
+                        p.prompt_id,
+                        p.answers,
+                        t.goal,
+                        if args.skip_unpredicted {
+                            "; skipped (--skip-unpredicted)"
+                        } else {
+                            "; --skip-unpredicted leaves it out"
+                        }
+                    );
+                }
+                unpredicted && args.skip_unpredicted
+            })
+            .collect();
         if graph_export.is_some() {
             for (i, (p, c)) in batch.iter().zip(&traced.circuits).enumerate() {
+                if skipped[i] {
+                    continue;
+                }
                 let g = traced
                     .graphs
                     .get(i)
@@ -391,19 +429,17 @@ pub fn run(mut args: Args) -> Result<()> {
                 export(g, &extras, p)?;
             }
         }
-        let traced = traced.circuits;
-        // Given answers the model does not predict (goal ≤ 0) inflate a circuit silently:
-        // attributions are fractions of the goal.
-        for (p, t) in batch.iter().zip(&traced) {
-            if !p.answers.is_empty() && t.goal.is_finite() && t.goal <= 0.0 {
-                eprintln!(
-                    "warning: prompt {}: the model does not predict its answers {:?} \
-                     (goal {:.3} ≤ 0); its attributions are fractions of a non-positive goal",
-                    p.prompt_id, p.answers, t.goal
-                );
-            }
+        // A skipped prompt keeps its prompts.parquet row (predicted = false) and no nodes.
+        for (c, _) in traced
+            .circuits
+            .iter_mut()
+            .zip(&skipped)
+            .filter(|(_, s)| **s)
+        {
+            c.nodes.clear();
+            c.edges.clear();
         }
-        Ok(traced)
+        Ok(traced.circuits)
     };
 
     let bar = if args.quiet {

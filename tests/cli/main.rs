@@ -16,4 +16,5 @@ mod describe_cli;
 mod hardening;
 mod hub_cli;
 mod serve_llm_cli;
+mod steer_asr_cli;
 mod trace_cli;

@@ -344,3 +344,51 @@ fn clusters_become_named_supernodes_on_each_prompts_graph() {
     // Every neuron node of the prompt belongs to some cluster (all units were clustered).
     assert_eq!(seen.len(), neurons.len());
 }
+
+/// A given answer the model does not predict (Fresno → " Austin": goal ≤ 0 on the demo model)
+/// is warned about by prompt id, recorded as `predicted = false` in prompts.parquet, and
+/// `--skip-unpredicted` keeps the row but drops its nodes and edges (the predicted prompt's
+/// circuit is unchanged).
+#[test]
+fn unpredicted_answers_are_warned_recorded_and_skippable() {
+    if !root().join("models/demo/config.json").exists() {
+        println!("skipped: the demo model bundle (models/demo/config.json) is absent");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("d.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"prompt\":\"The capital of the state containing Dallas is\",\"answers\":[\" Austin\"]}\n\
+         {\"prompt\":\"The capital of the state containing Fresno is\",\"answers\":[\" Austin\"]}\n",
+    )
+    .unwrap();
+    let run = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec!["trace", "--dataset", s(&ds), "--out", s(&out), "--quiet"];
+        args.extend(extra);
+        let o = crate::common::adag(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        (adag_circuit::read_circuit(&out).unwrap().0, err)
+    };
+    let (all, err) = run("all", &[]);
+    assert!(
+        err.contains("warning: prompt 1: the model does not predict its answers [\" Austin\"]"),
+        "{err}"
+    );
+    assert!(!err.contains("prompt 0:"), "{err}");
+    let predicted: Vec<bool> = all.prompts.iter().map(|p| p.predicted).collect();
+    assert_eq!(predicted, [true, false]);
+    assert!(all.prompts[0].goal > 0.0 && all.prompts[1].goal <= 0.0);
+    assert!(all.nodes.iter().any(|n| n.prompt_id == 1));
+
+    let (kept, err) = run("kept", &["--skip-unpredicted"]);
+    assert!(err.contains("skipped (--skip-unpredicted)"), "{err}");
+    assert_eq!(kept.prompts.len(), 2);
+    assert!(!kept.prompts[1].predicted);
+    assert!(kept.nodes.iter().all(|n| n.prompt_id == 0));
+    assert!(kept.edges.iter().all(|e| e.prompt_id == 0));
+    let of0 = |c: &adag_circuit::Circuit| c.nodes.iter().filter(|n| n.prompt_id == 0).count();
+    assert_eq!(of0(&kept), of0(&all));
+}

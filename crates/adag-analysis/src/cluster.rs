@@ -85,6 +85,10 @@ pub struct Diagnostics {
     pub sign_conflict_rate: f64,
     /// `"dense"` or `"partial"` eigensolver.
     pub eigensolver: String,
+    /// How the embedding was partitioned: `"kmeans"` or `"ward"` (absent in older files:
+    /// k-means).
+    #[serde(default = "kmeans_name")]
+    pub method: String,
     /// Seconds spent on similarity, eigensolver and k-means.
     pub seconds: BTreeMap<String, f64>,
 }
@@ -248,7 +252,85 @@ pub struct Clustering {
 }
 
 /// Clusters the units of `profiles`.
+fn kmeans_name() -> String {
+    Method::KMeans.to_string()
+}
+
+/// How the spectral embedding is partitioned into k clusters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Method {
+    /// k-means++ with seeded restarts (the reference's default).
+    #[default]
+    KMeans,
+    /// Agglomerative clustering with Ward's linkage ([`crate::ward`]).
+    Ward,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::KMeans => "kmeans",
+            Method::Ward => "ward",
+        })
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "kmeans" | "spectral" => Ok(Method::KMeans),
+            "ward" => Ok(Method::Ward),
+            _ => Err(format!("{s:?}: expected kmeans or ward")),
+        }
+    }
+}
+
+/// Clusters with k-means on the spectral embedding ([`cluster_by`] with [`Method::KMeans`]).
 pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering> {
+    cluster_by(profiles, opts, Method::KMeans)
+}
+
+/// Clusters the units: similarity, spectral embedding, then `method`; the same diagnostics
+/// whatever the method.
+pub fn cluster_by(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: Method,
+) -> Result<Clustering> {
+    cluster_inner(profiles, opts, &method.to_string(), &|emb| match method {
+        Method::KMeans => {
+            spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed).labels
+        }
+        Method::Ward => crate::ward::ward(&emb.rows, emb.dim, opts.k),
+    })
+}
+
+/// A given assignment (`labels[unit]` in 0..k, e.g. hypothesis clusters) with the same
+/// naming and diagnostics as a computed one; `method` is recorded in the diagnostics.
+pub fn cluster_given(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: &str,
+    labels: &[usize],
+) -> Result<Clustering> {
+    if labels.len() != profiles.units.len() || labels.iter().any(|&l| l >= opts.k) {
+        return Err(Error::Input(format!(
+            "{method}: {} labels in 0..{} for {} units",
+            labels.len(),
+            opts.k,
+            profiles.units.len()
+        )));
+    }
+    cluster_inner(profiles, opts, method, &|_| labels.to_vec())
+}
+
+fn cluster_inner(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: &str,
+    partition: &dyn Fn(&spectral::Embedding) -> Vec<usize>,
+) -> Result<Clustering> {
     let n = profiles.units.len();
     if n == 0 {
         return Err(Error::Input(
@@ -276,18 +358,18 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
     )?;
     seconds.insert("eigensolver".to_string(), t.elapsed().as_secs_f64());
     let t = std::time::Instant::now();
-    let km = spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed);
-    seconds.insert("kmeans".to_string(), t.elapsed().as_secs_f64());
+    let labels = partition(&emb);
+    seconds.insert(method.to_string(), t.elapsed().as_secs_f64());
 
     // Rename clusters by decreasing Σ|attribution| (ties: smallest member first).
     let mut abs = vec![0f64; opts.k];
     for p in &profiles.prompts {
         for u in &p.units {
-            abs[km.labels[u.unit]] += u.attribution.abs() as f64;
+            abs[labels[u.unit]] += u.attribution.abs() as f64;
         }
     }
     let first: Vec<usize> = (0..opts.k)
-        .map(|c| km.labels.iter().position(|&l| l == c).unwrap_or(n))
+        .map(|c| labels.iter().position(|&l| l == c).unwrap_or(n))
         .collect();
     let mut order: Vec<usize> = (0..opts.k).collect();
     order.sort_by(|&a, &b| abs[b].total_cmp(&abs[a]).then(first[a].cmp(&first[b])));
@@ -295,11 +377,12 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
     for (new, &old) in order.iter().enumerate() {
         rename[old] = new;
     }
-    let labels: Vec<usize> = km.labels.iter().map(|&l| rename[l]).collect();
+    let labels: Vec<usize> = labels.iter().map(|&l| rename[l]).collect();
     let t = std::time::Instant::now();
     let mut diagnostics = diagnose(profiles, &s, &labels, opts.k, &emb.eigenvalues, k_range);
     seconds.insert("diagnostics".to_string(), t.elapsed().as_secs_f64());
     diagnostics.eigensolver = emb.solver.to_string();
+    diagnostics.method = method.to_string();
     diagnostics.seconds = seconds;
     Ok(Clustering {
         units: profiles.units.clone(),
@@ -403,6 +486,7 @@ fn diagnose(
         intra_inter_ratio: (inter != 0.0).then(|| intra / inter),
         sign_conflict_rate: conflicts as f64 / n as f64,
         eigensolver: String::new(),
+        method: String::new(),
         seconds: BTreeMap::new(),
     }
 }

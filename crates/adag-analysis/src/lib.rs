@@ -8,6 +8,7 @@
 //!    per-prompt metric ([`correlate`]);
 //! 3. **steers** clusters (scales their traced neurons in one forward pass) and reports
 //!    cluster→cluster and cluster→output effects ([`steer`]);
+//!    and measures steering success rates with a judge ([`asr`], [`judge`]);
 //! 4. **plots** one prompt's tokens → clusters → outputs graph as DOT, SVG and PNG ([`plot`],
 //!    drawn by [`raster`] without Graphviz).
 //!
@@ -24,9 +25,13 @@
 
 #![deny(missing_docs)]
 
+pub mod asr;
 pub mod cluster;
 pub mod correlate;
+pub mod diversity;
 pub mod error;
+pub mod hypothesis;
+pub mod judge;
 pub mod plot;
 pub mod profiles;
 pub mod raster;
@@ -35,8 +40,12 @@ pub mod spectral;
 pub mod stats;
 pub mod steer;
 pub mod supernodes;
+pub mod ward;
 
-pub use cluster::{cluster, ClusterInfo, ClusterOptions, ClusterState, Clustering, Diagnostics};
+pub use cluster::{
+    cluster, cluster_by, cluster_given, ClusterInfo, ClusterOptions, ClusterState, Clustering,
+    Diagnostics, Method,
+};
 pub use error::{Error, Result};
 pub use profiles::{Profiles, Unit};
 pub use similarity::{similarity, Combine, Similarity, SimilarityOptions};

@@ -69,6 +69,9 @@ pub enum Scope {
 pub enum Target {
     /// The units of a cluster (by id).
     Cluster(String),
+    /// Every traced unit *except* the cluster's (the reference's `complement=True`): what the
+    /// rest of the circuit does without that cluster scaled, unclustered units included.
+    Complement(String),
     /// One neuron (both polarities).
     Neuron {
         /// Layer.
@@ -82,6 +85,7 @@ impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Target::Cluster(c) => write!(f, "{c}"),
+            Target::Complement(c) => write!(f, "not {c}"),
             Target::Neuron { layer, neuron } => write!(f, "L{layer}N{neuron}"),
         }
     }
@@ -141,9 +145,9 @@ pub struct PromptSteering {
     pub steered_logits_fixed_norm: Vec<f32>,
     /// KL(p_orig ‖ p_steered) at the traced position.
     pub kl: f64,
-    /// Top tokens before.
+    /// Top 10 tokens before.
     pub top_before: Vec<TopToken>,
-    /// Top tokens after.
+    /// Top 10 tokens after (the reference's diversity statistics count top-1/2/10).
     pub top_after: Vec<TopToken>,
     /// Greedy continuation under steering (empty unless asked).
     pub generated: Vec<u32>,
@@ -180,6 +184,38 @@ fn top(probs: &[f32], k: usize) -> Vec<TopToken> {
 
 use adag_core::softmax;
 
+/// One token from `logits`: argmax at temperature ≤ 0, else drawn (with the uniform `u`)
+/// from the softmax at `temperature` restricted to the nucleus, the fewest most-probable
+/// tokens whose probability reaches `top_p` (at least one). Ties go to the lower id, so a
+/// draw depends on nothing but the logits and `u`.
+pub fn sample_token(logits: &[f32], temperature: f32, top_p: f32, u: f64) -> u32 {
+    if temperature <= 0.0 || logits.len() < 2 {
+        return top(logits, 1).first().map(|t| t.id).unwrap_or(0);
+    }
+    let scaled: Vec<f32> = logits.iter().map(|l| l / temperature).collect();
+    let probs = softmax(&scaled);
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    let mut nucleus = Vec::new();
+    let mut mass = 0.0f64;
+    for i in idx {
+        nucleus.push(i);
+        mass += probs[i] as f64;
+        if mass >= top_p as f64 {
+            break;
+        }
+    }
+    let mut acc = 0.0f64;
+    let target = u * mass;
+    for &i in &nucleus {
+        acc += probs[i] as f64;
+        if target < acc {
+            return i as u32;
+        }
+    }
+    nucleus.last().map(|&i| i as u32).unwrap_or(0)
+}
+
 impl<'a> Steerer<'a> {
     /// Prepares steering of `circuit`, traced in `basis` (MLP neurons or transcoder
     /// features), with `model`.
@@ -214,6 +250,7 @@ impl<'a> Steerer<'a> {
     fn in_target(&self, target: &Target, u: &Unit) -> bool {
         match target {
             Target::Cluster(c) => self.clusters.cluster_of(u) == Some(c.as_str()),
+            Target::Complement(c) => self.clusters.cluster_of(u) != Some(c.as_str()),
             Target::Neuron { layer, neuron } => u.layer == *layer && u.neuron == *neuron,
         }
     }
@@ -237,7 +274,7 @@ impl<'a> Steerer<'a> {
                 )));
             }
         }
-        if let Target::Cluster(c) = target {
+        if let Target::Cluster(c) | Target::Complement(c) = target {
             if !self.clusters.clusters.iter().any(|x| &x.id == c) {
                 return Err(Error::Input(format!(
                     "no cluster {c:?}: the cluster state has {}",
@@ -427,10 +464,48 @@ impl<'a> Steerer<'a> {
             steered_logits_fixed_norm: pick(&lf),
             targets,
             kl,
-            top_before: top(&po, 5),
-            top_after: top(&ps, 5),
+            top_before: top(&po, 10),
+            top_after: top(&ps, 10),
             generated,
         })
+    }
+
+    /// A continuation of `prompt_id` under steering, sampled token by token: `max_tokens`
+    /// tokens at `temperature` from the smallest set of top tokens holding `top_p` of the
+    /// probability (nucleus sampling, the reference's T 0.7 / top-p 0.9); temperature 0 is
+    /// greedy. The caller's RNG makes every sample reproducible. Generated positions are steered
+    /// only with [`Scope::AllPositions`] (traced entries name prompt positions).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample(
+        &self,
+        prompt_id: u64,
+        target: &Target,
+        scale: f32,
+        scope: Scope,
+        max_tokens: usize,
+        temperature: f32,
+        top_p: f32,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Vec<u32>> {
+        let prompt = self
+            .circuit
+            .prompts
+            .iter()
+            .find(|p| p.prompt_id == prompt_id)
+            .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))?;
+        if prompt.token_ids.is_empty() {
+            return Err(Error::Input(format!("prompt {prompt_id} has no tokens")));
+        }
+        let plan = self.interventions(prompt_id, target, scale, scope);
+        let mut seq = prompt.token_ids.clone();
+        let mut out = Vec::with_capacity(max_tokens);
+        for _ in 0..max_tokens {
+            let (logits, _) = self.run(&seq, &plan, None)?;
+            let next = sample_token(&logits, temperature, top_p, rng.random::<f64>());
+            seq.push(next);
+            out.push(next);
+        }
+        Ok(out)
     }
 
     /// Prompts on which the target has traced nodes (all prompts for all-positions scope).
@@ -538,14 +613,8 @@ pub fn summary_csv(rows: &[SteeringSummary]) -> String {
 
 /// Writes the sweep table as Parquet (same columns as [`summary_csv`]).
 pub fn write_summary_parquet(path: &std::path::Path, rows: &[SteeringSummary]) -> Result<()> {
-    use arrow_array::{
-        ArrayRef, Float32Array, Float64Array, RecordBatch, StringArray, UInt64Array,
-    };
+    use arrow_array::{ArrayRef, Float32Array, Float64Array, StringArray, UInt64Array};
     use std::sync::Arc;
-    let perr = |e: String| Error::Parquet {
-        path: path.to_path_buf(),
-        message: e,
-    };
     let cols: Vec<(&str, ArrayRef)> = vec![
         (
             "target",
@@ -594,6 +663,19 @@ pub fn write_summary_parquet(path: &std::path::Path, rows: &[SteeringSummary]) -
             )),
         ),
     ];
+    write_parquet_columns(path, cols)
+}
+
+/// Writes named columns as one Parquet table, atomically.
+pub(crate) fn write_parquet_columns(
+    path: &std::path::Path,
+    cols: Vec<(&str, arrow_array::ArrayRef)>,
+) -> Result<()> {
+    use arrow_array::RecordBatch;
+    let perr = |e: String| Error::Parquet {
+        path: path.to_path_buf(),
+        message: e,
+    };
     let batch = RecordBatch::try_from_iter(cols).map_err(|e| perr(e.to_string()))?;
     let mut buf = Vec::new();
     {

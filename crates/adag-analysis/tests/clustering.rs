@@ -344,3 +344,90 @@ fn top_units_are_the_ones_with_the_most_attribution() {
     let cs = common::state(&[("0,1,1", "C0"), ("0,2,1", "C0"), ("0,3,1", "C0")]);
     assert_eq!(cs.top_units(&p, "C0", 2), ["0,2,1", "0,3,1"]);
 }
+
+/// Ward on the same spectral embedding recovers the planted groups as k-means does, with the
+/// same diagnostics, and records its method.
+#[test]
+fn ward_recovers_planted_groups_with_the_same_diagnostics() {
+    use adag_analysis::{cluster_by, Method};
+    let (c, truth) = planted(5, 6, 30, 1);
+    let opts = ClusterOptions {
+        k: 5,
+        ..Default::default()
+    };
+    let p = Profiles::from_circuit(&c);
+    let cl = cluster_by(&p, &opts, Method::Ward).unwrap();
+    let pairs: Vec<(usize, usize)> = cl
+        .units
+        .iter()
+        .zip(&cl.labels)
+        .map(|(u, l)| {
+            let g = truth
+                .iter()
+                .find(|(k, _)| *k == (u.layer, u.neuron))
+                .unwrap()
+                .1;
+            (*l, g)
+        })
+        .collect();
+    assert_eq!(purity(&pairs), 1.0, "{pairs:?}");
+    let d = cl.diagnostics;
+    assert_eq!(d.method, "ward");
+    assert!(d.silhouette > 0.5, "{d:?}");
+    assert_eq!(d.suggested_k, 5, "{d:?}");
+    assert_eq!(cluster(&p, &opts).unwrap().diagnostics.method, "kmeans");
+    assert_eq!(
+        "leiden".parse::<Method>().unwrap_err(),
+        "\"leiden\": expected kmeans or ward"
+    );
+}
+
+/// Hypothesis clusters: on 8 prompts labelled `a`/`b`, a unit carrying attribution only on
+/// `a` prompts has AUROC 1 (`for`), one only on `b` prompts AUROC 0 (`against`), and units
+/// present everywhere with attribution unrelated to the label stay in `rest`; the clustering
+/// carries the usual diagnostics and its method. A label no prompt has is a clean error.
+#[test]
+fn hypothesis_clusters_split_units_by_auroc() {
+    use adag_analysis::hypothesis::{hypothesis_labels, unit_aurocs};
+    let mut c = adag_circuit::Circuit::default();
+    for id in 0..8u64 {
+        let mut p = prompt(id, 3, 1);
+        p.label = Some(if id % 2 == 0 { "a" } else { "b" }.into());
+        c.prompts.push(p);
+        let node =
+            |l: i32, n: u32, a: f32| neuron(id, l, 2, n, 1.0, a, vec![0.5, 0.5, 0.0], vec![1.0]);
+        if id % 2 == 0 {
+            c.nodes.push(node(0, 1, 0.3));
+        } else {
+            c.nodes.push(node(0, 2, 0.3));
+        }
+        // Attribution 0.1·(id mod 4 < 2): half of each class high, half low.
+        c.nodes.push(node(1, 3, if id % 4 < 2 { 0.2 } else { 0.1 }));
+        c.nodes.push(node(1, 4, 0.1 + 0.01 * (id % 3) as f32));
+    }
+    let p = Profiles::from_circuit(&c);
+    let aurocs = unit_aurocs(&p, &c, "a").unwrap();
+    let by_unit: std::collections::BTreeMap<(i32, u32), f64> = p
+        .units
+        .iter()
+        .zip(&aurocs)
+        .map(|(u, &a)| ((u.layer, u.neuron), a))
+        .collect();
+    assert_eq!(by_unit[&(0, 1)], 1.0);
+    assert_eq!(by_unit[&(0, 2)], 0.0);
+    assert_eq!(by_unit[&(1, 3)], 0.5);
+    let (labels, names) = hypothesis_labels(&aurocs, 0.8);
+    assert_eq!(names, ["for", "against", "rest"]);
+    let opts = ClusterOptions {
+        k: 3,
+        ..Default::default()
+    };
+    let cl = adag_analysis::cluster_given(&p, &opts, "hypothesis a", &labels).unwrap();
+    assert_eq!(cl.diagnostics.method, "hypothesis a");
+    assert!(cl.diagnostics.silhouette.is_finite());
+    let e = unit_aurocs(&p, &c, "z").unwrap_err().to_string();
+    assert!(
+        e.contains("0 of 8 prompts have this label") && e.contains("a, b"),
+        "{e}"
+    );
+}

@@ -49,6 +49,7 @@
 //! | `target_logits` | list<float32> | their logits (centred when `center_logits`) |
 //! | `goal` | float32 | Σ target logits: what attributions are fractions of |
 //! | `traced_position` | uint32 | the position whose next-token logits are explained (the last) |
+//! | `predicted` | bool | false when given `answers` are not what the model predicts (goal ≤ 0): its attributions are fractions of a non-positive goal and its circuit is inflated; absent in older circuits (derived from `goal` on read) |
 //!
 //! ```python
 //! import pandas as pd
@@ -60,12 +61,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    ArrayBuilder, Float32Builder, Int32Builder, Int64Builder, Int8Builder, ListBuilder,
-    StringBuilder, UInt32Builder,
+    ArrayBuilder, BooleanBuilder, Float32Builder, Int32Builder, Int64Builder, Int8Builder,
+    ListBuilder, StringBuilder, UInt32Builder,
 };
 use arrow_array::{
-    Array, ArrayRef, Float32Array, Int32Array, Int64Array, Int8Array, ListArray, RecordBatch,
-    StringArray, UInt32Array,
+    Array, ArrayRef, BooleanArray, Float32Array, Int32Array, Int64Array, Int8Array, ListArray,
+    RecordBatch, StringArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -128,6 +129,14 @@ pub struct PromptRow {
     pub target_logits: Vec<f32>,
     pub goal: f32,
     pub traced_position: u32,
+    pub predicted: bool,
+}
+
+/// Whether the model predicts a prompt's given answers: their summed logit, the goal, is
+/// positive. Without given answers the targets are the model's own top tokens, predicted by
+/// definition. A non-positive goal makes every attribution a fraction of a meaningless scale.
+pub fn answers_predicted(answers: &[String], goal: f32) -> bool {
+    answers.is_empty() || goal > 0.0
 }
 
 /// The three tables of a circuit (or of one batch of it), rows in prompt order.
@@ -171,6 +180,7 @@ impl Circuit {
             target_logits: t.target_logits.clone(),
             goal: t.goal,
             traced_position: p.traced_position(),
+            predicted: answers_predicted(&p.answers, t.goal),
         });
         self.nodes.extend(t.nodes.iter().map(|n| NodeRow {
             prompt_id: id,
@@ -410,6 +420,10 @@ fn prompts_batch(path: &Path, rows: &[PromptRow]) -> Result<RecordBatch> {
                 "traced_position",
                 prim!(UInt32Builder, rows.iter().map(|r| r.traced_position)),
             ),
+            (
+                "predicted",
+                prim!(BooleanBuilder, rows.iter().map(|r| r.predicted)),
+            ),
         ],
     )
 }
@@ -579,6 +593,9 @@ impl<'a> Cols<'a> {
     fn f32(&self, n: &str) -> Result<&'a Float32Array> {
         self.get(n)
     }
+    fn bool(&self, n: &str) -> Result<&'a BooleanArray> {
+        self.get(n)
+    }
     fn str(&self, n: &str) -> Result<&'a StringArray> {
         self.get(n)
     }
@@ -714,15 +731,26 @@ pub fn read_prompts(path: &Path) -> Result<Vec<PromptRow>> {
             c.list("target_logits")?,
         );
         let (goal, tp) = (c.f32("goal")?, c.u32("traced_position")?);
+        // Circuits written before the column existed: derived from the goal.
+        let predicted = c
+            .batch
+            .column_by_name("predicted")
+            .map(|_| c.bool("predicted"))
+            .transpose()?;
         for i in 0..b.num_rows() {
+            let answers = strs(path, ans, i)?;
             rows.push(PromptRow {
+                predicted: match predicted {
+                    Some(p) => p.value(i),
+                    None => answers_predicted(&answers, goal.value(i)),
+                },
+                answers,
                 prompt_id: id.value(i) as u64,
                 label: opt_str(label, i),
                 prompt: prompt.value(i).to_string(),
                 seed: opt_str(seed, i),
                 token_ids: u32s(path, tids, i)?,
                 token_strings: strs(path, tstr, i)?,
-                answers: strs(path, ans, i)?,
                 target_ids: u32s(path, gids, i)?,
                 target_strings: strs(path, gstr, i)?,
                 target_probs: f32s(path, gp, i)?,

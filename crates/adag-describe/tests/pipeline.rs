@@ -43,6 +43,7 @@ fn prompt(id: u64, prompt: &str, label: &str, tokens: &[u32]) -> PromptRow {
         target_logits: vec![5.0, 3.0],
         goal: 8.0,
         traced_position: tokens.len() as u32 - 1,
+        predicted: true,
     }
 }
 

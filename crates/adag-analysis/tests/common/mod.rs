@@ -47,6 +47,7 @@ pub fn prompt(prompt_id: u64, len: usize, k: usize) -> PromptRow {
         target_logits: vec![1.0; k],
         goal: k as f32,
         traced_position: len as u32 - 1,
+        predicted: true,
     }
 }
 
@@ -155,6 +156,7 @@ pub fn state(map: &[(&str, &str)]) -> adag_analysis::ClusterState {
             intra_inter_ratio: None,
             sign_conflict_rate: 0.0,
             eigensolver: "dense".into(),
+            method: "kmeans".into(),
             seconds: std::collections::BTreeMap::new(),
         },
     }
