@@ -14,9 +14,13 @@ Each fixture under fixtures/models/<name>/ is a real HuggingFace model directory
 Coverage: llama (GQA, llama3 rope scaling, tied embeddings), qwen2 (q/k/v biases, two shards,
 untied), qwen3 (q/k norms, explicit head_dim != d_model/n_heads, bf16 on disk), gemma2 (four norms,
 (1+w) RMSNorm, embedding scale, both soft-caps, query_pre_attn_scalar, sliding window on alternate
-layers, gelu-tanh, tied). Norm weights are random, so a wrong norm formula cannot hide.
+layers, gelu-tanh, tied), gemma3 (Gemma-2's norms plus per-head (1+w) q/k norms, the 5:1
+local/global pattern with a 3-token window, a local rope base distinct from the global one, linear
+rope scaling on global layers only, no soft-caps, q·head_dim != d_model, bf16 on disk, tied).
+Norm weights are random, so a wrong norm formula cannot hide.
 
-Run from the repo root:  python3 tools/make_fixtures.py
+Run from the repo root:  python3 tools/make_fixtures.py [NAME ...]   (default: every fixture;
+naming one rewrites only that fixture, leaving the others byte-identical)
 Needs: pip install torch transformers safetensors tokenizers   (versions land in reference.json)
 """
 
@@ -97,6 +101,8 @@ FAMILIES = {
 
 VOCAB = 320
 D = 64
+# Fixtures with Gemma's four norms per block and (1+w) RMSNorm weights.
+GEMMAS = ("gemma2", "gemma3")
 
 
 def build_tokenizer(family, out_dir):
@@ -165,6 +171,20 @@ def hub_config(name, vocab):
                     query_pre_attn_scalar=24, sliding_window=4, cache_implementation="hybrid",
                     tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=2,
                     torch_dtype="float32")
+    if name == "gemma3":
+        # As google/gemma-3-1b-pt writes it (legacy keys: `sliding_window_pattern`, no
+        # `layer_types`), shrunk. 6 layers: 0-4 slide, 5 is global. Window 3 < every prompt's
+        # length, so local and global layers see different keys. q has 4x16 = 64 > d_model = 32.
+        return dict(common, architectures=["Gemma3ForCausalLM"], model_type="gemma3_text",
+                    hidden_size=32, intermediate_size=64, num_hidden_layers=6, head_dim=16,
+                    hidden_activation="gelu_pytorch_tanh", rms_norm_eps=1e-6,
+                    rope_theta=1000000.0, rope_local_base_freq=10000.0,
+                    rope_scaling={"rope_type": "linear", "factor": 8.0},
+                    attention_bias=False, attention_dropout=0.0, attn_logit_softcapping=None,
+                    final_logit_softcapping=None, query_pre_attn_scalar=24, sliding_window=3,
+                    sliding_window_pattern=6, cache_implementation="hybrid",
+                    tie_word_embeddings=True, pad_token_id=0, eos_token_id=[1, 5], bos_token_id=2,
+                    torch_dtype="bfloat16", use_cache=True)
     raise ValueError(name)
 
 
@@ -174,12 +194,15 @@ def randomise(model, name):
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if "norm" in pname:
-                base = 0.0 if name == "gemma2" else 1.0
+                base = 0.0 if name in GEMMAS else 1.0
                 p.copy_(base + 0.3 * torch.randn(p.shape, generator=g))
             elif pname.endswith("bias"):
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in pname:
-                p.copy_(torch.randn(p.shape, generator=g) * (0.3 if name == "gemma2" else 1.0))
+                # Gemma-3 has no final soft-cap: a small tied embedding keeps the next-token
+                # distribution flat enough for several attribution targets.
+                scale = {"gemma2": 0.3, "gemma3": 0.1}.get(name, 1.0)
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
             else:
                 fan_in = p.shape[-1]
                 p.copy_(torch.randn(p.shape, generator=g) * (1.5 / math.sqrt(fan_in)))
@@ -195,7 +218,7 @@ def capture(model, name, ids):
     eps = cfg.rms_norm_eps
     out, handles = {}, []
     layers = model.model.layers
-    gemma = name == "gemma2"
+    gemma = name in GEMMAS
 
     def pre(key):
         def fn(mod, args, kwargs):
@@ -268,7 +291,10 @@ def make(name, family, shards, disk_dtype):
     config = AutoConfig.from_pretrained(d)
     config._attn_implementation = "eager"
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager").float().eval()
+    # Built in f32 whatever config.json's dtype: a bf16 build would round non-persistent buffers
+    # (Gemma-3's embedding scale sqrt(d_model)) that the f32 reload below computes exactly.
+    model = AutoModelForCausalLM.from_config(
+        config, attn_implementation="eager", dtype=torch.float32).float().eval()
     randomise(model, name)
     if disk_dtype == "bfloat16":
         # Round to bf16 so the on-disk weights and the reference model agree exactly.
@@ -322,12 +348,25 @@ def make(name, family, shards, disk_dtype):
     print(f"{name}: {n_shards} shard(s), vocab {vocab}, {size / 1024:.0f} KiB")
 
 
+# name: (tokenizer family, shards, dtype on disk)
+FIXTURES = {
+    "llama": ("llama", 1, "float32"),
+    "qwen2": ("qwen", 2, "float32"),
+    "qwen3": ("qwen", 1, "bfloat16"),
+    "gemma2": ("gemma", 1, "float32"),
+    "gemma3": ("gemma", 1, "bfloat16"),
+}
+
+
 def main():
     torch.use_deterministic_algorithms(True)
-    make("llama", "llama", shards=1, disk_dtype="float32")
-    make("qwen2", "qwen", shards=2, disk_dtype="float32")
-    make("qwen3", "qwen", shards=1, disk_dtype="bfloat16")
-    make("gemma2", "gemma", shards=1, disk_dtype="float32")
+    names = sys.argv[1:] or list(FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        sys.exit(f"unknown fixture(s) {unknown}; known: {list(FIXTURES)}")
+    for name in names:
+        family, shards, disk_dtype = FIXTURES[name]
+        make(name, family, shards=shards, disk_dtype=disk_dtype)
 
 
 if __name__ == "__main__":

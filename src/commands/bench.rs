@@ -76,6 +76,37 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32000)]
         vocab: usize,
     },
+    /// One attribution graph at gemma-2-2b's real sizes from generated files on disk (bf16
+    /// checkpoint, 16k-feature JumpReLU transcoders): seconds, peak RSS, transcoder bytes read.
+    RealSize {
+        /// Directory for the generated model and transcoders (about 13 GB; reused).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Prompt length.
+        #[arg(long, default_value_t = 64)]
+        tokens: usize,
+        /// Feature-node cap.
+        #[arg(long, default_value_t = 4096)]
+        max_feature_nodes: usize,
+        /// Features per transcoder layer.
+        #[arg(long, default_value_t = 16384)]
+        d_tc: usize,
+        /// Target active features per token and layer.
+        #[arg(long, default_value_t = 75.0)]
+        l0: f64,
+        /// Model dtype in memory: bf16 (as on disk) or f32.
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+        /// Seeds per backward pass.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Layers (26 is gemma-2-2b; fewer for a smoke run, in a different --dir).
+        #[arg(long, default_value_t = 26)]
+        layers: usize,
+        /// Write the files and stop.
+        #[arg(long)]
+        generate_only: bool,
+    },
     /// Attribution graph of a random Llama-shaped model with a random sparse transcoder set.
     Attribute {
         /// Residual width.
@@ -160,6 +191,31 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             vocab,
         } => {
             bench_trace(d_model, layers, d_mlp, prompts, tokens, k, batch, vocab)?;
+        }
+        BenchCommand::RealSize {
+            dir,
+            tokens,
+            max_feature_nodes,
+            d_tc,
+            l0,
+            dtype,
+            batch_size,
+            layers,
+            generate_only,
+        } => {
+            super::bench_real::run(&super::bench_real::RealSizeBench {
+                dir,
+                tokens,
+                max_feature_nodes,
+                d_tc,
+                l0,
+                dtype: adag_model::parse_dtype(&dtype).ok_or_else(|| {
+                    anyhow::anyhow!("--dtype {dtype}: {}", adag_model::DTYPE_CHOICES)
+                })?,
+                batch_size,
+                layers,
+                generate_only,
+            })?;
         }
         BenchCommand::Attribute {
             d_model,

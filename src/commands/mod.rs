@@ -2,6 +2,7 @@
 pub mod attribute;
 pub mod bench;
 pub mod bench_attribute;
+pub mod bench_real;
 pub mod cluster;
 pub mod correlate;
 pub mod describe;

@@ -122,6 +122,52 @@ fn exactness(case: Case) {
 }
 
 fn exactness_at(model_dir: &Path, case: Case) {
+    exactness_in_format(model_dir, case, false)
+}
+
+/// Rewrites the native per-layer files in `native` as GemmaScope-2 files in `out`: lower-case
+/// keys, `w_enc` `[d_in, d_tc]` and `affine_skip_connection` `[d_in, d_out]` (both transposed
+/// against circuit-tracer), `threshold`, listed by a config.yaml as circuit-tracer's Gemma-3
+/// configs do. Returns `out`.
+fn to_gemmascope2(native: &Path, out: &Path, case: &Case, n_layers: usize) -> PathBuf {
+    std::fs::create_dir_all(out).unwrap();
+    let mut list = String::new();
+    for l in 0..n_layers {
+        let t = candle_core::safetensors::load(
+            native.join(format!("layer_{l}.safetensors")),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let tr = |x: &candle_core::Tensor| x.t().unwrap().contiguous().unwrap();
+        let mut m = std::collections::HashMap::new();
+        m.insert("w_enc".to_string(), tr(&t["W_enc"]));
+        m.insert("w_dec".to_string(), t["W_dec"].clone());
+        m.insert("b_enc".to_string(), t["b_enc"].clone());
+        m.insert("b_dec".to_string(), t["b_dec"].clone());
+        m.insert(
+            "threshold".to_string(),
+            t["activation_function.threshold"].clone(),
+        );
+        if let Some(skip) = t.get("W_skip") {
+            m.insert("affine_skip_connection".to_string(), tr(skip));
+        }
+        let file = format!("layer_{l}_width_48_l0_small_affine/params.safetensors");
+        std::fs::create_dir_all(out.join(file.rsplit_once('/').unwrap().0)).unwrap();
+        candle_core::safetensors::save(&m, out.join(&file)).unwrap();
+        list.push_str(&format!("  - {file}\n"));
+    }
+    std::fs::write(
+        out.join("config.yaml"),
+        format!(
+            "model_name: gemma3-fixture\nmodel_kind: transcoder_set\nfeature_input_hook: {}\nfeature_output_hook: {}\ntranscoders:\n{list}",
+            case.input, case.output
+        ),
+    )
+    .unwrap();
+    out.to_path_buf()
+}
+
+fn exactness_in_format(model_dir: &Path, case: Case, gemmascope2: bool) {
     let name = format!(
         "{} {} {} skip={} {}→{}",
         case.model,
@@ -138,7 +184,13 @@ fn exactness_at(model_dir: &Path, case: Case) {
         &spec(&case, model.model.cfg.n_layers, model.model.cfg.d_model),
     )
     .unwrap();
-    let tc = TranscoderSet::load(dir.path(), &Device::Cpu).unwrap();
+    let tc_dir = if gemmascope2 {
+        let n_layers = model.model.cfg.n_layers;
+        to_gemmascope2(dir.path(), &dir.path().join("gemmascope2"), &case, n_layers)
+    } else {
+        dir.path().to_path_buf()
+    };
+    let tc = TranscoderSet::load(&tc_dir, &Device::Cpu).unwrap();
     let tokens = adag_engine::prepare_tokens(
         &model.tokenizer,
         "The capital of the state containing Dallas",
@@ -355,5 +407,28 @@ fn gemma3_plt_jumprelu_gemmascope2_hooks() {
             input: "ln2.hook_normalized",
             output: "mlp.hook_out",
         },
+    );
+}
+
+/// The Gemma-3 fixture (transformers parity in adag-model's tests/parity.rs: 5:1 local/global
+/// layers, two rope bases, q/k norms) with a transcoder set in GemmaScope-2's own file format:
+/// the MLP's normalized input to its post-norm output, JumpReLU thresholds, affine skips.
+#[test]
+fn gemma3_fixture_gemmascope2_files_jumprelu_affine_skip() {
+    let cfg = adag_model::ModelConfig::from_dir(&fixture("gemma3")).unwrap();
+    assert_eq!(cfg.architecture, adag_model::Architecture::Gemma3);
+    let w = Some(3);
+    assert_eq!(cfg.sliding_window, vec![w, w, w, w, w, None]);
+    exactness_in_format(
+        &fixture("gemma3"),
+        Case {
+            model: "gemma3",
+            cross_layer: false,
+            activation: "jump_relu",
+            skip: true,
+            input: "mlp.hook_in",
+            output: "hook_mlp_out",
+        },
+        true,
     );
 }

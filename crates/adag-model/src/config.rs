@@ -207,6 +207,8 @@ pub struct HfConfig {
     pub rope_local_base_freq: Option<f64>,
     pub bos_token_id: Option<Value>,
     pub eos_token_id: Option<Value>,
+    /// `Gemma3ForConditionalGeneration`: the language model's settings (see `multimodal`).
+    pub text_config: Option<Value>,
 }
 
 impl HfConfig {
@@ -498,6 +500,9 @@ impl ModelConfig {
 
     /// Resolves a parsed config; `path` only names the file in errors.
     pub fn from_hf(hf: &HfConfig, path: &Path) -> Result<Self> {
+        if let Some(text) = crate::multimodal::text_config(hf, path)? {
+            return Self::from_hf(&text, path);
+        }
         let r = Resolver { path };
         let supported = || Architecture::ALL.map(Architecture::hf_name).join(", ");
         let arch_name = hf

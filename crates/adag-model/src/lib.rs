@@ -5,7 +5,8 @@
 //! the linearised backward engine freezes or reads: residual streams, norm denominators,
 //! attention patterns, gate/up/neuron activations and MLP outputs ([`ActivationCache`]).
 //!
-//! - [`ModelConfig`] resolves config.json for Llama, Qwen2, Qwen3 and Gemma-2;
+//! - [`ModelConfig`] resolves config.json for Llama, Qwen2, Qwen3, Gemma-2 and Gemma-3 (text, also
+//!   inside a `Gemma3ForConditionalGeneration` checkpoint: `multimodal`);
 //! - [`Transformer`] is one block skeleton with per-architecture weight adapters (`arch`);
 //! - [`KvCache`] with [`Transformer::prefill`]/[`Transformer::step`] decodes incrementally;
 //! - [`ModelTokenizer`] (from adag-text) wraps `tokenizers` with the chat template and an explicit BOS policy.
@@ -28,6 +29,7 @@ mod dtype;
 pub mod error;
 pub mod layers;
 pub mod loaded;
+pub mod multimodal;
 pub mod transformer;
 pub mod weights;
 

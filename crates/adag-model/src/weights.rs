@@ -13,6 +13,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Context, Error, Result};
+use crate::multimodal::{IMAGE_PREFIXES, TEXT_PREFIXES};
 
 /// The weight files of one model directory.
 pub struct WeightFiles {
@@ -22,6 +23,9 @@ pub struct WeightFiles {
     /// Names handed out by [`WeightFiles::load`], so that tensors the config never asked for
     /// (a checkpoint with more layers than `num_hidden_layers`) are noticed.
     loaded: RefCell<BTreeSet<String>>,
+    /// A multimodal checkpoint's prefix for the text model (`language_model.model.`), stored
+    /// in place of `model.`; `None` for a text-only checkpoint.
+    text_prefix: Option<&'static str>,
 }
 
 impl WeightFiles {
@@ -85,11 +89,32 @@ impl WeightFiles {
             }
             route.insert(name.clone(), i);
         }
+        // A multimodal checkpoint (Gemma-3 4B+) keeps the text model under a prefix; found by
+        // where the embedding is, since a text-only checkpoint has it at `model.`.
+        let text_prefix = if route.contains_key("model.embed_tokens.weight") {
+            None
+        } else {
+            TEXT_PREFIXES
+                .into_iter()
+                .find(|p| route.contains_key(&format!("{p}embed_tokens.weight")))
+        };
         Ok(WeightFiles {
             files,
             route,
             loaded: RefCell::new(BTreeSet::new()),
+            text_prefix,
         })
+    }
+
+    /// The name under which the checkpoint stores the text-only name `name`.
+    fn stored<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        match (self.text_prefix, name.strip_prefix("model.")) {
+            (Some(p), Some(rest)) => format!("{p}{rest}").into(),
+            (Some("language_model.model."), None) if name == "lm_head.weight" => {
+                "language_model.lm_head.weight".into()
+            }
+            _ => name.into(),
+        }
     }
 
     /// Refuses a checkpoint holding tensors the config did not ask for (once every needed
@@ -104,6 +129,12 @@ impl WeightFiles {
                 .keys()
                 .filter(|n| !loaded.contains(*n))
                 .filter(|n| *n != "lm_head.weight" && !n.ends_with("rotary_emb.inv_freq"))
+                // A multimodal checkpoint's image side and spare tied head are not text weights.
+                .filter(|n| {
+                    self.text_prefix.is_none()
+                        || !(IMAGE_PREFIXES.iter().any(|p| n.starts_with(p))
+                            || *n == "language_model.lm_head.weight")
+                })
                 .collect();
             v.sort();
             v
@@ -139,7 +170,7 @@ impl WeightFiles {
 
     /// Whether a tensor exists in any file.
     pub fn contains(&self, name: &str) -> bool {
-        self.route.contains_key(name)
+        self.route.contains_key(self.stored(name).as_ref())
     }
 
     /// Loads `name`, checking it has `shape`, converted to `dtype` on `device`.
@@ -150,6 +181,8 @@ impl WeightFiles {
         dtype: DType,
         device: &Device,
     ) -> Result<Tensor> {
+        let stored_name = self.stored(name);
+        let name = stored_name.as_ref();
         let &i = self.route.get(name).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             files: self.describe(),

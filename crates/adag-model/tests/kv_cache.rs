@@ -11,7 +11,7 @@ use adag_model::{KvCache, LoadOptions, Transformer};
 use candle_core::Tensor;
 
 const TOL: f32 = 1e-4;
-const FIXTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma2"];
+const FIXTURES: [&str; 5] = ["llama", "qwen2", "qwen3", "gemma2", "gemma3"];
 
 fn load(name: &str) -> Transformer {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,7 +11,7 @@ use adag_model::{Batch, CacheFilter, LoadOptions, Transformer};
 use candle_core::{Device, Tensor};
 
 const TOL: f32 = 1e-4;
-const FIXTURES: [&str; 4] = ["llama", "qwen2", "qwen3", "gemma2"];
+const FIXTURES: [&str; 5] = ["llama", "qwen2", "qwen3", "gemma2", "gemma3"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -145,4 +145,63 @@ fn cache_filter_keeps_only_what_is_asked_and_reports_memory() {
     assert_eq!(one.cache.memory_bytes(), 4 * model.cfg.d_mlp * 4);
     // Logits do not depend on what is cached.
     assert_eq!(max_abs_diff(&none.logits, &one.logits), 0.0);
+}
+
+/// The Gemma-3 parity above is only as sharp as the fixture: each Gemma-3 ingredient, changed
+/// alone, must move the logits far beyond the 1e-4 tolerance on the reference prompts. So a
+/// model that ignored the window, used one rope for every layer, dropped the global layer's
+/// linear rope scaling, put the global layer elsewhere in the 5:1 pattern, or skipped the q/k
+/// norms could not pass.
+#[test]
+fn gemma3_fixture_exercises_window_ropes_pattern_and_qk_norms() {
+    use adag_model::config::RopeScaling;
+    let model = Transformer::load(&fixture("gemma3"), &LoadOptions::default()).unwrap();
+    let r = reference("gemma3");
+    let cfg = &model.cfg;
+    let w = Some(3);
+    assert_eq!(cfg.sliding_window, vec![w, w, w, w, w, None]);
+    assert!(cfg.rope_local.is_some_and(|l| l.theta != cfg.rope.theta));
+    assert_eq!(cfg.rope.scaling, RopeScaling::Linear { factor: 8.0 });
+    assert_eq!((cfg.attn_softcap, cfg.final_softcap), (None, None));
+    assert!(cfg.n_heads * cfg.d_head != cfg.d_model);
+
+    let worst = |m: &Transformer| -> f32 {
+        (0..r.prompts.len())
+            .map(|i| {
+                let logits = m.logits(&r.prompts[i]).unwrap();
+                max_abs_diff(&logits, &r.tensors[&format!("seq{i}.logits")])
+            })
+            .fold(0.0, f32::max)
+    };
+    assert!(worst(&model) <= TOL);
+    let variant = |name: &str,
+                   edit: &dyn Fn(
+        &mut adag_model::ModelConfig,
+        &mut adag_model::arch::TransformerWeights,
+    )| {
+        let (mut c, mut w) = (model.cfg.clone(), model.weights.clone());
+        edit(&mut c, &mut w);
+        let m = Transformer::from_weights(c, w, &LoadOptions::default());
+        let d = worst(&m);
+        assert!(
+            d > 100.0 * TOL,
+            "gemma3 fixture blind to {name}: logits move only {d:e}"
+        );
+    };
+    variant("the sliding window", &|c, _| {
+        c.sliding_window = vec![Some(1000); 5].into_iter().chain([None]).collect()
+    });
+    variant("the local rope base", &|c, _| c.rope_local = None);
+    variant("the global rope scaling", &|c, _| {
+        c.rope.scaling = RopeScaling::None
+    });
+    variant("which layer is global", &|c, _| {
+        c.sliding_window.rotate_right(1)
+    });
+    variant("the q/k norms", &|_, w| {
+        for b in &mut w.blocks {
+            b.attn.q_norm = None;
+            b.attn.k_norm = None;
+        }
+    });
 }

@@ -3,6 +3,7 @@
 //! `adag bench` build on it; the crates that trace real models do not depend on it.
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod model;
 pub mod transcoders;
 
