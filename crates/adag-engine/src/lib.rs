@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod accounting;
+pub mod attention;
 pub mod attribute;
 pub mod basis;
 pub mod circuit;
