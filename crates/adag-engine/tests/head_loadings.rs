@@ -147,10 +147,9 @@ fn check(name: &str, model: &LoadedModel, basis: &dyn Basis) {
 
     // (1) The parts sum to the edge: to 1e-5 of the edge's own size (or of its parts', when
     // they cancel), with f32 rounding of the row (1e-6 of the target's largest edge) on top.
-    let mut row_max = vec![0.0f32; n];
-    for &(t, s) in &edges {
-        row_max[t] = row_max[t].max(g.edge(t, s).abs());
-    }
+    let row_max: Vec<f32> = (0..n)
+        .map(|t| (0..n).map(|s| g.edge(t, s).abs()).fold(0.0, f32::max))
+        .collect();
     let (mut worst, mut via_heads) = (0.0f32, 0usize);
     for (e, &[t, s]) in hl.edges.iter().enumerate() {
         let edge = g.edge(t as usize, s as usize);
