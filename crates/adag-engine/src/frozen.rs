@@ -535,7 +535,7 @@ impl<'m> FrozenModel<'m> {
     /// Backward through block `l`'s attention: from the gradient at `resid_mid` to `resid_pre`.
     /// Three matrix products with the frozen norms folded into the operators (see
     /// [`FrozenLayer`]).
-    fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
+    pub(crate) fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let fl = &self.layers[l];
         let (n, _, d) = g_mid.dims3().ctx("gradient shape")?;

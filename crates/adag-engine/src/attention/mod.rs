@@ -8,6 +8,8 @@
 
 pub mod heads;
 pub mod loadings;
+pub mod qk;
 
 pub use heads::{vjp_by_head, HeadChannels};
 pub use loadings::head_loadings;
+pub use qk::{qk_attribution, QkAttribution, QkSite};
