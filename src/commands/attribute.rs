@@ -74,6 +74,11 @@ pub struct Args {
     /// targets' rows with the head axis kept, about 1 + layers × heads times their cost.
     #[arg(long)]
     pub head_loadings: bool,
+    /// With --head-loadings: explain this many attention scores behind the strongest kept
+    /// edges (each edge's largest head, query = target position, key = source position) as
+    /// query × key terms, in each target node's `qk_tracing_results` (frontend JSON).
+    #[arg(long, default_value_t = 5)]
+    pub qk_sites: usize,
     /// Print a machine-readable JSON summary on stdout (targets, probabilities, accounting,
     /// scores, node counts, output paths) instead of the text summary.
     #[arg(long)]
@@ -284,6 +289,27 @@ pub fn run(mut args: Args) -> Result<()> {
         let mut extras = frontend::Extras::default();
         if let Some(h) = &heads {
             extras.add_head_loadings(&graph, h);
+            let sites = adag_engine::attention::default_sites(&graph, h, args.qk_sites);
+            let traced = adag_engine::attention::qk_tracing(
+                &m.model,
+                &tokens,
+                basis.as_ref(),
+                &graph,
+                &sites,
+                10,
+            )?;
+            for (t, entry) in traced {
+                let fields = extras
+                    .nodes
+                    .entry(frontend::node_id(&graph, t))
+                    .or_default();
+                match fields.get_mut("qk_tracing_results") {
+                    Some(serde_json::Value::Array(list)) => list.push(entry),
+                    _ => {
+                        fields.insert("qk_tracing_results".into(), serde_json::json!([entry]));
+                    }
+                }
+            }
         }
         frontend::write_graph_files_with(&graph, &pruned, slug, dir, args.node_threshold, &extras)?;
         eprintln!("wrote {}/{slug}.json", dir.display());

@@ -9,7 +9,9 @@
 pub mod heads;
 pub mod loadings;
 pub mod qk;
+pub mod tracing;
 
 pub use heads::{vjp_by_head, HeadChannels};
 pub use loadings::head_loadings;
 pub use qk::{qk_attribution, QkAttribution, QkSite};
+pub use tracing::{default_sites, qk_tracing};
