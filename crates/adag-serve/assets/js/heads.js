@@ -21,3 +21,23 @@ export function headsLine(link) {
   const title = parts.map(([name, v]) => `${name}: ${fmt(v)} (${pct(v)})`).join('\n');
   return el('div', { class: 'via hint', title }, `via ${text}${parts.length > SHOWN ? ', …' : ''}`);
 }
+
+/** The node panel's "why the head attended" section: each `qk_tracing_results` entry (adag
+ *  attribute --head-loadings) as its score and top query × key terms and marginals. */
+export function qkSection(n) {
+  const list = n.raw && Array.isArray(n.raw.qk_tracing_results) ? n.raw.qk_tracing_results : [];
+  if (!list.length) return [];
+  const out = [el('h3', {}, 'attention scores (QK)')];
+  for (const r of list) {
+    const rows = (title, items, fmtItem) => Array.isArray(items) && items.length
+      ? [el('div', { class: 'hint' }, title), el('ul', { class: 'qk-list' }, items.slice(0, 5).map((x) => el('li', {}, fmtItem(x))))] : [];
+    const box = el('details', { class: 'qk', 'data-head': `L${r.layer}.H${r.head}` }, [
+      el('summary', {}, `L${r.layer}.H${r.head}: query ${r.query_pos} → key ${r.key_pos}, score ${fmt(r.score)}`),
+      ...rows('query × key', r.pairwise_contributors, ([q, k, v]) => `${q} × ${k}: ${fmt(v)}`),
+      ...rows('query side', r.query_marginal_contributors, ([q, v]) => `${q}: ${fmt(v)}`),
+      ...rows('key side', r.key_marginal_contributors, ([k, v]) => `${k}: ${fmt(v)}`),
+    ]);
+    out.push(box);
+  }
+  return out;
+}

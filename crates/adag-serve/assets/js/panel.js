@@ -5,7 +5,7 @@ import { KIND, kindName, nodeLabel } from './model.js';
 import { el, fmt, heat, showToken } from './util.js';
 import { loadFeatureDetail } from './features.js';
 import { accountingSection } from './accounting.js';
-import { headsLine } from './heads.js';
+import { headsLine, qkSection } from './heads.js';
 
 const TOP_EDGES = 12;
 
@@ -40,6 +40,7 @@ export function renderPanel(root, model, state, actions) {
   root.append(el('table', { class: 'facts' }, facts.map(([k, v]) =>
     el('tr', { 'data-fact': k }, [el('th', {}, k), el('td', {}, v)]))));
   root.append(...accountingSection(n));
+  root.append(...qkSection(n));
 
   root.append(el('h3', {}, 'annotation'));
   const ta = el('textarea', { id: 'annotation', placeholder: 'your note (saved with the graph)' });
