@@ -4,13 +4,11 @@
 //! under each edge and the QK breakdown in the node panel (headless Chromium; without it the
 //! browser part says why and passes).
 
-#[path = "../../crates/adag-serve/tests/common/mod.rs"]
-#[allow(unused_imports)]
-mod serve_common;
-
 use std::time::Duration;
 
 use crate::common;
+// adag-serve's WebDriver helpers, loaded once for the test binary by dashboards_viewer.
+use crate::dashboards_viewer::serve_common;
 
 use serde_json::Value;
 use serve_common::webdriver::{Browser, BROWSER_LOCK};
