@@ -68,6 +68,17 @@ pub struct Args {
     /// Viewer port (with --serve).
     #[arg(long, default_value_t = 8041)]
     pub port: u16,
+    /// Also split every kept edge by the attention head that carried it (per-(layer, head)
+    /// parts plus residual/direct, summing to the edge; see docs/attention.md), stored in the
+    /// graph file and on each link of the frontend JSON. Off by default: it reruns the kept
+    /// targets' rows with the head axis kept, about 1 + layers × heads times their cost.
+    #[arg(long)]
+    pub head_loadings: bool,
+    /// With --head-loadings: explain this many attention scores behind the strongest kept
+    /// edges (each edge's largest head, query = target position, key = source position) as
+    /// query × key terms, in each target node's `qk_tracing_results` (frontend JSON).
+    #[arg(long, default_value_t = 5)]
+    pub qk_sites: usize,
     /// Print a machine-readable JSON summary on stdout (targets, probabilities, accounting,
     /// scores, node counts, output paths) instead of the text summary.
     #[arg(long)]
@@ -223,15 +234,68 @@ pub fn run(mut args: Args) -> Result<()> {
     let pruned = prune(&graph, args.node_threshold, args.edge_threshold)?;
     graph.meta.scores = Some(graph_scores(&graph)?);
     eprint_timings(&graph, started.elapsed().as_secs_f64());
+    let heads = if args.head_loadings {
+        let clock = std::time::Instant::now();
+        let kept: Vec<(usize, usize)> = pruned
+            .edge_mask
+            .edges()
+            .filter(|&(t, s)| pruned.node_mask[t] && pruned.node_mask[s])
+            .collect();
+        // Each row holds 1 + layers × heads channels: a smaller batch bounds the memory.
+        let batch = (args.batch_size / 8).max(1);
+        let h = adag_engine::attention::head_loadings(
+            &m.model,
+            &tokens,
+            basis.as_ref(),
+            &graph,
+            &kept,
+            batch,
+        )?;
+        eprintln!(
+            "head loadings: {} kept edges in {:.2}s",
+            h.edges.len(),
+            clock.elapsed().as_secs_f64()
+        );
+        Some(h)
+    } else {
+        None
+    };
 
     if let Some(out) = &args.out {
-        graph
-            .save(out)
-            .with_context(|| format!("writing {}", out.display()))?;
+        match &heads {
+            Some(h) => graph.save_with_heads(out, h),
+            None => graph.save(out),
+        }
+        .with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     if let (Some(slug), Some(dir)) = (&args.slug, &args.graph_dir) {
-        frontend::write_graph_files(&graph, &pruned, slug, dir, args.node_threshold)?;
+        let mut extras = frontend::Extras::default();
+        if let Some(h) = &heads {
+            extras.add_head_loadings(&graph, h);
+            let sites = adag_engine::attention::default_sites(&graph, h, args.qk_sites);
+            let traced = adag_engine::attention::qk_tracing(
+                &m.model,
+                &tokens,
+                basis.as_ref(),
+                &graph,
+                &sites,
+                10,
+            )?;
+            for (t, entry) in traced {
+                let fields = extras
+                    .nodes
+                    .entry(frontend::node_id(&graph, t))
+                    .or_default();
+                match fields.get_mut("qk_tracing_results") {
+                    Some(serde_json::Value::Array(list)) => list.push(entry),
+                    _ => {
+                        fields.insert("qk_tracing_results".into(), serde_json::json!([entry]));
+                    }
+                }
+            }
+        }
+        frontend::write_graph_files_with(&graph, &pruned, slug, dir, args.node_threshold, &extras)?;
         eprintln!("wrote {}/{slug}.json", dir.display());
     }
     if args.json {

@@ -5,7 +5,7 @@
 
 #[path = "../../crates/adag-serve/tests/common/mod.rs"]
 #[allow(unused_imports)]
-mod serve_common;
+pub(crate) mod serve_common;
 
 use std::time::Duration;
 

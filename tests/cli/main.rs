@@ -9,6 +9,7 @@ mod accounting_cli;
 mod accounting_frontend;
 mod analysis_cli;
 mod analysis_demo;
+mod attention_viewer;
 mod cli;
 mod common;
 mod dashboards_viewer;

@@ -326,8 +326,15 @@ impl<'m> FrozenModel<'m> {
         self.flops.get()
     }
 
-    fn count(&self, f: f64) {
+    pub(crate) fn count(&self, f: f64) {
         self.flops.set(self.flops.get() + f);
+    }
+
+    /// Layer `l`'s folded attention backward operators `(W_O', W_V', grouped pattern)` (see
+    /// [`FrozenLayer`]), for the per-head backward of [`crate::attention`].
+    pub(crate) fn attention_operators(&self, l: usize) -> (&Tensor, &Tensor, &Tensor) {
+        let fl = &self.layers[l];
+        (&fl.w_o_bwd, &fl.w_v_bwd, &fl.pattern_grouped)
     }
 
     /// Number of positions of the prompt.
@@ -365,7 +372,13 @@ impl<'m> FrozenModel<'m> {
     }
 
     /// Maps a gradient at `hook_mlp_out` of layer `l` to the write site.
-    fn to_write_site(&self, l: usize, site: WriteSite, g: &Tensor, t: usize) -> Result<Tensor> {
+    pub(crate) fn to_write_site(
+        &self,
+        l: usize,
+        site: WriteSite,
+        g: &Tensor,
+        t: usize,
+    ) -> Result<Tensor> {
         match (site, &self.layers[l].ln2_post) {
             (WriteSite::MlpOut, Some(post)) => post.apply(g, t).ctx("ln2_post backward"),
             _ => Ok(g.clone()),
@@ -422,7 +435,7 @@ impl<'m> FrozenModel<'m> {
     }
 
     /// Adds the seeds whose read layer is `layer` into `g` `[n, t, d]`.
-    fn inject(
+    pub(crate) fn inject(
         &self,
         g: Tensor,
         seeds: &Seeds,
@@ -522,7 +535,7 @@ impl<'m> FrozenModel<'m> {
     /// Backward through block `l`'s attention: from the gradient at `resid_mid` to `resid_pre`.
     /// Three matrix products with the frozen norms folded into the operators (see
     /// [`FrozenLayer`]).
-    fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
+    pub(crate) fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let fl = &self.layers[l];
         let (n, _, d) = g_mid.dims3().ctx("gradient shape")?;

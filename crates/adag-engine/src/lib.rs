@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod accounting;
+pub mod attention;
 pub mod attribute;
 pub mod basis;
 pub mod circuit;

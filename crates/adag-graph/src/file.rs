@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, GraphMeta, LogitTarget};
+use crate::heads::HeadLoadings;
 
 const FORMAT: &str = "adag-graph";
 const FORMAT_VERSION: &str = "1";
@@ -81,9 +82,14 @@ type NamedBytes<'a> = (&'a str, Dtype, Vec<usize>, Cow<'a, [u8]>);
 impl Graph {
     /// Serialises the graph to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_bytes_with_heads(None)
+    }
+
+    /// [`Graph::to_bytes`] plus the optional head-loading tensors (see [`crate::heads`]).
+    pub fn to_bytes_with_heads(&self, heads: Option<&HeadLoadings>) -> Result<Vec<u8>> {
         self.validate()?;
         let n = self.n_nodes();
-        let tensors: Vec<NamedBytes> = vec![
+        let mut tensors: Vec<NamedBytes> = vec![
             (
                 "adjacency",
                 Dtype::F32,
@@ -127,6 +133,21 @@ impl Graph {
                 Cow::Owned(f32_bytes(&self.logit_probabilities)),
             ),
         ];
+        if let Some(h) = heads {
+            h.validate(n, self.meta.n_layers)?;
+            tensors.push((
+                "head_loading_edges",
+                Dtype::I64,
+                vec![h.edges.len(), 2],
+                Cow::Owned(i64_bytes(h.edges.iter().flatten().copied())),
+            ));
+            tensors.push((
+                "head_loadings",
+                Dtype::F32,
+                vec![h.edges.len(), h.width()],
+                Cow::Owned(f32_bytes(&h.parts)),
+            ));
+        }
         let views: Vec<(&str, TensorView)> = tensors
             .iter()
             .map(|(name, dt, shape, data)| {
@@ -154,6 +175,22 @@ impl Graph {
     /// Writes the graph file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// Writes the graph file atomically with its head loadings.
+    pub fn save_with_heads(&self, path: &Path, heads: &HeadLoadings) -> Result<()> {
+        write_atomic(path, &self.to_bytes_with_heads(Some(heads))?)
+    }
+
+    /// Reads a graph file and its head loadings, when it has them.
+    pub fn load_with_heads(path: &Path) -> Result<(Graph, Option<HeadLoadings>)> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let g = Self::from_bytes(&bytes, path)?;
+        let h = HeadLoadings::from_bytes(&bytes, path, &g)?;
+        Ok((g, h))
     }
 
     /// Reads a graph file written by [`Graph::save`].
@@ -245,9 +282,101 @@ impl Graph {
     }
 }
 
+impl HeadLoadings {
+    /// The head loadings stored in graph-file bytes of `graph` (None when the file has none);
+    /// `path` only names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, graph: &Graph) -> Result<Option<HeadLoadings>> {
+        let bad = |reason: String| Error::BadFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let st = safetensors::SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("corrupt safetensors data: {e}")))?;
+        let (edges, parts) = match (st.tensor("head_loading_edges"), st.tensor("head_loadings")) {
+            (Err(_), Err(_)) => return Ok(None),
+            (Ok(e), Ok(p)) => (e, p),
+            _ => {
+                return Err(bad(
+                    "tensors `head_loading_edges` and `head_loadings` must come together".into(),
+                ))
+            }
+        };
+        if edges.dtype() != Dtype::I64 || parts.dtype() != Dtype::F32 {
+            return Err(bad(format!(
+                "head loadings have dtypes {:?} and {:?}, expected I64 and F32",
+                edges.dtype(),
+                parts.dtype()
+            )));
+        }
+        let (es, ps) = (edges.shape(), parts.shape());
+        let n_layers = graph.meta.n_layers;
+        let ok = es.len() == 2
+            && es[1] == 2
+            && ps.len() == 2
+            && ps[0] == es[0]
+            && n_layers > 0
+            && ps[1] >= 1
+            && (ps[1] - 1) % n_layers == 0;
+        if !ok {
+            return Err(bad(format!(
+                "`head_loading_edges` {es:?} and `head_loadings` {ps:?}: expected [n, 2] and [n, {n_layers}·n_heads + 1]"
+            )));
+        }
+        let edge_ids = edges
+            .data()
+            .chunks_exact(8)
+            .map(|c| {
+                let v = i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                u32::try_from(v)
+                    .map_err(|_| bad(format!("`head_loading_edges` holds {v}, outside 0..2^32")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let h = HeadLoadings {
+            n_layers,
+            n_heads: (ps[1] - 1) / n_layers,
+            edges: edge_ids.chunks_exact(2).map(|c| [c[0], c[1]]).collect(),
+            parts: parts
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        };
+        h.validate(graph.n_nodes(), n_layers)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Some(h))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn head_loadings_round_trip_and_old_files_have_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.safetensors");
+        let g = tiny();
+        g.save(&path).unwrap();
+        assert_eq!(Graph::load_with_heads(&path).unwrap(), (g.clone(), None));
+        let h = HeadLoadings {
+            n_layers: 1,
+            n_heads: 2,
+            edges: vec![[5, 0], [0, 4]],
+            parts: vec![1.0, 0.25, 0.25, -0.1, 0.0, -0.15],
+        };
+        g.save_with_heads(&path, &h).unwrap();
+        // The graph's own tensors read back unchanged, with or without the loadings.
+        assert_eq!(Graph::load(&path).unwrap(), g);
+        assert_eq!(Graph::load_with_heads(&path).unwrap(), (g.clone(), Some(h)));
+        let bad = HeadLoadings {
+            n_layers: 1,
+            n_heads: 2,
+            edges: vec![[6, 0]],
+            parts: vec![0.0; 3],
+        };
+        let e = g.save_with_heads(&path, &bad).unwrap_err().to_string();
+        assert!(e.contains("outside the graph's 6 nodes"), "{e}");
+    }
 
     fn tiny() -> Graph {
         // 1 feature, 1 layer × 2 positions of errors, 2 tokens, 1 logit: 6 nodes.

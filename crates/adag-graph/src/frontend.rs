@@ -226,6 +226,20 @@ pub struct Extras {
     pub nodes: std::collections::BTreeMap<String, serde_json::Map<String, Value>>,
     /// Fields added to `metadata`.
     pub metadata: serde_json::Map<String, Value>,
+    /// `(source node_id, target node_id)` → fields added to that link (head loadings).
+    pub links: std::collections::BTreeMap<(String, String), serde_json::Map<String, Value>>,
+}
+
+impl Extras {
+    /// Adds each kept edge's head loadings to its link (see [`crate::heads`]).
+    pub fn add_head_loadings(&mut self, graph: &Graph, heads: &crate::HeadLoadings) {
+        for (e, &[t, s]) in heads.edges.iter().enumerate() {
+            let mut m = serde_json::Map::new();
+            m.insert("head_loadings".into(), heads.link_json(e));
+            self.links
+                .insert((node_id(graph, s as usize), node_id(graph, t as usize)), m);
+        }
+    }
 }
 
 /// The `{slug}.json` document for a pruned graph.
@@ -257,11 +271,18 @@ pub fn graph_json_with(
     let mut in_link = vec![false; n];
     for (t, s) in prune.edge_mask.edges() {
         if prune.node_mask[t] && prune.node_mask[s] {
-            links.push(json!({
+            let mut link = json!({
                 "source": node_id(graph, s),
                 "target": node_id(graph, t),
                 "weight": graph.edge(t, s),
-            }));
+            });
+            if !extras.links.is_empty() {
+                let key = (node_id(graph, s), node_id(graph, t));
+                if let (Some(obj), Some(extra)) = (link.as_object_mut(), extras.links.get(&key)) {
+                    obj.extend(extra.clone());
+                }
+            }
+            links.push(link);
             in_link[t] = true;
             in_link[s] = true;
         }

@@ -26,6 +26,7 @@ pub mod error;
 pub mod file;
 pub mod frontend;
 mod graph;
+pub mod heads;
 mod prune;
 #[cfg(test)]
 mod prune_dense;
@@ -35,6 +36,7 @@ pub use accounting::{Accounting, NodeAccount, TargetAccount, Term};
 pub use edge_mask::EdgeMask;
 pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
+pub use heads::HeadLoadings;
 pub use prune::{
     find_threshold, graph_scores, influence, normalize, prune, pruned_graph, GraphScores,
     PruneResult,

@@ -24,6 +24,7 @@ pub(crate) fn get(name: &str) -> Option<Asset> {
         "js/features.js" => (include_str!("../assets/js/features.js"), JS),
         "js/accounting.js" => (include_str!("../assets/js/accounting.js"), JS),
         "js/util.js" => (include_str!("../assets/js/util.js"), JS),
+        "js/heads.js" => (include_str!("../assets/js/heads.js"), JS),
         _ => return None,
     };
     Some(Asset { body, content_type })

@@ -43,6 +43,9 @@ struct Link {
     source: u32,
     target: u32,
     weight: f64,
+    /// Index into `Graph::link_heads` of the link's `head_loadings` (adag attribute
+    /// --head-loadings), or `u32::MAX`.
+    heads: u32,
 }
 
 /// A parsed graph file.
@@ -51,6 +54,8 @@ pub struct Graph {
     qparams: Option<Box<RawValue>>,
     nodes: Vec<Node>,
     links: Vec<Link>,
+    /// `head_loadings` of the links that have them, passed through unparsed.
+    link_heads: Vec<Box<RawValue>>,
     duplicate_ids: Vec<String>,
     dangling_links: usize,
 }
@@ -72,6 +77,8 @@ struct LinkRepr<'a> {
     #[serde(borrow)]
     target: Cow<'a, str>,
     weight: f64,
+    #[serde(default)]
+    head_loadings: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -173,12 +180,20 @@ impl Graph {
         }
         let mut links = Vec::with_capacity(file.links.len());
         let mut dangling_links = 0;
-        for l in &file.links {
+        let mut link_heads = Vec::new();
+        for l in file.links {
             match (index.get(l.source.as_ref()), index.get(l.target.as_ref())) {
                 (Some(&source), Some(&target)) => links.push(Link {
                     source,
                     target,
                     weight: l.weight,
+                    heads: match l.head_loadings {
+                        Some(h) => {
+                            link_heads.push(h);
+                            (link_heads.len() - 1) as u32
+                        }
+                        None => u32::MAX,
+                    },
                 }),
                 _ => dangling_links += 1,
             }
@@ -188,6 +203,7 @@ impl Graph {
             qparams: file.qparams,
             nodes,
             links,
+            link_heads,
             duplicate_ids,
             dangling_links,
         })
@@ -297,6 +313,10 @@ impl Graph {
             write_json(&mut out, &self.nodes[l.target as usize].id);
             out.extend_from_slice(b",\"weight\":");
             write_json(&mut out, &l.weight);
+            if let Some(h) = self.link_heads.get(l.heads as usize) {
+                out.extend_from_slice(b",\"head_loadings\":");
+                out.extend_from_slice(h.get().as_bytes());
+            }
             out.push(b'}');
         }
         out.extend_from_slice(b"],\"view\":");

@@ -77,7 +77,8 @@ export function buildModel(data) {
     const s = byId.get(l.source), t = byId.get(l.target);
     const w = Number(l.weight);
     if (!s || !t || !Number.isFinite(w)) continue;
-    const link = { s, t, w };
+    // `head_loadings`: per-head parts of the edge (adag attribute --head-loadings).
+    const link = { s, t, w, heads: l.head_loadings || null };
     links.push(link);
     s.outLinks.push(link);
     t.inLinks.push(link);

@@ -5,6 +5,7 @@ import { KIND, kindName, nodeLabel } from './model.js';
 import { el, fmt, heat, showToken } from './util.js';
 import { loadFeatureDetail } from './features.js';
 import { accountingSection } from './accounting.js';
+import { headsLine, qkSection } from './heads.js';
 
 const TOP_EDGES = 12;
 
@@ -39,6 +40,7 @@ export function renderPanel(root, model, state, actions) {
   root.append(el('table', { class: 'facts' }, facts.map(([k, v]) =>
     el('tr', { 'data-fact': k }, [el('th', {}, k), el('td', {}, v)]))));
   root.append(...accountingSection(n));
+  root.append(...qkSection(n));
 
   root.append(el('h3', {}, 'annotation'));
   const ta = el('textarea', { id: 'annotation', placeholder: 'your note (saved with the graph)' });
@@ -49,8 +51,8 @@ export function renderPanel(root, model, state, actions) {
   if (Array.isArray(n.raw.input_profile) && n.raw.input_profile.length) root.append(...inputProfile(n, model));
   if (Array.isArray(n.raw.output_profile) && n.raw.output_profile.length) root.append(...outputProfile(n, model));
 
-  root.append(edgeList('incoming', n.inLinks.map((l) => [l.s, l.w]), state, actions));
-  root.append(edgeList('outgoing', n.outLinks.map((l) => [l.t, l.w]), state, actions));
+  root.append(edgeList('incoming', n.inLinks.map((l) => [l.s, l.w, l]), state, actions));
+  root.append(edgeList('outgoing', n.outLinks.map((l) => [l.t, l.w, l]), state, actions));
 
   // Neurons use the same files (`adag features --basis neurons`), indexed by neuron.
   if ((n.kind === KIND.FEAT || n.kind === KIND.NEURON) && n.layer !== null) {
@@ -68,11 +70,12 @@ export function renderPanel(root, model, state, actions) {
 function edgeList(title, pairs, state, actions) {
   const sorted = pairs.sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
   const total = sorted.reduce((s, [, w]) => s + Math.abs(w), 0) || 1;
-  const items = sorted.slice(0, TOP_EDGES).map(([other, w]) =>
+  const items = sorted.slice(0, TOP_EDGES).map(([other, w, link]) =>
     el('li', { 'data-node-id': other.id, title: `${other.id}: ${fmt(w)} (${fmt(100 * Math.abs(w) / total, 2)}% of |${title}|)`,
                onclick: () => actions.select(other.id) }, [
       el('span', { class: `w ${w >= 0 ? 'pos' : 'neg'}` }, (w >= 0 ? '+' : '') + fmt(w)),
       el('span', { class: 'lbl' }, `${nodeLabel(other, state.annotations)}  ·  ${other.kind === KIND.EMB ? 'tok' : other.kind === KIND.LOGIT ? 'out' : 'L' + other.layer}@${other.ctx}`),
+      headsLine(link),
     ]));
   const more = sorted.length > TOP_EDGES ? el('li', { class: 'hint' }, `… ${sorted.length - TOP_EDGES} more`) : null;
   return el('section', { class: `edges edges-${title}` }, [
