@@ -36,7 +36,8 @@ pub enum DeviceArg {
     Cuda,
 }
 
-/// `--model`, `--dtype`, `--device`: every command that loads a model takes these.
+/// `--model`, `--dtype`, `--device` of the commands whose model is their subject (`run`,
+/// `attribute`, `intervene`, `serve-llm`).
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// HuggingFace model directory (config.json, *.safetensors, tokenizer.json), hub id
@@ -44,12 +45,8 @@ pub struct ModelArgs {
     /// with transcoders, their config's `model_name`.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
-    /// Dtype of weights and activations.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: DtypeArg,
-    /// Device to run on.
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceArg,
+    #[command(flatten)]
+    pub load: LoadArgs,
 }
 
 impl ModelArgs {
@@ -61,6 +58,26 @@ impl ModelArgs {
         }
     }
 
+    /// The load options these flags describe.
+    pub fn load_options(&self) -> Result<adag_model::LoadOptions> {
+        self.load.load_options()
+    }
+}
+
+/// `--dtype`, `--device`: how every command that loads a model loads it. Commands whose
+/// `--model` defaults to something of their own (a circuit's recorded model, the transcoders'
+/// `model_name`) flatten this beside their own `--model`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Dtype of weights and activations.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeArg,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: DeviceArg,
+}
+
+impl LoadArgs {
     /// The load options these flags describe.
     pub fn load_options(&self) -> Result<adag_model::LoadOptions> {
         Ok(adag_model::LoadOptions {

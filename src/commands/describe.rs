@@ -168,10 +168,12 @@ fn load(inputs: &Inputs) -> Result<Loaded> {
             inputs.circuit.display()
         )
     })?;
-    let model_dir = inputs
-        .model
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&manifest.model));
+    let model_dir = crate::common::resolve_model(
+        &inputs
+            .model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&manifest.model)),
+    )?;
     let tok = adag_model::ModelTokenizer::from_dir(&model_dir).with_context(|| {
         format!(
             "reading the traced model's tokenizer in {} (for its pad and BOS tokens; give \

@@ -9,9 +9,9 @@ use adag_core::{HookName, Site};
 use adag_engine::transcoder::{TranscoderKind, TranscoderSet};
 use adag_features::write::{detail_json, write_feature_dir, UnitMeta};
 use adag_features::{CollectConfig, Collector};
-use adag_model::{Batch, CacheFilter, LoadOptions, LoadedModel};
+use adag_model::{Batch, CacheFilter, LoadedModel};
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Tensor};
 
 /// What the dashboards describe.
 #[derive(Debug, Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
@@ -25,9 +25,12 @@ pub enum BasisArg {
 /// Arguments of `adag features`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Model directory (default: the transcoders' `model_name`, else the bundled demo model).
+    /// Model directory or hub id (default: the transcoders' `model_name`, else the bundled
+    /// demo model).
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: crate::common::LoadArgs,
     /// Transcoder directory (default: the bundled demo transcoders).
     #[arg(long, short = 't')]
     pub transcoders: Option<PathBuf>,
@@ -84,15 +87,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (model_dir, tc_dir) =
         crate::commands::attribute::resolve_paths(&args.model, &args.transcoders)?;
-    let opts = LoadOptions {
-        dtype: DType::F32,
-        device: Device::Cpu,
-    };
+    let opts = args.load.load_options()?;
     let lm = LoadedModel::load(&model_dir, &opts)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tc = match args.basis {
         BasisArg::Transcoders => {
-            let tc = TranscoderSet::load(&tc_dir, &opts.device)
+            let tc = crate::common::load_transcoders(&tc_dir, &opts.device)
                 .with_context(|| format!("loading transcoders {}", tc_dir.display()))?;
             tc.check_model(&lm.model.cfg)?;
             Some(tc)
@@ -332,7 +332,7 @@ fn unit_logits(
     for l in 0..lm.model.cfg.n_layers {
         let rows: Tensor = match tc {
             Some(tc) => {
-                let dec = tc.layers[l].w_dec.load(&Device::Cpu)?;
+                let dec = tc.layers[l].w_dec.load(unembed.device())?;
                 match tc.kind {
                     TranscoderKind::PerLayer => dec,
                     TranscoderKind::CrossLayer => {

@@ -6,7 +6,7 @@ use adag_analysis::steer::{
     summarise, summary_csv, write_summary_parquet, Scope, Steerer, SteeringSummary, Target,
 };
 use adag_analysis::ClusterState;
-use adag_model::{LoadOptions, ModelTokenizer, Transformer};
+use adag_model::{ModelTokenizer, Transformer};
 use anyhow::{bail, Context, Result};
 
 /// Arguments of `adag steer`.
@@ -35,9 +35,11 @@ pub struct Args {
     /// Greedy tokens to generate under steering.
     #[arg(long, default_value_t = 0)]
     pub generate: usize,
-    /// Model directory (default: the circuit manifest's model).
+    /// Model directory or hub id (default: the circuit manifest's model).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub load: crate::common::LoadArgs,
     /// Cluster-state file (default: CIRCUIT/clusters.json).
     #[arg(long)]
     pub clusters: Option<PathBuf>,
@@ -69,7 +71,7 @@ pub fn run(args: Args) -> Result<()> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(&manifest.model)),
     )?;
-    let model = Transformer::load(&model_dir, &LoadOptions::default())
+    let model = Transformer::load(&model_dir, &args.load.load_options()?)
         .with_context(|| format!("loading model {}", model_dir.display()))?;
     let tok = ModelTokenizer::from_dir(&model_dir).ok();
     let show = |ids: &[u32]| -> String {
