@@ -313,3 +313,92 @@ fn removing_the_top_key_side_feature_lowers_the_score_as_predicted() {
         "only {checked} scores had a strong key-side feature"
     );
 }
+
+/// The issue's causal check on the demo model and the README prompt: the head at a layer above
+/// 0 that attends most from " is" to " Dallas" is traced; the key-side feature at " Dallas" whose
+/// removal the bilinear form says lowers that score most is removed in the real model (its
+/// decoder write subtracted; nothing frozen), and the real attention from " is" to " Dallas"
+/// falls. This is the first hop of the two-hop answer: the answer position reads the city.
+#[test]
+fn demo_removing_the_named_dallas_feature_lowers_the_attention_from_is() {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/demo");
+    let m = LoadedModel::load(&demo, &LoadOptions::default()).unwrap();
+    let tc = TranscoderSet::load(&demo.join("transcoders"), &Device::Cpu).unwrap();
+    let model = &m.model;
+    let tokens = adag_engine::prepare_tokens(
+        &m.tokenizer,
+        "The capital of the state containing Dallas is",
+    )
+    .unwrap();
+    let strings = m.tokenizer.token_strings(&tokens).unwrap();
+    let q = tokens.len() - 1;
+    let k = strings.iter().position(|s| s == " Dallas").unwrap();
+    let filter = FrozenModel::cache_filter()
+        .union(&tc.cache_filter())
+        .union(&CacheFilter::sites([
+            Site::Ln1Normalized,
+            Site::AttnPattern,
+        ]));
+    let batch = Batch::single(&tokens).unwrap();
+    let out = model.forward(&batch, &filter).unwrap();
+    let pattern = |o: &adag_model::ForwardOutput, layer: usize, head: usize| {
+        o.cache
+            .item(HookName::Block(layer, Site::AttnPattern), 0)
+            .unwrap()
+            .get(head)
+            .unwrap()
+            .get(q)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()[k]
+    };
+    let (layer, head) = (1..model.cfg.n_layers)
+        .flat_map(|l| (0..model.cfg.n_heads).map(move |h| (l, h)))
+        .max_by(|a, b| pattern(&out, a.0, a.1).total_cmp(&pattern(&out, b.0, b.1)))
+        .unwrap();
+    let frozen = FrozenModel::new(model, &out.cache, 0).unwrap();
+    let nodes = tc.prompt(model, &out.cache, 0).unwrap();
+    let site = QkSite {
+        layer,
+        head,
+        query_pos: q,
+        key_pos: k,
+    };
+    let a = qk_attribution(&frozen, &out.cache, 0, nodes.as_ref(), tc.sites().1, site).unwrap();
+    let (km, qm) = (a.key_marginals(), a.query_marginals());
+    let drop = |c: usize| km[c] + qm[c] - a.pair(c, c);
+    let active = nodes.active();
+    let best = (0..active.len())
+        .filter(|&c| active[c][1] as usize == k && km[c] > 0.0)
+        .max_by(|&x, &y| drop(x).total_cmp(&drop(y)))
+        .expect("a key-side feature at \" Dallas\" raises the score");
+    assert!(drop(best) > 0.0);
+    let [lf, _, f] = active[best];
+    let delta = tc
+        .decoder_rows(lf as usize, &[f], &Device::Cpu)
+        .unwrap()
+        .get(0)
+        .unwrap()
+        .get(0)
+        .unwrap();
+    let delta = (delta * nodes.activations()[best] as f64).unwrap();
+    let mut hook = RemoveWrite {
+        layer: lf as usize,
+        pos: k,
+        delta,
+    };
+    let after = model.forward_with(&batch, &filter, &mut hook).unwrap();
+    let (p0, p1) = (pattern(&out, layer, head), pattern(&after, layer, head));
+    eprintln!(
+        "demo: L{layer}.H{head} attends {p0:.4} from \" is\" to \" Dallas\" (score {:.3}); \
+         key-side feature L{lf}#{f} at \" Dallas\" (key marginal {:.3}, predicted drop {:.3}); \
+         removed in the real model: attention {p0:.4} → {p1:.4}",
+        a.score,
+        km[best],
+        drop(best)
+    );
+    assert!(
+        p1 < p0,
+        "removing L{lf}#{f} did not lower L{layer}.H{head}'s attention ({p0} → {p1})"
+    );
+}
