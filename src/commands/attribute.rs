@@ -287,10 +287,16 @@ pub fn run(mut args: Args) -> Result<()> {
                     .nodes
                     .entry(frontend::node_id(&graph, t))
                     .or_default();
-                match fields.get_mut("qk_tracing_results") {
+                // Neuronpedia's field is one object per node: the node's strongest traced
+                // score (sites come strongest first); every traced score of the node is in
+                // adag's `adag_qk_tracing` list.
+                fields
+                    .entry("qk_tracing_results")
+                    .or_insert_with(|| entry.clone());
+                match fields.get_mut("adag_qk_tracing") {
                     Some(serde_json::Value::Array(list)) => list.push(entry),
                     _ => {
-                        fields.insert("qk_tracing_results".into(), serde_json::json!([entry]));
+                        fields.insert("adag_qk_tracing".into(), serde_json::json!([entry]));
                     }
                 }
             }

@@ -58,13 +58,23 @@ fn head_loadings_and_qk_in_files_and_viewer() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["qk_tracing_results"].is_array())
+        .filter(|n| n["adag_qk_tracing"].is_array())
         .collect();
     assert!(!traced.is_empty(), "no node has qk_tracing_results");
     for n in &traced {
-        for r in n["qk_tracing_results"].as_array().unwrap() {
+        // Neuronpedia's shape: one object with its three lists (the node's strongest score).
+        let np = &n["qk_tracing_results"];
+        assert_eq!(np, &n["adag_qk_tracing"][0], "{n}");
+        for field in [
+            "pair_wise_contributors",
+            "top_q_marginal_contributors",
+            "top_k_marginal_contributors",
+        ] {
+            assert!(np[field].is_array(), "{field}: {np}");
+        }
+        for r in n["adag_qk_tracing"].as_array().unwrap() {
             let score = r["score"].as_f64().unwrap();
-            for side in ["query_marginal_contributors", "key_marginal_contributors"] {
+            for side in ["top_q_marginal_contributors", "top_k_marginal_contributors"] {
                 let list = r[side].as_array().unwrap();
                 assert!(!list.is_empty() && list.len() <= 10, "{side}: {r}");
             }
@@ -90,7 +100,7 @@ fn head_loadings_and_qk_in_files_and_viewer() {
         "{via}"
     );
     let qk = b.text("details.qk summary");
-    let first = &traced[0]["qk_tracing_results"][0];
+    let first = &traced[0]["adag_qk_tracing"][0];
     assert!(
         qk.starts_with(&format!("L{}.H{}", first["layer"], first["head"])),
         "{qk}"

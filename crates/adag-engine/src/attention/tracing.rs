@@ -102,9 +102,9 @@ fn entry(
         "query_pos": a.site.query_pos,
         "key_pos": a.site.key_pos,
         "score": a.score,
-        "pairwise_contributors": a.top_pairs(top).iter().map(|&(i, j, v)| json!([name(i), name(j), v])).collect::<Vec<_>>(),
-        "query_marginal_contributors": marg(a.query_marginals()),
-        "key_marginal_contributors": marg(a.key_marginals()),
+        "pair_wise_contributors": a.top_pairs(top).iter().map(|&(i, j, v)| json!([name(i), name(j), v])).collect::<Vec<_>>(),
+        "top_q_marginal_contributors": marg(a.query_marginals()),
+        "top_k_marginal_contributors": marg(a.key_marginals()),
     })
 }
 

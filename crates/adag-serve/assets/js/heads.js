@@ -25,7 +25,10 @@ export function headsLine(link) {
 /** The node panel's "why the head attended" section: each `qk_tracing_results` entry (adag
  *  attribute --head-loadings) as its score and top query × key terms and marginals. */
 export function qkSection(n) {
-  const list = n.raw && Array.isArray(n.raw.qk_tracing_results) ? n.raw.qk_tracing_results : [];
+  // adag's list of every traced score, else Neuronpedia's single object.
+  const raw = n.raw || {};
+  const list = Array.isArray(raw.adag_qk_tracing) ? raw.adag_qk_tracing
+    : (raw.qk_tracing_results && typeof raw.qk_tracing_results === 'object' ? [raw.qk_tracing_results] : []);
   if (!list.length) return [];
   const out = [el('h3', {}, 'attention scores (QK)')];
   for (const r of list) {
@@ -33,9 +36,9 @@ export function qkSection(n) {
       ? [el('div', { class: 'hint' }, title), el('ul', { class: 'qk-list' }, items.slice(0, 5).map((x) => el('li', {}, fmtItem(x))))] : [];
     const box = el('details', { class: 'qk', 'data-head': `L${r.layer}.H${r.head}` }, [
       el('summary', {}, `L${r.layer}.H${r.head}: query ${r.query_pos} → key ${r.key_pos}, score ${fmt(r.score)}`),
-      ...rows('query × key', r.pairwise_contributors, ([q, k, v]) => `${q} × ${k}: ${fmt(v)}`),
-      ...rows('query side', r.query_marginal_contributors, ([q, v]) => `${q}: ${fmt(v)}`),
-      ...rows('key side', r.key_marginal_contributors, ([k, v]) => `${k}: ${fmt(v)}`),
+      ...rows('query × key', r.pair_wise_contributors, ([q, k, v]) => `${q} × ${k}: ${fmt(v)}`),
+      ...rows('query side', r.top_q_marginal_contributors, ([q, v]) => `${q}: ${fmt(v)}`),
+      ...rows('key side', r.top_k_marginal_contributors, ([k, v]) => `${k}: ${fmt(v)}`),
     ]);
     out.push(box);
   }
