@@ -66,6 +66,26 @@ pub(crate) struct Inputs<'a> {
     pub active: &'a [[u32; 3]],
     /// Feature nodes, as indices into `active`, in node order.
     pub selected: &'a [u32],
+    /// The mean unembedding row ([`unembed_mean`]).
+    pub unembed_mean: &'a Tensor,
+}
+
+/// The mean unembedding row `[1, d_model]` in f32, summed in chunks of rows: the whole matrix in
+/// f32 would be 2.4 GB at a 256k vocabulary, and every accounting run needs only this vector
+/// (the mean logit is its product with the final residual).
+pub(crate) fn unembed_mean(unembed: &Tensor) -> Result<Tensor> {
+    const CHUNK: usize = 16_384;
+    let (v, d) = unembed.dims2().ctx("unembedding")?;
+    let mut sum = Tensor::zeros((1, d), DType::F32, unembed.device()).ctx("mean logit")?;
+    for start in (0..v).step_by(CHUNK) {
+        let rows = unembed
+            .narrow(0, start, CHUNK.min(v - start))
+            .and_then(|u| u.to_dtype(DType::F32))
+            .and_then(|u| u.sum_keepdim(0))
+            .ctx("unembedding rows")?;
+        sum = (sum + rows).ctx("mean logit")?;
+    }
+    (sum / v as f64).ctx("mean logit")
 }
 
 fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
@@ -95,12 +115,9 @@ fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
         .and_then(|v| v.squeeze(1))
         .and_then(|v| v.to_vec1::<f32>())
         .ctx("target values")?;
-    let mean = model
-        .weights
-        .unembed
-        .to_dtype(DType::F32)
-        .and_then(|u| u.mean_keepdim(0))
-        .and_then(|m| m.matmul(&x))
+    let mean = inp
+        .unembed_mean
+        .matmul(&x)
         .and_then(|v| v.flatten_all())
         .and_then(|v| v.to_vec1::<f32>())
         .ctx("mean logit")?;

@@ -210,6 +210,7 @@ pub fn attribute_with_progress(
         .collect();
     let target_ids: Vec<u32> = targets.targets.iter().map(|t| t.vocab_idx).collect();
     if let Some(transcoders) = basis.transcoders() {
+        let unembed_mean = crate::accounting::unembed_mean(&model.weights.unembed)?;
         meta.accounting = Some(account(
             &Inputs {
                 model,
@@ -220,6 +221,7 @@ pub fn attribute_with_progress(
                 target_ids: &target_ids,
                 active,
                 selected: &selected,
+                unembed_mean: &unembed_mean,
             },
             &Rows {
                 rows: &store.rows,
