@@ -76,10 +76,11 @@ pub(crate) use adag_core::softmax;
 
 /// The de-meaned unembedding rows of `ids`: `W_U[t] − mean_v W_U[v]`.
 pub fn demeaned_directions(unembed: &Tensor, ids: &[u32]) -> Result<Tensor> {
-    let u = unembed.to_dtype(DType::F32).ctx("unembedding")?;
-    let mean = u.mean_keepdim(0).ctx("mean unembedding")?;
-    let idx = Tensor::new(ids, u.device()).ctx("target ids")?;
-    u.index_select(&idx, 0)
+    let mean = crate::accounting::unembed_mean(unembed)?;
+    let idx = Tensor::new(ids, unembed.device()).ctx("target ids")?;
+    unembed
+        .index_select(&idx, 0)
+        .and_then(|r| r.to_dtype(DType::F32))
         .and_then(|r| r.broadcast_sub(&mean))
         .ctx("target directions")
 }
@@ -104,8 +105,14 @@ pub fn logit_difference(
             "logit difference {x} − {y}: the two tokens are the same; name two different tokens"
         )));
     }
-    let u = unembed.to_dtype(DType::F32).ctx("unembedding")?;
-    let dir = (u.get(x as usize).ctx("row")? - u.get(y as usize).ctx("row")?)
+    // Only the two rows, in f32 (the whole unembedding would be 2.4 GB at a 256k vocabulary).
+    let row = |i: u32| {
+        unembed
+            .get(i as usize)
+            .and_then(|r| r.to_dtype(DType::F32))
+            .ctx("row")
+    };
+    let dir = (row(x)? - row(y)?)
         .and_then(|t| t.to_vec1())
         .ctx("difference")?;
     Ok(CustomTarget {
