@@ -90,6 +90,8 @@ pub(crate) fn unembed_mean(unembed: &Tensor) -> Result<Tensor> {
 
 fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
     let model = inp.model;
+    // Only the final residual is read: the unembedding of every position is skipped.
+    run.logits = false;
     run.run(model, inp.tokens)?;
     let n_pos = inp.tokens.len();
     let normalized = run

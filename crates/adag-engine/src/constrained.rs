@@ -29,6 +29,9 @@ pub struct Constrained<'a> {
     pub inputs: Vec<Option<Tensor>>,
     /// `ln_final.hook_normalized` of this run.
     pub final_normalized: Option<Tensor>,
+    /// Compute the logits (default); `false` stops after the final norm, for callers that read
+    /// only [`Constrained::final_normalized`] (graph accounting).
+    pub logits: bool,
 }
 
 impl<'a> Constrained<'a> {
@@ -56,6 +59,7 @@ impl<'a> Constrained<'a> {
             embed_delta: None,
             inputs: vec![None; n],
             final_normalized: None,
+            logits: true,
         }
     }
 
@@ -155,6 +159,9 @@ fn plus(v: Tensor, delta: &Option<Tensor>) -> adag_model::Result<Tensor> {
 }
 
 impl ForwardHooks for Constrained<'_> {
+    fn wants_logits(&self) -> bool {
+        self.logits
+    }
     fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
         match hook {
             HookName::Embed => plus(value, &self.embed_delta),

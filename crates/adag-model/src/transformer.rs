@@ -273,6 +273,7 @@ impl Transformer {
         self.check_vocab(batch.tokens.iter().flatten())?;
         self.cfg.check_prompt_len(batch.width)?;
         let (b, w) = (batch.size(), batch.width);
+        let wants_logits = hooks.wants_logits();
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
         let mut site = |hook: HookName, t: Tensor| -> Result<Tensor> {
             let t = hooks.edit(hook, t)?;
@@ -290,6 +291,17 @@ impl Transformer {
             h = self
                 .block(l, block, h, cos, sin, &masks[l], None, &mut site)
                 .map_err(|e| in_layer(l, e))?;
+        }
+        if !wants_logits {
+            self.norm(
+                &self.weights.ln_final,
+                &h,
+                HookName::LnFinalScale,
+                HookName::LnFinalNormalized,
+                &mut site,
+            )?;
+            let logits = Tensor::zeros((b, w, 0), DType::F32, &self.device).context("logits")?;
+            return Ok(ForwardOutput { logits, cache });
         }
         let logits = self.unembed(&h, &mut site)?;
         let out = ForwardOutput { logits, cache };
@@ -668,6 +680,13 @@ fn in_layer(l: usize, e: Error) -> Error {
 pub trait ForwardHooks {
     /// Returns the value to continue with (by default, `value` unchanged).
     fn edit(&mut self, hook: HookName, value: Tensor) -> Result<Tensor>;
+
+    /// `false` stops the pass after the final norm (whose hooks still run) and leaves
+    /// [`ForwardOutput::logits`] empty (`[b, w, 0]`), for hooks that read only the final
+    /// residual: at a 256k vocabulary the unembedding is most of a short prompt's forward pass.
+    fn wants_logits(&self) -> bool {
+        true
+    }
 }
 
 /// Hooks that change nothing.
