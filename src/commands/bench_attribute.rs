@@ -48,7 +48,7 @@ struct Phase {
 
 /// Runs the bench and prints the table.
 pub fn run(b: &AttributeBench) -> Result<()> {
-    use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
+    use adag_engine::{attribute, AttributeOptions, TranscoderSet};
     use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 
     let dev = Device::Cpu;
@@ -96,15 +96,11 @@ pub fn run(b: &AttributeBench) -> Result<()> {
     let ids: Vec<u32> = (0..b.tokens)
         .map(|i| ((i * 7919 + 13) % b.vocab) as u32)
         .collect();
+    // circuit-tracer's defaults (salient logits 10 / 0.95, re-ranking every 4 batches).
     let opts = AttributeOptions {
-        targets: TargetSpec::Salient {
-            max_n_logits: 10,
-            desired_logit_prob: 0.95,
-        },
         batch_size: b.batch_size,
         max_feature_nodes: Some(b.max_feature_nodes),
-        update_interval: 4,
-        progress: false,
+        ..Default::default()
     };
     let out = dir.join("graph.safetensors");
     let mut runs = Vec::new();

@@ -142,7 +142,7 @@ fn generate(b: &RealSizeBench) -> Result<(PathBuf, PathBuf)> {
 
 /// Runs the bench and prints its figures.
 pub fn run(b: &RealSizeBench) -> Result<()> {
-    use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
+    use adag_engine::{attribute, AttributeOptions, TranscoderSet};
 
     let (model_dir, tc_dir) = generate(b)?;
     if b.generate_only {
@@ -178,15 +178,11 @@ pub fn run(b: &RealSizeBench) -> Result<()> {
     let ids: Vec<u32> = std::iter::once(2)
         .chain((1..b.tokens).map(|i| ((i * 7919 + 13) % c.d_vocab) as u32))
         .collect();
+    // circuit-tracer's defaults (salient logits 10 / 0.95, re-ranking every 4 batches).
     let opts = AttributeOptions {
-        targets: TargetSpec::Salient {
-            max_n_logits: 10,
-            desired_logit_prob: 0.95,
-        },
         batch_size: b.batch_size,
         max_feature_nodes: Some(b.max_feature_nodes),
-        update_interval: 4,
-        progress: false,
+        ..Default::default()
     };
     let t = Instant::now();
     let g = attribute(&model, &ids, &tc, &opts, Default::default(), &|i| {
