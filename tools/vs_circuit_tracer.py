@@ -23,6 +23,7 @@ is a test: CI has no torch. The figures go in the README's performance section.
 import argparse
 import json
 import os
+import resource
 import shutil
 import struct
 import subprocess
@@ -39,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 PROMPT = "<|bos|>The capital of the state containing Dallas is"
 
 
-def random_model(out: Path, d: int, layers: int, features: int, seed: int = 0):
+def random_model(out: Path, d: int, layers: int, features: int, enc_bias: float = -1.28,
+                 seed: int = 0):
     """A random Llama in the HF layout and circuit-tracer-format PLTs for it."""
     import torch
     from safetensors.torch import save_file
@@ -66,8 +68,10 @@ def random_model(out: Path, d: int, layers: int, features: int, seed: int = 0):
         save_file({
             "W_enc": w_enc.contiguous(),
             "W_dec": (torch.randn(features, d) / features**0.5).contiguous(),
-            # A negative bias keeps about a tenth of the features active per token.
-            "b_enc": torch.full((features,), -1.28),
+            # The encoder's inputs are RMS-normed (unit variance per coordinate), so each
+            # pre-activation is about N(0, 1): a bias of -1.28 keeps a tenth of the features
+            # active per token, -2.4 about 1% (the issue's fixture: ~10k active in all).
+            "b_enc": torch.full((features,), enc_bias),
             "b_dec": torch.zeros(d),
         }, tc / f"layer_{layer}.safetensors")
     (tc / "config.yaml").write_text(
@@ -77,7 +81,8 @@ def random_model(out: Path, d: int, layers: int, features: int, seed: int = 0):
     return out, tc
 
 
-def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int):
+def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int, prompt: str,
+                         max_nodes: int):
     import torch
     import yaml
     from circuit_tracer import ReplacementModel, attribute
@@ -94,10 +99,73 @@ def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int
     best, graph = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
-        graph = attribute(PROMPT, model, max_n_logits=10, desired_logit_prob=0.95,
-                          batch_size=batch, verbose=False)
+        graph = attribute(prompt, model, max_n_logits=10, desired_logit_prob=0.95,
+                          batch_size=batch, max_feature_nodes=max_nodes, verbose=False)
         best = min(best, time.perf_counter() - t)
     return graph, best
+
+
+CT_PROCESS = """
+import sys, time, torch, yaml
+from pathlib import Path
+from circuit_tracer import ReplacementModel, attribute
+from circuit_tracer.utils.hf_utils import load_transcoders
+model_dir, tc_dir, prompt, batch, out, threads, max_nodes = sys.argv[1:8]
+torch.set_num_threads(int(threads))
+tc_dir = Path(tc_dir)
+cfg = yaml.safe_load((tc_dir / "config.yaml").read_text())
+n = len(list(tc_dir.glob("layer_*.safetensors")))
+cfg["transcoders"] = [str(tc_dir / f"layer_{i}.safetensors") for i in range(n)]
+cfg["repo_id"] = ""
+cpu = torch.device("cpu")
+tc = load_transcoders(cfg, cpu, torch.float32)
+model = ReplacementModel.from_pretrained_and_transcoders(
+    model_dir, tc, backend="nnsight", dtype=torch.float32, device=cpu)
+graph = attribute(prompt, model, max_n_logits=10, desired_logit_prob=0.95,
+                  batch_size=int(batch), max_feature_nodes=int(max_nodes), verbose=False)
+graph.to_pt(out)
+"""
+
+
+def whole_processes(model_dir: Path, tc_dir: Path, args, scratch: Path):
+    """Each tool as a researcher runs it: one process that starts, loads the model and the
+    transcoders, attributes and writes its graph. Wall-clock time of the whole process, the
+    best of `--repeats`; the runs alternate so both see the same machine load."""
+    script = scratch / "ct_process.py"
+    script.write_text(CT_PROCESS)
+    ct_best, adag_best = float("inf"), float("inf")
+    ct_cpu, adag_cpu = float("inf"), float("inf")
+
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads),
+               RAYON_NUM_THREADS=str(args.threads))
+    for i in range(args.repeats):
+        t, c = time.perf_counter(), cpu()
+        subprocess.run([sys.executable, str(script), str(model_dir), str(tc_dir), args.prompt,
+                        str(args.batch_size), str(scratch / "ct.pt"), str(args.threads),
+                        str(args.max_feature_nodes)],
+                       check=True, env=env)
+        ct_best = min(ct_best, time.perf_counter() - t)
+        ct_cpu = min(ct_cpu, cpu() - c)
+        t, c = time.perf_counter(), cpu()
+        subprocess.run([args.adag, "attribute", "-m", str(model_dir), "-t", str(tc_dir),
+                        "-p", args.prompt, "--batch-size", str(args.batch_size),
+                        "--max-feature-nodes", str(args.max_feature_nodes),
+                        "-o", str(scratch / "adag.safetensors")],
+                       check=True, env=env, capture_output=True)
+        adag_best = min(adag_best, time.perf_counter() - t)
+        adag_cpu = min(adag_cpu, cpu() - c)
+        print(f"  run {i}, best so far: circuit-tracer {ct_best:.2f} s wall / {ct_cpu:.2f} s CPU, "
+              f"adag {adag_best:.2f} s wall / {adag_cpu:.2f} s CPU "
+              f"(ratios {ct_best / adag_best:.1f}x wall, {ct_cpu / adag_cpu:.1f}x CPU)", flush=True)
+    from circuit_tracer.graph import Graph
+
+    g = Graph.from_pt(str(scratch / "ct.pt"))
+    a, _ = read_graph(scratch / "adag.safetensors")
+    return g, a, ct_best, adag_best
 
 
 def read_graph(path: Path):
@@ -118,12 +186,14 @@ def read_graph(path: Path):
     return out, json.loads(header["__metadata__"]["meta"])
 
 
-def adag_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int, exe: str, scratch: Path):
+def adag_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int, exe: str, scratch: Path,
+               prompt: str, max_nodes: int):
     best, tensors = float("inf"), None
     for i in range(repeats):
         out = scratch / f"adag-{i}.safetensors"
-        subprocess.run([exe, "attribute", "-m", str(model_dir), "-t", str(tc_dir), "-p", PROMPT,
-                        "--batch-size", str(batch), "-o", str(out)],
+        subprocess.run([exe, "attribute", "-m", str(model_dir), "-t", str(tc_dir), "-p", prompt,
+                        "--batch-size", str(batch), "--max-feature-nodes", str(max_nodes),
+                        "-o", str(out)],
                        check=True, capture_output=True, text=True)
         tensors, meta = read_graph(out)
         # The attribution itself (as circuit-tracer's timing): every phase but graph accounting,
@@ -140,6 +210,13 @@ def main():
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--adag", default=str(REPO / "target" / "release" / "adag"))
+    ap.add_argument("--prompt", default=PROMPT)
+    ap.add_argument("--max-feature-nodes", type=int, default=7500,
+                    help="both tools' feature-node budget (adag's default; the issue's fixture uses 2048)")
+    ap.add_argument("--enc-bias", type=float, default=-1.28,
+                    help="encoder bias of the random transcoders (-2.4: about 1%% active)")
+    ap.add_argument("--whole-process", action="store_true",
+                    help="time each tool as one whole process (start, load, attribute, write)")
     args = ap.parse_args()
 
     import numpy as np
@@ -149,14 +226,21 @@ def main():
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="adag-vs-ct-"))
     if args.random:
-        model_dir, tc_dir = random_model(scratch / "model", *args.random)
+        model_dir, tc_dir = random_model(scratch / "model", *args.random, enc_bias=args.enc_bias)
         what = "random Llama d_model {} x {} layers, {} features/layer".format(*args.random)
     else:
         model_dir, tc_dir = REPO / "models" / "demo", REPO / "models" / "demo" / "transcoders"
         what = "demo bundle (models/demo, per-layer transcoders)"
 
-    g, ct_s = circuit_tracer_graph(model_dir, tc_dir, args.repeats, args.batch_size)
-    a, adag_s = adag_graph(model_dir, tc_dir, args.repeats, args.batch_size, args.adag, scratch)
+    if args.whole_process:
+        g, a, ct_s, adag_s = whole_processes(model_dir, tc_dir, args, scratch)
+        timed = "whole processes (start, load, attribute, write)"
+    else:
+        g, ct_s = circuit_tracer_graph(model_dir, tc_dir, args.repeats, args.batch_size,
+                                       args.prompt, args.max_feature_nodes)
+        a, adag_s = adag_graph(model_dir, tc_dir, args.repeats, args.batch_size, args.adag,
+                               scratch, args.prompt, args.max_feature_nodes)
+        timed = "the attribution call alone"
 
     ct = {
         "adjacency": g.adjacency_matrix.float().numpy(),
@@ -164,7 +248,8 @@ def main():
         "selected_features": g.selected_features.numpy(),
         "logit_probabilities": g.logit_probabilities.float().numpy(),
     }
-    print(f"{what}; prompt {PROMPT!r}; {args.threads} threads, best of {args.repeats}")
+    print(f"{what}; prompt {args.prompt!r}; {args.threads} threads, best of {args.repeats}, "
+          f"timing {timed}")
     same_active = np.array_equal(ct["active_features"], a["active_features"].astype(np.int64))
     same_sel = np.array_equal(ct["selected_features"], a["selected_features"].astype(np.int64))
     print(f"  active features equal: {same_active} ({len(ct['active_features'])}); "

@@ -135,8 +135,39 @@ impl<'a> Driver<'a> {
         self.frozen.flops() + self.read_flops.get()
     }
 
-    /// The rows of a batch of seeds: one backward pass, read off at every write site.
+    /// The rows of a batch of seeds, read off at every write site, in the seeds' order.
+    ///
+    /// A row costs the layers below its seed on the positions up to its seed (its causal
+    /// cone), but one backward pass computes the batch's widest cone for every row. So the
+    /// batch is split into groups of nearby positions ([`cone_groups`]), each group one
+    /// backward pass sorted by descending layer, which [`FrozenModel::vjp`] turns into a
+    /// growing prefix of rows. The rows are the same; only the zeros are not computed.
     fn rows(&self, seeds: &Seeds) -> Result<Vec<f32>> {
+        let n_cols = self.n_cols();
+        let groups = cone_groups(&seeds.layers, &seeds.positions);
+        if groups.len() == 1 && groups[0].iter().enumerate().all(|(i, &j)| i == j) {
+            return self.backward_rows(seeds);
+        }
+        let mut out = vec![0f32; seeds.layers.len() * n_cols];
+        for group in groups {
+            let idx: Vec<u32> = group.iter().map(|&i| i as u32).collect();
+            let idx = Tensor::new(idx.as_slice(), seeds.vectors.device()).ctx("seed index")?;
+            let sub = Seeds {
+                vectors: seeds.vectors.index_select(&idx, 0).ctx("seed vectors")?,
+                layers: group.iter().map(|&i| seeds.layers[i]).collect(),
+                positions: group.iter().map(|&i| seeds.positions[i]).collect(),
+            };
+            let rows = self.backward_rows(&sub)?;
+            for (j, &i) in group.iter().enumerate() {
+                out[i * n_cols..(i + 1) * n_cols]
+                    .copy_from_slice(&rows[j * n_cols..(j + 1) * n_cols]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The rows of one backward pass over `seeds`, in their order.
+    fn backward_rows(&self, seeds: &Seeds) -> Result<Vec<f32>> {
         let n_layers = self.model.cfg.n_layers;
         let mut c = RowCollector::new(
             self.nodes.groups(),
@@ -258,5 +289,120 @@ impl<'a> Driver<'a> {
         };
         graph.validate()?;
         Ok(graph)
+    }
+}
+
+/// A backward pass's fixed cost per (layer, position) it spans, in rows: below this many rows a
+/// matrix product no longer runs near the kernel's peak, so a smaller group does not pay.
+const GROUP_OVERHEAD_ROWS: usize = 16;
+
+/// Splits a batch of seeds (read layer and position of each) into backward passes: groups of
+/// consecutive positions, each listed by descending layer (ties by position, then index, so
+/// the plan is deterministic).
+///
+/// The cost of a pass over rows `R` spanning positions `..t` is
+/// `t · (Σ_{r∈R} (layer_r + 1) + GROUP_OVERHEAD_ROWS · (max layer + 1))`: every row pays its own
+/// layers (the growing prefix of [`FrozenModel::vjp`]) on the group's widest positions, and each
+/// pass pays a fixed overhead. With seeds sorted by position, the cheapest split into
+/// contiguous groups is a shortest path over the `n + 1` cut points, `O(n²)` for a batch of
+/// `n` seeds (microseconds at circuit-tracer's batch sizes).
+pub(crate) fn cone_groups(layers: &[usize], positions: &[usize]) -> Vec<Vec<usize>> {
+    let n = layers.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (positions[i], std::cmp::Reverse(layers[i]), i));
+    // best[j]: cheapest cost of the first j seeds (in `order`), cut[j]: where its last group starts.
+    let mut best = vec![u128::MAX; n + 1];
+    let mut cut = vec![0usize; n + 1];
+    best[0] = 0;
+    for j in 1..=n {
+        let t = (positions[order[j - 1]] + 1) as u128;
+        let (mut sum, mut top) = (0u128, 0u128);
+        for i in (0..j).rev() {
+            let l = (layers[order[i]] + 1) as u128;
+            sum += l;
+            top = top.max(l);
+            let cost = best[i] + t * (sum + GROUP_OVERHEAD_ROWS as u128 * top);
+            if cost < best[j] {
+                best[j] = cost;
+                cut[j] = i;
+            }
+        }
+    }
+    let mut groups = Vec::new();
+    let mut j = n;
+    while j > 0 {
+        let i = cut[j];
+        let mut g = order[i..j].to_vec();
+        g.sort_by_key(|&r| (std::cmp::Reverse(layers[r]), positions[r], r));
+        groups.push(g);
+        j = i;
+    }
+    groups.reverse();
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cone_groups;
+
+    /// The cost [`cone_groups`] minimises, as a brute-force check computes it.
+    fn cost(groups: &[Vec<usize>], layers: &[usize], positions: &[usize]) -> usize {
+        groups
+            .iter()
+            .map(|g| {
+                let t = g.iter().map(|&i| positions[i] + 1).max().unwrap();
+                let top = g.iter().map(|&i| layers[i] + 1).max().unwrap();
+                let sum: usize = g.iter().map(|&i| layers[i] + 1).sum();
+                t * (sum + super::GROUP_OVERHEAD_ROWS * top)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn every_seed_lands_in_exactly_one_group_sorted_by_descending_layer() {
+        let mut state = 7u64;
+        let mut next = |m: usize| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as usize) % m
+        };
+        for n in [1, 2, 17, 256] {
+            let layers: Vec<usize> = (0..n).map(|_| next(13)).collect();
+            let positions: Vec<usize> = (0..n).map(|_| next(40)).collect();
+            let groups = cone_groups(&layers, &positions);
+            let mut seen: Vec<usize> = groups.iter().flatten().copied().collect();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+            for g in &groups {
+                assert!(g.windows(2).all(|w| layers[w[0]] >= layers[w[1]]));
+            }
+            // Never worse than one pass over the whole batch.
+            let one = vec![(0..n).collect::<Vec<_>>()];
+            assert!(cost(&groups, &layers, &positions) <= cost(&one, &layers, &positions));
+        }
+    }
+
+    #[test]
+    fn the_split_is_the_cheapest_contiguous_split_of_a_small_batch() {
+        // Eight seeds: all 2^7 splits of the position order, brute force.
+        let layers = [0, 11, 3, 11, 0, 5, 11, 2];
+        let positions = [40, 2, 3, 39, 1, 20, 38, 0];
+        let mut order: Vec<usize> = (0..8).collect();
+        order.sort_by_key(|&i| (positions[i], std::cmp::Reverse(layers[i]), i));
+        let mut best = usize::MAX;
+        for mask in 0u32..128 {
+            let mut groups = vec![vec![order[0]]];
+            for k in 1..8 {
+                if mask & (1 << (k - 1)) != 0 {
+                    groups.push(Vec::new());
+                }
+                groups.last_mut().unwrap().push(order[k]);
+            }
+            best = best.min(cost(&groups, &layers, &positions));
+        }
+        let groups = cone_groups(&layers, &positions);
+        assert_eq!(cost(&groups, &layers, &positions), best);
+        assert!(groups.len() > 1, "seeds at positions 0–3 and 38–40 split");
     }
 }

@@ -124,8 +124,16 @@ pub trait MlpJvp {
 
 /// Receives gradients as the backward pass reaches them.
 pub trait Visitor {
-    /// Gradient `[n, T', d_model]` at layer `layer`'s write site (layers arrive top-down).
+    /// Gradient `[n, T', d_model]` at layer `layer`'s write site (layers arrive top-down). With
+    /// [`Visitor::takes_row_prefix`], `grad` may hold only the first `k ≤ n` rows: the rows
+    /// after them are zero there (their seeds lie at or below this layer).
     fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()>;
+    /// Whether `write_site` accepts the nonzero prefix of the batch instead of all `n` rows.
+    /// A visitor that reads edges can skip the zero rows' products; one that stores gradients
+    /// by row keeps the default and gets every row.
+    fn takes_row_prefix(&self) -> bool {
+        false
+    }
     /// Gradient `[n, T', d_model]` at `hook_embed`.
     fn embed(&mut self, grad: &Tensor) -> Result<()>;
 }
@@ -386,13 +394,15 @@ impl<'m> FrozenModel<'m> {
     }
 
     /// Seeds transformed to gradients at the residual stream (resid_mid of their layer, or the
-    /// last resid_post for logits), as `[m, d]` with their flat row index `i·t + pos`.
+    /// last resid_post for logits), as `[m, d]` with their flat row index `(i − first)·t + pos`
+    /// in a buffer whose row 0 is seed `first`.
     fn seed_rows(
         &self,
         seeds: &Seeds,
         rows: &[usize],
         site: ReadSite,
         t: usize,
+        first: usize,
     ) -> Result<(Tensor, Tensor)> {
         let dev = seeds.vectors.device();
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
@@ -429,9 +439,55 @@ impl<'m> FrozenModel<'m> {
         };
         let flat: Vec<u32> = rows
             .iter()
-            .map(|&r| (r * t + seeds.positions[r]) as u32)
+            .map(|&r| ((r - first) * t + seeds.positions[r]) as u32)
             .collect();
         Ok((scaled, Tensor::new(flat.as_slice(), dev).ctx("seed rows")?))
+    }
+
+    /// Grows `g` `[k, t, d]` (the nonzero prefix of a batch) to the first `k'` rows that reach
+    /// `layer` and injects the seeds read at `layer`. When those seeds are exactly the new rows
+    /// (a batch sorted by descending layer), the new rows are built on their own and appended:
+    /// one copy of `g` instead of a zero-fill and an index-add over all of it.
+    fn grow_and_inject(
+        &self,
+        g: Tensor,
+        seeds: &Seeds,
+        layer: usize,
+        site: ReadSite,
+        t: usize,
+    ) -> Result<Tensor> {
+        let (k, _, d) = g.dims3().ctx("gradient shape")?;
+        let k_new = seeds
+            .layers
+            .iter()
+            .rposition(|&s| s >= layer)
+            .map_or(0, |i| i + 1)
+            .max(k);
+        let at_layer: Vec<usize> = (0..seeds.layers.len())
+            .filter(|&i| seeds.layers[i] == layer)
+            .collect();
+        let dev = seeds.vectors.device();
+        if k_new > k && at_layer.iter().all(|&i| i >= k) {
+            let fresh = Tensor::zeros(((k_new - k) * t, d), self.dtype, dev).ctx("gradient")?;
+            let fresh = if at_layer.is_empty() {
+                fresh
+            } else {
+                let (vals, idx) = self.seed_rows(seeds, &at_layer, site, t, k)?;
+                fresh.index_add(&idx, &vals, 0).ctx("injecting seeds")?
+            };
+            let fresh = fresh.reshape((k_new - k, t, d)).ctx("gradient")?;
+            if k == 0 {
+                return Ok(fresh);
+            }
+            return Tensor::cat(&[&g, &fresh], 0).ctx("gradient buffer");
+        }
+        let g = if k_new > k {
+            let zeros = Tensor::zeros((k_new - k, t, d), self.dtype, dev).ctx("gradient")?;
+            Tensor::cat(&[&g, &zeros], 0).ctx("gradient buffer")?
+        } else {
+            g
+        };
+        self.inject(g, seeds, layer, site, t)
     }
 
     /// Adds the seeds whose read layer is `layer` into `g` `[n, t, d]`.
@@ -450,7 +506,7 @@ impl<'m> FrozenModel<'m> {
             return Ok(g);
         }
         let (n, _, d) = g.dims3().ctx("gradient shape")?;
-        let (vals, idx) = self.seed_rows(seeds, &rows, site, t)?;
+        let (vals, idx) = self.seed_rows(seeds, &rows, site, t, 0)?;
         g.reshape((n * t, d))
             .and_then(|g| g.index_add(&idx, &vals, 0))
             .and_then(|g| g.reshape((n, t, d)))
@@ -615,22 +671,39 @@ impl<'m> FrozenModel<'m> {
         let top = *seeds.layers.iter().max().unwrap_or(&0);
         let d = self.model.cfg.d_model;
         let dev = seeds.vectors.device();
-        let mut g = Tensor::zeros((n, t, d), self.dtype, dev).ctx("gradient buffer")?;
+        // Row i is zero above its seed's layer. Only the prefix of rows up to the last seed at
+        // or above the current layer is computed (`g` grows as the pass goes down), so a batch
+        // sorted by descending layer costs each row only the layers below its seed.
+        let grow = |g: Tensor, k: usize| -> Result<Tensor> {
+            let have = g.dim(0).ctx("gradient shape")?;
+            if k <= have {
+                return Ok(g);
+            }
+            let zeros = Tensor::zeros((k - have, t, d), self.dtype, dev).ctx("gradient buffer")?;
+            Tensor::cat(&[&g, &zeros], 0).ctx("gradient buffer")
+        };
+        let mut g = Tensor::zeros((0, t, d), self.dtype, dev).ctx("gradient buffer")?;
         if top == n_layers {
-            g = self.inject(g, seeds, n_layers, read, t)?;
+            g = self.grow_and_inject(g, seeds, n_layers, read, t)?;
         }
         for l in (0..top.min(n_layers - 1) + 1).rev() {
             if l < top {
+                let k = g.dim(0).ctx("gradient shape")?;
                 let g_write = self.to_write_site(l, write, &g, t)?;
-                visit.write_site(l, &g_write)?;
-                self.count(mlp.flops(l, n * t));
+                if visit.takes_row_prefix() || k == n {
+                    visit.write_site(l, &g_write)?;
+                } else {
+                    visit.write_site(l, &grow(g_write.clone(), n)?)?;
+                }
+                self.count(mlp.flops(l, k * t));
                 if let Some((site, g_read)) = mlp.vjp(l, &g_write)? {
                     g = (g + self.read_to_resid_mid(l, site, &g_read, t)?).ctx("MLP path")?;
                 }
             }
-            g = self.inject(g, seeds, l, read, t)?;
+            g = self.grow_and_inject(g, seeds, l, read, t)?;
             g = self.attention_vjp(l, &g, t)?;
         }
+        let g = grow(g, n)?;
         visit.embed(&g)
     }
 }

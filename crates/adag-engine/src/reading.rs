@@ -53,17 +53,22 @@ impl<'a> RowCollector<'a> {
 }
 
 impl Visitor for RowCollector<'_> {
+    fn takes_row_prefix(&self) -> bool {
+        true
+    }
+
     fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
         let (_, t, _) = grad.dims3().ctx("gradient")?;
-        let gt = grad
-            .transpose(0, 1)
-            .and_then(|g| g.contiguous())
-            .ctx("gradient by position")?;
         let mut pieces = Vec::new();
         let mut cols: Vec<u32> = Vec::new();
         for p in 0..t {
             if let Some(group) = &self.groups[layer][p] {
-                let g = gt.get(p).ctx("gradient row")?;
+                // A strided view (rows `t·d` apart): the product reads it in place, with no
+                // transposed copy of the whole gradient.
+                let g = grad
+                    .narrow(1, p, 1)
+                    .and_then(|g| g.squeeze(1))
+                    .ctx("gradient row")?;
                 let (n, d) = g.dims2().ctx("gradient row")?;
                 self.flops += 2.0 * (n * d * group.cols.len()) as f64;
                 pieces.push(
