@@ -393,11 +393,11 @@ mod tests {
         let mut best = usize::MAX;
         for mask in 0u32..128 {
             let mut groups = vec![vec![order[0]]];
-            for k in 1..8 {
+            for (k, &seed) in order.iter().enumerate().skip(1) {
                 if mask & (1 << (k - 1)) != 0 {
                     groups.push(Vec::new());
                 }
-                groups.last_mut().unwrap().push(order[k]);
+                groups.last_mut().unwrap().push(seed);
             }
             best = best.min(cost(&groups, &layers, &positions));
         }
