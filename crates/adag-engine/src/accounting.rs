@@ -123,15 +123,23 @@ fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
         .and_then(|v| v.flatten_all())
         .and_then(|v| v.to_vec1::<f32>())
         .ctx("mean logit")?;
-    let mut per_layer = Vec::with_capacity(inp.transcoders.n_layers());
+    // Only the active features' pre-activations, layer by layer.
+    let mut pre = vec![0f32; inp.active.len()];
     for l in 0..inp.transcoders.n_layers() {
-        per_layer.push(run.pre_activations(l)?.to_vec2::<f32>().ctx("pre")?);
+        let (idx, entries): (Vec<usize>, Vec<(usize, u32)>) = inp
+            .active
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a[0] as usize == l)
+            .map(|(i, &[_, p, f])| (i, (p as usize, f)))
+            .unzip();
+        let values = inp
+            .transcoders
+            .pre_activations_at(l, &run.input(l)?, &entries)?;
+        for (i, v) in idx.into_iter().zip(values) {
+            pre[i] = v;
+        }
     }
-    let pre = inp
-        .active
-        .iter()
-        .map(|&[l, p, f]| per_layer[l as usize][p as usize][f as usize])
-        .collect();
     Ok(Observed {
         targets,
         pre,

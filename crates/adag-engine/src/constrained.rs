@@ -162,6 +162,12 @@ impl ForwardHooks for Constrained<'_> {
     fn wants_logits(&self) -> bool {
         self.logits
     }
+    /// The write site's value is always the clean one plus the skip change and perturbations,
+    /// never the MLP's own output; when the write site is `hook_mlp_out` after Gemma-2's
+    /// post-norm, the (zero) `mlp.hook_out` goes through a norm whose scale is frozen too.
+    fn replaces_mlp(&self, layer: usize) -> bool {
+        layer < self.write_deltas.len()
+    }
     fn edit(&mut self, hook: HookName, value: Tensor) -> adag_model::Result<Tensor> {
         match hook {
             HookName::Embed => plus(value, &self.embed_delta),

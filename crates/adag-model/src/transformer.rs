@@ -274,6 +274,9 @@ impl Transformer {
         self.cfg.check_prompt_len(batch.width)?;
         let (b, w) = (batch.size(), batch.width);
         let wants_logits = hooks.wants_logits();
+        let skip_mlp: Vec<bool> = (0..self.weights.blocks.len())
+            .map(|l| hooks.replaces_mlp(l))
+            .collect();
         let mut cache = ActivationCache::new(batch.pad.clone(), batch.lens());
         let mut site = |hook: HookName, t: Tensor| -> Result<Tensor> {
             let t = hooks.edit(hook, t)?;
@@ -289,7 +292,16 @@ impl Transformer {
         for (l, block) in self.weights.blocks.iter().enumerate() {
             let (cos, sin) = &ropes[l];
             h = self
-                .block(l, block, h, cos, sin, &masks[l], None, &mut site)
+                .block(
+                    l,
+                    block,
+                    h,
+                    (cos, sin),
+                    &masks[l],
+                    None,
+                    skip_mlp[l],
+                    &mut site,
+                )
                 .map_err(|e| in_layer(l, e))?;
         }
         if !wants_logits {
@@ -356,7 +368,7 @@ impl Transformer {
         let masks = self.layer_masks(|win| batch.mask(win, &self.device))?;
         for (l, block) in self.weights.blocks.iter().enumerate() {
             h = self
-                .block(l, block, h, &cos, &sin, &masks[l], None, &mut site)
+                .block(l, block, h, (&cos, &sin), &masks[l], None, false, &mut site)
                 .map_err(|e| in_layer(l, e))?;
             if !finite(&h)? {
                 return Ok(Some(HookName::Block(l, Site::ResidPost).to_string()));
@@ -491,10 +503,10 @@ impl Transformer {
         l: usize,
         w: &BlockWeights,
         resid_pre: Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
         mask: &Tensor,
         past: Option<&mut LayerKv>,
+        skip_mlp: bool,
         site: &mut impl FnMut(HookName, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let hook = |s| HookName::Block(l, s);
@@ -530,23 +542,29 @@ impl Transformer {
             site,
         )?;
         let x2 = site(hook(Site::MlpIn), normed)?;
-        let gate = site(
-            hook(Site::MlpPre),
-            w.mlp.gate.forward(&x2).context("gate_proj")?,
-        )?;
-        let up = site(
-            hook(Site::MlpPreLinear),
-            w.mlp.up.forward(&x2).context("up_proj")?,
-        )?;
-        let act = self.cfg.activation.apply(&gate);
-        let post = site(
-            hook(Site::MlpPost),
-            act.and_then(|a| a * &up).context("MLP activation")?,
-        )?;
-        let raw = site(
-            hook(Site::MlpOut),
-            w.mlp.down.forward(&post).context("down_proj")?,
-        )?;
+        let raw = if skip_mlp {
+            // The hooks overwrite the MLP's output: its value would be thrown away.
+            let zeros = x2.zeros_like().context("MLP output")?;
+            site(hook(Site::MlpOut), zeros)?
+        } else {
+            let gate = site(
+                hook(Site::MlpPre),
+                w.mlp.gate.forward(&x2).context("gate_proj")?,
+            )?;
+            let up = site(
+                hook(Site::MlpPreLinear),
+                w.mlp.up.forward(&x2).context("up_proj")?,
+            )?;
+            let act = self.cfg.activation.apply(&gate);
+            let post = site(
+                hook(Site::MlpPost),
+                act.and_then(|a| a * &up).context("MLP activation")?,
+            )?;
+            site(
+                hook(Site::MlpOut),
+                w.mlp.down.forward(&post).context("down_proj")?,
+            )?
+        };
         let mlp_out = match &w.ln2_post {
             Some(norm) => {
                 let scale = site(
@@ -686,6 +704,14 @@ pub trait ForwardHooks {
     /// residual: at a 256k vocabulary the unembedding is most of a short prompt's forward pass.
     fn wants_logits(&self) -> bool {
         true
+    }
+
+    /// `true` when these hooks replace block `layer`'s MLP output (at `mlp.hook_out` or
+    /// `hook_mlp_out`) without reading it: the pass then skips the MLP and hands the hooks
+    /// zeros there, and no MLP-internal hook of that layer runs. The constrained model freezes
+    /// every MLP output, so its runs (graph accounting's four per graph) skip every MLP.
+    fn replaces_mlp(&self, _layer: usize) -> bool {
+        false
     }
 }
 

@@ -330,6 +330,46 @@ impl TranscoderSet {
             .ctx("transcoder encoder")
     }
 
+    /// Pre-activations of a few `(position, feature)` entries of layer `l` for inputs `x`
+    /// `[T, d_model]`: only those features' encoder rows are read and multiplied, where
+    /// [`TranscoderSet::pre_activations`] encodes every feature (graph accounting needs the
+    /// active features alone, in four runs per graph).
+    pub fn pre_activations_at(
+        &self,
+        l: usize,
+        x: &Tensor,
+        entries: &[(usize, u32)],
+    ) -> Result<Vec<f32>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let layer = &self.layers[l];
+        let mut features: Vec<u32> = entries.iter().map(|&(_, f)| f).collect();
+        features.sort_unstable();
+        features.dedup();
+        let rows = layer.w_enc.rows(&features, x.device())?;
+        let pre = x
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|x| x.matmul(&rows.t()?))
+            .and_then(|p| p.to_vec2::<f32>())
+            .ctx("transcoder encoder")?;
+        let b_enc = layer
+            .b_enc
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|b| b.to_vec1::<f32>())
+            .ctx("b_enc")?;
+        entries
+            .iter()
+            .map(|&(p, f)| {
+                let j = features.binary_search(&f).expect("feature listed above");
+                let row = pre.get(p).ok_or_else(|| {
+                    Error::Invalid(format!("position {p} beyond the input's {}", pre.len()))
+                })?;
+                Ok(row[j] + b_enc[f as usize])
+            })
+            .collect()
+    }
+
     /// Activations from pre-activations `[T, d_tc]`.
     pub fn activate(&self, l: usize, pre: &Tensor) -> Result<Tensor> {
         match self.activation {

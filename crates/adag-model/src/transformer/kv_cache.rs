@@ -203,7 +203,16 @@ impl Transformer {
         {
             let (cos, sin) = &ropes[l];
             h = self
-                .block(l, block, h, cos, sin, &masks[l], Some(kv), &mut site)
+                .block(
+                    l,
+                    block,
+                    h,
+                    (cos, sin),
+                    &masks[l],
+                    Some(kv),
+                    false,
+                    &mut site,
+                )
                 .map_err(|e| in_layer(l, e))?;
         }
         if last_only {
