@@ -10,13 +10,17 @@ local HuggingFace directory; circuit-tracer pins nnsight==0.6.1):
     cargo build --release
     /tmp/ct/bin/python tools/vs_circuit_tracer.py                      # the demo bundle
     /tmp/ct/bin/python tools/vs_circuit_tracer.py --random 512 8 4096   # a larger random model
+    # issue 17's fixture, each tool timed as one whole process (start, load, attribute, write):
+    /tmp/ct/bin/python tools/vs_circuit_tracer.py --random 512 12 4096 --enc-bias -2.4 \
+        --max-feature-nodes 2048 --whole-process --prompt "<|bos|>... 23 tokens ..."
 
 `--random D L F` writes a random Llama (d_model D, L layers, d_mlp 4·D, the demo tokenizer) and
 random per-layer ReLU transcoders with F features per layer into a scratch folder first, so the
 ratio can be read at a size where the model's own compute dominates. Both tools run on the CPU
 with the same number of threads (`--threads`, default 2). Timings are the attribution call
-alone, model and transcoders already loaded: circuit-tracer's `attribute()` and adag's
-phase timings from the graph file's metadata; the best of `--repeats` runs each. Nothing here
+alone, model and transcoders already loaded (circuit-tracer's `attribute()` and adag's
+phase timings from the graph file's metadata), or with `--whole-process` each tool's whole
+process, wall clock and CPU time; the best of `--repeats` runs each. Nothing here
 is a test: CI has no torch. The figures go in the README's performance section.
 """
 
@@ -81,11 +85,12 @@ def random_model(out: Path, d: int, layers: int, features: int, enc_bias: float 
     return out, tc
 
 
-def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int, prompt: str,
-                         max_nodes: int):
+def load_circuit_tracer(model_dir: Path, tc_dir: Path):
+    """circuit-tracer's ReplacementModel over the local model and per-layer transcoders, on the
+    CPU in f32 (its nnsight backend, which loads a local HuggingFace directory)."""
     import torch
     import yaml
-    from circuit_tracer import ReplacementModel, attribute
+    from circuit_tracer import ReplacementModel
     from circuit_tracer.utils.hf_utils import load_transcoders
 
     cfg = yaml.safe_load((tc_dir / "config.yaml").read_text())
@@ -94,36 +99,39 @@ def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int
     cfg["repo_id"] = ""
     cpu = torch.device("cpu")
     tc = load_transcoders(cfg, cpu, torch.float32)
-    model = ReplacementModel.from_pretrained_and_transcoders(
+    return ReplacementModel.from_pretrained_and_transcoders(
         str(model_dir), tc, backend="nnsight", dtype=torch.float32, device=cpu)
+
+
+def circuit_tracer_attribute(model, prompt: str, batch: int, max_nodes: int):
+    from circuit_tracer import attribute
+
+    return attribute(prompt, model, max_n_logits=10, desired_logit_prob=0.95,
+                     batch_size=batch, max_feature_nodes=max_nodes, verbose=False)
+
+
+def circuit_tracer_graph(model_dir: Path, tc_dir: Path, repeats: int, batch: int, prompt: str,
+                         max_nodes: int):
+    model = load_circuit_tracer(model_dir, tc_dir)
     best, graph = float("inf"), None
     for _ in range(repeats):
         t = time.perf_counter()
-        graph = attribute(prompt, model, max_n_logits=10, desired_logit_prob=0.95,
-                          batch_size=batch, max_feature_nodes=max_nodes, verbose=False)
+        graph = circuit_tracer_attribute(model, prompt, batch, max_nodes)
         best = min(best, time.perf_counter() - t)
     return graph, best
 
 
+# circuit-tracer as one whole process: this file's own loading and attribution, imported.
 CT_PROCESS = """
-import sys, time, torch, yaml
+import sys
 from pathlib import Path
-from circuit_tracer import ReplacementModel, attribute
-from circuit_tracer.utils.hf_utils import load_transcoders
-model_dir, tc_dir, prompt, batch, out, threads, max_nodes = sys.argv[1:8]
+import torch
+model_dir, tc_dir, prompt, batch, out, threads, max_nodes, tools = sys.argv[1:9]
 torch.set_num_threads(int(threads))
-tc_dir = Path(tc_dir)
-cfg = yaml.safe_load((tc_dir / "config.yaml").read_text())
-n = len(list(tc_dir.glob("layer_*.safetensors")))
-cfg["transcoders"] = [str(tc_dir / f"layer_{i}.safetensors") for i in range(n)]
-cfg["repo_id"] = ""
-cpu = torch.device("cpu")
-tc = load_transcoders(cfg, cpu, torch.float32)
-model = ReplacementModel.from_pretrained_and_transcoders(
-    model_dir, tc, backend="nnsight", dtype=torch.float32, device=cpu)
-graph = attribute(prompt, model, max_n_logits=10, desired_logit_prob=0.95,
-                  batch_size=int(batch), max_feature_nodes=int(max_nodes), verbose=False)
-graph.to_pt(out)
+sys.path.insert(0, tools)
+from vs_circuit_tracer import load_circuit_tracer, circuit_tracer_attribute
+model = load_circuit_tracer(Path(model_dir), Path(tc_dir))
+circuit_tracer_attribute(model, prompt, int(batch), int(max_nodes)).to_pt(out)
 """
 
 
@@ -146,7 +154,7 @@ def whole_processes(model_dir: Path, tc_dir: Path, args, scratch: Path):
         t, c = time.perf_counter(), cpu()
         subprocess.run([sys.executable, str(script), str(model_dir), str(tc_dir), args.prompt,
                         str(args.batch_size), str(scratch / "ct.pt"), str(args.threads),
-                        str(args.max_feature_nodes)],
+                        str(args.max_feature_nodes), str(Path(__file__).resolve().parent)],
                        check=True, env=env)
         ct_best = min(ct_best, time.perf_counter() - t)
         ct_cpu = min(ct_cpu, cpu() - c)

@@ -481,13 +481,17 @@ impl<'m> FrozenModel<'m> {
             }
             return Tensor::cat(&[&g, &fresh], 0).ctx("gradient buffer");
         }
-        let g = if k_new > k {
-            let zeros = Tensor::zeros((k_new - k, t, d), self.dtype, dev).ctx("gradient")?;
-            Tensor::cat(&[&g, &zeros], 0).ctx("gradient buffer")?
-        } else {
-            g
-        };
-        self.inject(g, seeds, layer, site, t)
+        self.inject(self.pad_rows(g, k_new)?, seeds, layer, site, t)
+    }
+
+    /// `g` `[k, t, d]` with zero rows appended up to `n` rows (unchanged when `k ≥ n`).
+    fn pad_rows(&self, g: Tensor, n: usize) -> Result<Tensor> {
+        let (k, t, d) = g.dims3().ctx("gradient shape")?;
+        if n <= k {
+            return Ok(g);
+        }
+        let zeros = Tensor::zeros((n - k, t, d), self.dtype, g.device()).ctx("gradient buffer")?;
+        Tensor::cat(&[&g, &zeros], 0).ctx("gradient buffer")
     }
 
     /// Adds the seeds whose read layer is `layer` into `g` `[n, t, d]`.
@@ -674,14 +678,6 @@ impl<'m> FrozenModel<'m> {
         // Row i is zero above its seed's layer. Only the prefix of rows up to the last seed at
         // or above the current layer is computed (`g` grows as the pass goes down), so a batch
         // sorted by descending layer costs each row only the layers below its seed.
-        let grow = |g: Tensor, k: usize| -> Result<Tensor> {
-            let have = g.dim(0).ctx("gradient shape")?;
-            if k <= have {
-                return Ok(g);
-            }
-            let zeros = Tensor::zeros((k - have, t, d), self.dtype, dev).ctx("gradient buffer")?;
-            Tensor::cat(&[&g, &zeros], 0).ctx("gradient buffer")
-        };
         let mut g = Tensor::zeros((0, t, d), self.dtype, dev).ctx("gradient buffer")?;
         if top == n_layers {
             g = self.grow_and_inject(g, seeds, n_layers, read, t)?;
@@ -693,7 +689,7 @@ impl<'m> FrozenModel<'m> {
                 if visit.takes_row_prefix() || k == n {
                     visit.write_site(l, &g_write)?;
                 } else {
-                    visit.write_site(l, &grow(g_write.clone(), n)?)?;
+                    visit.write_site(l, &self.pad_rows(g_write.clone(), n)?)?;
                 }
                 self.count(mlp.flops(l, k * t));
                 if let Some((site, g_read)) = mlp.vjp(l, &g_write)? {
@@ -703,7 +699,7 @@ impl<'m> FrozenModel<'m> {
             g = self.grow_and_inject(g, seeds, l, read, t)?;
             g = self.attention_vjp(l, &g, t)?;
         }
-        let g = grow(g, n)?;
+        let g = self.pad_rows(g, n)?;
         visit.embed(&g)
     }
 }
