@@ -471,7 +471,12 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
     {
         eprintln!(
             "note: no cluster has descriptions yet (run `adag describe` first); labelling from \
-             the top prompts only"
+             the top prompts{} only",
+            if args.mode == LabelMode::Rich {
+                " and the units' exemplars"
+            } else {
+                ""
+            }
         );
     }
     let pb = bar(inputs.len(), "label");

@@ -101,9 +101,10 @@ impl Graph {
     /// strongest edges (kept when either end keeps it) when `knn > 0`.
     pub fn from_similarity(s: &Similarity, knn: usize) -> Graph {
         let n = s.n;
-        let mut keep: Vec<Vec<bool>> = Vec::new();
+        // keep[i·n + j]: the edge i–j survives the kNN sparsification.
+        let mut keep: Vec<bool> = Vec::new();
         if knn > 0 {
-            keep = vec![vec![false; n]; n];
+            keep = vec![false; n * n];
             let mut order: Vec<usize> = Vec::with_capacity(n);
             for i in 0..n {
                 order.clear();
@@ -111,15 +112,15 @@ impl Graph {
                 // Strongest first; ties by index so the graph does not depend on sort details.
                 order.sort_by(|&a, &b| s.get(i, b).total_cmp(&s.get(i, a)).then(a.cmp(&b)));
                 for &j in order.iter().take(knn) {
-                    keep[i][j] = true;
-                    keep[j][i] = true;
+                    keep[i * n + j] = true;
+                    keep[j * n + i] = true;
                 }
             }
         }
         let adj = (0..n)
             .map(|i| {
                 (0..n)
-                    .filter(|&j| j != i && s.get(i, j) > 0.0 && (knn == 0 || keep[i][j]))
+                    .filter(|&j| j != i && s.get(i, j) > 0.0 && (knn == 0 || keep[i * n + j]))
                     .map(|j| (j, s.get(i, j) as f64))
                     .collect()
             })
