@@ -29,6 +29,11 @@
 //! induced subgraph is connected. Same graph and seed, same labels (a `ChaCha8Rng`; no hash
 //! maps on any path).
 //!
+//! **Cost:** the graph holds every positive similarity as an edge (16 bytes each: 400 MB for a
+//! dense graph of 5,000 units, on top of the similarity itself); `--knn K` bounds it by
+//! 2·K·n edges. Each local-moving pass is linear in the edges; on the demo capitals circuit
+//! (289 units) the whole run takes about 10 ms in a debug build.
+//!
 //! **Why not a crate:** crates.io has `leiden-rs` (pulls gryf, rayon and a CLI's
 //! dependencies for graphs far larger than a circuit's few thousand units) and `rune-leiden`
 //! (a 0.1 release); neither takes a seed from the same RNG the rest of `adag cluster` uses, and
