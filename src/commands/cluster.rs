@@ -1,4 +1,5 @@
-//! `adag cluster`: multi-view spectral clustering of a circuit's units.
+//! `adag cluster`: multi-view clustering of a circuit's units (spectral k-means, Ward or
+//! Leiden on the same similarity).
 
 use std::path::PathBuf;
 
@@ -31,10 +32,19 @@ pub struct Args {
     /// units − 1).
     #[arg(long, value_parser = parse_k_range)]
     pub k_range: Option<[usize; 2]>,
-    /// How the spectral embedding is partitioned: kmeans (k-means++, seeded restarts) or
-    /// ward (agglomerative, Ward's linkage: deterministic, no equal-size bias).
+    /// How the units are partitioned: kmeans (k-means++ on the spectral embedding, seeded
+    /// restarts), ward (agglomerative on the embedding, Ward's linkage: deterministic, no
+    /// equal-size bias) or leiden (modularity on the similarity graph; finds the number of
+    /// clusters itself, so --k is ignored).
     #[arg(long, default_value = "kmeans")]
     pub method: adag_analysis::Method,
+    /// Leiden: resolution γ of the modularity (larger: more, smaller clusters).
+    #[arg(long, default_value_t = 1.0)]
+    pub resolution: f64,
+    /// Leiden: keep only each unit's KNN most similar neighbours (the reference's kNN graph);
+    /// 0 keeps every positive similarity, the graph the spectral methods use.
+    #[arg(long, default_value_t = 0)]
+    pub knn: usize,
     /// Hypothesis clusters instead: units whose per-prompt attribution tells prompts with this
     /// label from the others (AUROC ≥ --min-auroc: `for`; ≤ 1 − it: `against`; the rest).
     #[arg(long, conflicts_with = "method")]
@@ -70,6 +80,15 @@ pub fn run(args: Args) -> Result<()> {
         k_range: args.k_range,
     };
     let (clustering, opts, groups) = match &args.hypothesis {
+        None if args.method == adag_analysis::Method::Leiden => {
+            let leiden = adag_analysis::LeidenOptions {
+                resolution: args.resolution,
+                knn: args.knn,
+            };
+            let c = adag_analysis::cluster_leiden(&profiles, &opts, &leiden)?;
+            let opts = ClusterOptions { k: c.k(), ..opts };
+            (c, opts, None)
+        }
         None => (cluster_by(&profiles, &opts, args.method)?, opts, None),
         Some(label) => {
             let aurocs = adag_analysis::hypothesis::unit_aurocs(&profiles, &circuit, label)?;
@@ -121,13 +140,26 @@ pub fn run(args: Args) -> Result<()> {
         state.diagnostics.method,
         out.display()
     );
+    if let Some(l) = &d.leiden {
+        println!(
+            "leiden (resolution {}, {}) found {} clusters",
+            l.resolution,
+            if l.knn == 0 {
+                "all positive similarities".to_string()
+            } else {
+                format!("{}-NN graph", l.knn)
+            },
+            opts.k
+        );
+    }
     println!(
-        "eigengap {:.4} (largest gap at k = {} in {}..{}), silhouette {:.3}, intra/inter similarity {:.3}/{:.3}, sign conflicts {:.1}%, {} eigensolver",
+        "eigengap {:.4} (largest gap at k = {} in {}..{}), silhouette {:.3}, modularity {:.4}, intra/inter similarity {:.3}/{:.3}, sign conflicts {:.1}%, {} eigensolver",
         d.eigengap,
         d.suggested_k,
         d.k_range[0],
         d.k_range[1],
         d.silhouette,
+        d.modularity.unwrap_or(f64::NAN),
         d.intra_similarity,
         d.inter_similarity,
         100.0 * d.sign_conflict_rate,

@@ -136,9 +136,25 @@ pub struct LabelArgs {
     pub inputs: Inputs,
     #[command(flatten)]
     pub backend: BackendArgs,
-    /// One call per cluster, or one call for all.
+    /// `per-cluster` (one call per cluster), `rich` (the same, also showing each cluster's top
+    /// units with their own top activating contexts from `adag features` dashboards) or
+    /// `batch` (one call for all).
     #[arg(long, default_value = "per-cluster")]
     pub mode: LabelMode,
+    /// Rich mode: the dashboards of the circuit's units (`adag features --out DIR`). Default:
+    /// `<transcoders>/features` for a feature circuit, `<model>/features/neurons` (what
+    /// `adag features --basis neurons` writes) for a neuron circuit.
+    #[arg(long)]
+    pub features_dir: Option<PathBuf>,
+    /// Rich mode: units shown per cluster (most |mean attribution| first).
+    #[arg(long, default_value_t = 10)]
+    pub rich_units: usize,
+    /// Rich mode: top activating contexts shown per unit.
+    #[arg(long, default_value_t = 3)]
+    pub rich_excerpts: usize,
+    /// Rich mode: unit descriptions to show too (the JSON `adag describe-units --out` writes).
+    #[arg(long)]
+    pub unit_descriptions: Option<PathBuf>,
     /// Also show the labels as supernodes on the graphs `adag trace --graph-dir DIR` wrote.
     #[arg(long)]
     pub graph_dir: Option<PathBuf>,
@@ -149,6 +165,9 @@ pub struct LabelArgs {
 
 /// The circuit, its cluster state (and where it lives) and the clusters' records.
 struct Loaded {
+    circuit: adag_circuit::Circuit,
+    /// The transcoders of a feature circuit (None: a neuron circuit).
+    transcoders: Option<PathBuf>,
     model_dir: PathBuf,
     state_path: PathBuf,
     state: ClusterState,
@@ -199,6 +218,8 @@ fn load(inputs: &Inputs) -> Result<Loaded> {
         records.retain(|r| inputs.only.contains(&r.cluster));
     }
     Ok(Loaded {
+        transcoders: manifest.transcoders(),
+        circuit,
         model_dir,
         state_path,
         state,
@@ -267,6 +288,7 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
         state_path,
         mut state,
         records,
+        ..
     } = load(&args.inputs)?;
     let explainer = backend(&args.backend, &state_path)?;
     let meter = Meter::new();
@@ -422,22 +444,39 @@ pub fn run_describe(args: DescribeArgs) -> Result<()> {
 /// Runs `adag label`.
 pub fn run_label(args: LabelArgs) -> Result<()> {
     let Loaded {
+        circuit,
+        transcoders,
+        model_dir,
         state_path,
         mut state,
         records,
-        ..
     } = load(&args.inputs)?;
     let labeller = backend(&args.backend, &state_path)?;
     let meter = Meter::new();
     let mut inputs = label_inputs(&state, &records);
     inputs.retain(|i| records.iter().any(|r| r.cluster == i.id));
+    if args.mode == LabelMode::Rich {
+        add_unit_contexts(
+            &args,
+            &circuit,
+            transcoders,
+            &model_dir,
+            &state,
+            &mut inputs,
+        )?;
+    }
     if inputs
         .iter()
         .all(|i| i.input.is_none() && i.output.is_none())
     {
         eprintln!(
             "note: no cluster has descriptions yet (run `adag describe` first); labelling from \
-             the top prompts only"
+             the top prompts{} only",
+            if args.mode == LabelMode::Rich {
+                " and the units' exemplars"
+            } else {
+                ""
+            }
         );
     }
     let pb = bar(inputs.len(), "label");
@@ -490,6 +529,79 @@ pub fn run_label(args: LabelArgs) -> Result<()> {
     }
     println!("labels → {}", state_path.display());
     report(&labeller, &meter.totals());
+    Ok(())
+}
+
+/// Rich mode: fills each label input's top units with their dashboard exemplars.
+fn add_unit_contexts(
+    args: &LabelArgs,
+    circuit: &adag_circuit::Circuit,
+    transcoders: Option<PathBuf>,
+    model_dir: &Path,
+    state: &ClusterState,
+    inputs: &mut [adag_describe::prompts::LabelInput],
+) -> Result<()> {
+    let dir = match (&args.features_dir, &transcoders) {
+        (Some(d), _) => d.clone(),
+        (None, Some(tc)) => {
+            let tc = if tc.is_file() {
+                tc.parent().map(Path::to_path_buf).unwrap_or_default()
+            } else {
+                tc.clone()
+            };
+            tc.join("features")
+        }
+        (None, None) => model_dir.join("features").join("neurons"),
+    };
+    if !dir.join("index.json.gz").is_file() {
+        let make = match &transcoders {
+            Some(tc) => format!("adag features --transcoders {}", tc.display()),
+            None => format!(
+                "adag features --basis neurons --model {}",
+                model_dir.display()
+            ),
+        };
+        bail!(
+            "--mode rich needs dashboards of the circuit's units, and {} has none (no \
+             index.json.gz): make them with `{make}`, give --features-dir DIR, or label without \
+             them (--mode per-cluster)",
+            dir.display()
+        );
+    }
+    let descriptions = match &args.unit_descriptions {
+        Some(p) => {
+            let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+            adag_describe::rich::read_unit_descriptions(&bytes, &p.display().to_string())?
+        }
+        None => Default::default(),
+    };
+    let profiles = adag_analysis::Profiles::from_circuit(circuit);
+    let opts = adag_describe::rich::RichOptions {
+        units: args.rich_units,
+        excerpts: args.rich_excerpts,
+    };
+    let mut lookup = |l: usize, i: usize| {
+        adag_features::write::read_detail(&dir, l, i)
+            .map_err(|e| adag_describe::Error::Input(e.to_string()))
+    };
+    let found =
+        adag_describe::rich::unit_contexts(state, &profiles, &opts, &descriptions, &mut lookup)?;
+    let shown: usize = found.by_cluster.values().map(Vec::len).sum();
+    println!(
+        "rich mode: {shown} units with exemplars from {}{}",
+        dir.display(),
+        if found.missing.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " ({} units not in the dashboards or never active there, skipped)",
+                found.missing.len()
+            )
+        }
+    );
+    for i in inputs.iter_mut() {
+        i.units = found.by_cluster.get(&i.id).cloned().unwrap_or_default();
+    }
     Ok(())
 }
 

@@ -16,6 +16,8 @@ mod dashboards_viewer;
 mod describe_cli;
 mod hardening;
 mod hub_cli;
+mod leiden_cli;
+mod rich_label_cli;
 mod serve_llm_cli;
 mod steer_asr_cli;
 mod trace_cli;

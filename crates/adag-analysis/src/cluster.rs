@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{read, Error, Result};
+use crate::leiden::LeidenOptions;
 use crate::profiles::{Profiles, Unit};
 use crate::similarity::{similarity, Similarity, SimilarityOptions};
 use crate::spectral;
@@ -91,6 +92,14 @@ pub struct Diagnostics {
     pub method: String,
     /// Seconds spent on similarity, eigensolver and k-means.
     pub seconds: BTreeMap<String, f64>,
+    /// Modularity (resolution 1) of the clusters on the affinity graph `max(S, 0)` without
+    /// self-loops: the quality Leiden maximises, computed for every method so that they can be
+    /// compared (absent in older files).
+    #[serde(default)]
+    pub modularity: Option<f64>,
+    /// The Leiden options, when the method was Leiden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leiden: Option<LeidenOptions>,
 }
 
 /// One cluster in a [`ClusterState`].
@@ -264,6 +273,9 @@ pub enum Method {
     KMeans,
     /// Agglomerative clustering with Ward's linkage ([`crate::ward`]).
     Ward,
+    /// Leiden on the affinity graph ([`crate::leiden`], default options; see
+    /// [`cluster_leiden`]): the number of clusters is found, not given.
+    Leiden,
 }
 
 impl std::fmt::Display for Method {
@@ -271,6 +283,7 @@ impl std::fmt::Display for Method {
         f.write_str(match self {
             Method::KMeans => "kmeans",
             Method::Ward => "ward",
+            Method::Leiden => "leiden",
         })
     }
 }
@@ -281,7 +294,8 @@ impl std::str::FromStr for Method {
         match s {
             "kmeans" | "spectral" => Ok(Method::KMeans),
             "ward" => Ok(Method::Ward),
-            _ => Err(format!("{s:?}: expected kmeans or ward")),
+            "leiden" => Ok(Method::Leiden),
+            _ => Err(format!("{s:?}: expected kmeans, ward or leiden")),
         }
     }
 }
@@ -292,17 +306,22 @@ pub fn cluster(profiles: &Profiles, opts: &ClusterOptions) -> Result<Clustering>
 }
 
 /// Clusters the units: similarity, spectral embedding, then `method`; the same diagnostics
-/// whatever the method.
+/// whatever the method. [`Method::Leiden`] ignores `opts.k` and runs [`cluster_leiden`] with
+/// default options.
 pub fn cluster_by(
     profiles: &Profiles,
     opts: &ClusterOptions,
     method: Method,
 ) -> Result<Clustering> {
+    if method == Method::Leiden {
+        return cluster_leiden(profiles, opts, &LeidenOptions::default());
+    }
     cluster_inner(profiles, opts, &method.to_string(), &|emb| match method {
         Method::KMeans => {
             spectral::kmeans(&emb.rows, emb.dim, opts.k, opts.n_init, opts.seed).labels
         }
         Method::Ward => crate::ward::ward(&emb.rows, emb.dim, opts.k),
+        Method::Leiden => unreachable!("Leiden returned above"),
     })
 }
 
@@ -323,6 +342,54 @@ pub fn cluster_given(
         )));
     }
     cluster_inner(profiles, opts, method, &|_| labels.to_vec())
+}
+
+/// Leiden clustering ([`crate::leiden`]) of the units on the affinity graph of the same
+/// similarity the spectral methods use (`opts.similarity`, seeded by `opts.seed`); `opts.k`
+/// is ignored: the result has as many clusters as Leiden finds ([`Clustering::k`]), and the
+/// diagnostics (eigengap at that k, silhouette, …) are the other methods'.
+pub fn cluster_leiden(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    leiden: &LeidenOptions,
+) -> Result<Clustering> {
+    let n = profiles.units.len();
+    if n == 0 {
+        return Err(Error::Input(
+            "the circuit has no neuron nodes to cluster".into(),
+        ));
+    }
+    if !(leiden.resolution.is_finite() && leiden.resolution > 0.0) {
+        return Err(Error::Input(format!(
+            "--resolution {}: expected a positive number",
+            leiden.resolution
+        )));
+    }
+    let mut seconds = BTreeMap::new();
+    let t = std::time::Instant::now();
+    let s = similarity(profiles, &opts.similarity);
+    seconds.insert("similarity".to_string(), t.elapsed().as_secs_f64());
+    let t = std::time::Instant::now();
+    let g = crate::leiden::Graph::from_similarity(&s, leiden.knn);
+    let labels = crate::leiden::leiden(&g, leiden.resolution, opts.seed);
+    seconds.insert("leiden".to_string(), t.elapsed().as_secs_f64());
+    let k = labels.iter().max().map_or(1, |&m| m + 1);
+    let opts = ClusterOptions { k, ..*opts };
+    let t = std::time::Instant::now();
+    let k_range = opts.k_range_for(n);
+    let emb = spectral::embed_eigs(
+        &s,
+        k,
+        (k_range[1] + 1).max(k + 1),
+        opts.seed,
+        n > spectral::DENSE_LIMIT,
+    )?;
+    seconds.insert("eigensolver".to_string(), t.elapsed().as_secs_f64());
+    let mut c = finish(
+        profiles, &opts, "leiden", &s, &emb, labels, seconds, k_range,
+    );
+    c.diagnostics.leiden = Some(*leiden);
+    Ok(c)
 }
 
 fn cluster_inner(
@@ -360,7 +427,24 @@ fn cluster_inner(
     let t = std::time::Instant::now();
     let labels = partition(&emb);
     seconds.insert(method.to_string(), t.elapsed().as_secs_f64());
+    Ok(finish(
+        profiles, opts, method, &s, &emb, labels, seconds, k_range,
+    ))
+}
 
+/// Names clusters by attribution and computes the diagnostics (shared by every method).
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    profiles: &Profiles,
+    opts: &ClusterOptions,
+    method: &str,
+    s: &Similarity,
+    emb: &spectral::Embedding,
+    labels: Vec<usize>,
+    mut seconds: BTreeMap<String, f64>,
+    k_range: [usize; 2],
+) -> Clustering {
+    let n = profiles.units.len();
     // Rename clusters by decreasing Σ|attribution| (ties: smallest member first).
     let mut abs = vec![0f64; opts.k];
     for p in &profiles.prompts {
@@ -379,16 +463,16 @@ fn cluster_inner(
     }
     let labels: Vec<usize> = labels.iter().map(|&l| rename[l]).collect();
     let t = std::time::Instant::now();
-    let mut diagnostics = diagnose(profiles, &s, &labels, opts.k, &emb.eigenvalues, k_range);
+    let mut diagnostics = diagnose(profiles, s, &labels, opts.k, &emb.eigenvalues, k_range);
     seconds.insert("diagnostics".to_string(), t.elapsed().as_secs_f64());
     diagnostics.eigensolver = emb.solver.to_string();
     diagnostics.method = method.to_string();
     diagnostics.seconds = seconds;
-    Ok(Clustering {
+    Clustering {
         units: profiles.units.clone(),
         labels,
         diagnostics,
-    })
+    }
 }
 
 fn diagnose(
@@ -488,10 +572,17 @@ fn diagnose(
         eigensolver: String::new(),
         method: String::new(),
         seconds: BTreeMap::new(),
+        modularity: Some(crate::leiden::similarity_modularity(s, labels, 1.0)),
+        leiden: None,
     }
 }
 
 impl Clustering {
+    /// Number of clusters (1 + the largest label).
+    pub fn k(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&m| m + 1)
+    }
+
     /// The cluster-state file of this clustering.
     pub fn to_state(
         &self,
@@ -499,7 +590,7 @@ impl Clustering {
         profiles: &Profiles,
         opts: &ClusterOptions,
     ) -> ClusterState {
-        let k = opts.k;
+        let k = opts.k.max(self.k());
         let mut attribution = vec![0f64; k];
         let mut abs = vec![0f64; k];
         let mut prompts = vec![std::collections::BTreeSet::new(); k];

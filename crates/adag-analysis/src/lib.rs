@@ -3,7 +3,8 @@
 //! Pipeline role: reads a neuron circuit (`adag trace`, [`adag_circuit`]) and
 //! 1. **clusters** its units (layer, neuron, polarity) by what they read and what they write
 //!    ([`profiles`] → [`similarity`] → [`spectral`] → [`cluster`]), writing a
-//!    [`ClusterState`] file that `adag` and the viewer read;
+//!    [`ClusterState`] file that `adag` and the viewer read (or Ward on the same embedding,
+//!    [`ward`], or Leiden on the similarity graph, [`leiden`]);
 //! 2. **correlates** per-prompt attribution of clusters, units and cluster edges with a
 //!    per-prompt metric ([`correlate`]);
 //! 3. **steers** clusters (scales their traced neurons in one forward pass) and reports
@@ -32,6 +33,7 @@ pub mod diversity;
 pub mod error;
 pub mod hypothesis;
 pub mod judge;
+pub mod leiden;
 pub mod plot;
 pub mod profiles;
 pub mod raster;
@@ -43,10 +45,11 @@ pub mod supernodes;
 pub mod ward;
 
 pub use cluster::{
-    cluster, cluster_by, cluster_given, ClusterInfo, ClusterOptions, ClusterState, Clustering,
-    Diagnostics, Method,
+    cluster, cluster_by, cluster_given, cluster_leiden, ClusterInfo, ClusterOptions, ClusterState,
+    Clustering, Diagnostics, Method,
 };
 pub use error::{Error, Result};
+pub use leiden::LeidenOptions;
 pub use profiles::{Profiles, Unit};
 pub use similarity::{similarity, Combine, Similarity, SimilarityOptions};
 pub use supernodes::write_cluster_supernodes;

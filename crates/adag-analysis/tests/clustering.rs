@@ -377,9 +377,57 @@ fn ward_recovers_planted_groups_with_the_same_diagnostics() {
     assert_eq!(d.suggested_k, 5, "{d:?}");
     assert_eq!(cluster(&p, &opts).unwrap().diagnostics.method, "kmeans");
     assert_eq!(
-        "leiden".parse::<Method>().unwrap_err(),
-        "\"leiden\": expected kmeans or ward"
+        "louvain".parse::<Method>().unwrap_err(),
+        "\"louvain\": expected kmeans, ward or leiden"
     );
+}
+
+/// Leiden on the same similarity finds the planted groups without being told k, reports the
+/// same diagnostics (eigengap at the k it found, silhouette, modularity) and its options, has
+/// a modularity at least that of k-means at the true k, and is deterministic for a seed; a
+/// non-positive resolution is a clean error.
+#[test]
+fn leiden_recovers_planted_groups_without_k() {
+    use adag_analysis::{cluster_by, cluster_leiden, LeidenOptions, Method};
+    let (c, truth) = planted(5, 6, 30, 1);
+    let p = Profiles::from_circuit(&c);
+    let opts = ClusterOptions::default();
+    let cl = cluster_leiden(&p, &opts, &LeidenOptions::default()).unwrap();
+    assert_eq!(cl.k(), 5);
+    let pairs: Vec<(usize, usize)> = cl
+        .units
+        .iter()
+        .zip(&cl.labels)
+        .map(|(u, l)| {
+            let g = truth
+                .iter()
+                .find(|(k, _)| *k == (u.layer, u.neuron))
+                .unwrap()
+                .1;
+            (*l, g)
+        })
+        .collect();
+    assert_eq!(purity(&pairs), 1.0, "{pairs:?}");
+    let d = &cl.diagnostics;
+    assert_eq!(d.method, "leiden");
+    assert_eq!(d.leiden, Some(LeidenOptions::default()));
+    assert!(d.silhouette > 0.5, "{d:?}");
+    let km = cluster(&p, &ClusterOptions { k: 5, ..opts }).unwrap();
+    let (ql, qk) = (d.modularity.unwrap(), km.diagnostics.modularity.unwrap());
+    assert!(ql >= qk - 1e-9, "leiden Q {ql} < k-means Q {qk}");
+    assert_eq!(
+        cluster_by(&p, &opts, Method::Leiden).unwrap().labels,
+        cl.labels
+    );
+    let state = cl.to_state("c", &p, &ClusterOptions { k: cl.k(), ..opts });
+    assert_eq!(state.clusters.len(), 5);
+    assert_eq!(state.cluster_map.len(), p.units.len());
+    let bad = LeidenOptions {
+        resolution: 0.0,
+        knn: 0,
+    };
+    let e = cluster_leiden(&p, &opts, &bad).unwrap_err().to_string();
+    assert!(e.contains("--resolution 0"), "{e}");
 }
 
 /// Hypothesis clusters: on 8 prompts labelled `a`/`b`, a unit carrying attribution only on

@@ -1,8 +1,10 @@
 //! Labels: 1–3 words per cluster from its best descriptions (reference §7).
 //!
-//! Two modes: one call per cluster ([`LabelMode::PerCluster`], the reference's `rich` mode
-//! with `attr_only`: input and output descriptions plus the top prompts), or one call for all
-//! clusters answered `CLUSTER_ID: label` per line ([`LabelMode::Batch`]). Replies are
+//! Three modes: one call per cluster ([`LabelMode::PerCluster`], the reference's `rich` mode
+//! with `attr_only`: input and output descriptions plus the top prompts), the same with the
+//! cluster's top units and their own exemplars ([`LabelMode::Rich`], filled by
+//! [`crate::rich`]), or one call for all clusters answered `CLUSTER_ID: label` per line
+//! ([`LabelMode::Batch`]). Replies are
 //! validated (1–3 words inside an optional `not[…]`, no banned word); per-cluster mode asks
 //! again (at most [`LABEL_ATTEMPTS`] times) when a reply is unusable. A cluster left without a
 //! usable label gets a **fallback**: the text of the token that drives it most (Σ of its
@@ -30,6 +32,10 @@ pub const LABEL_ATTEMPTS: u32 = 3;
 pub enum LabelMode {
     /// One call per cluster.
     PerCluster,
+    /// One call per cluster, the prompt also showing the cluster's top units with their own
+    /// dashboard exemplars ([`crate::rich`]; the reference's `rich` mode with neuron
+    /// descriptions).
+    Rich,
     /// One call for all clusters.
     Batch,
 }
@@ -40,8 +46,9 @@ impl std::str::FromStr for LabelMode {
         match s {
             "per-cluster" => Ok(LabelMode::PerCluster),
             "batch" => Ok(LabelMode::Batch),
+            "rich" => Ok(LabelMode::Rich),
             _ => Err(format!(
-                "unknown label mode {s:?}: expected `per-cluster` or `batch`"
+                "unknown label mode {s:?}: expected `per-cluster`, `rich` or `batch`"
             )),
         }
     }
@@ -107,6 +114,7 @@ pub fn label_inputs(state: &ClusterState, records: &[ClusterRecords]) -> Vec<Lab
                 output: c.output_description.clone(),
                 inhibitory: c.attribution < 0.0,
                 top_prompts,
+                units: Vec::new(),
             }
         })
         .collect()
@@ -188,7 +196,7 @@ pub fn label_clusters(
     };
     let mut out = Vec::new();
     match opts.mode {
-        LabelMode::PerCluster => {
+        LabelMode::PerCluster | LabelMode::Rich => {
             // First attempts concurrently; retries of unusable replies one by one.
             let first: Vec<(ChatRequest, String)> = inputs
                 .iter()

@@ -33,6 +33,7 @@ pub mod output;
 pub mod parse;
 pub mod prompts;
 pub mod records;
+pub mod rich;
 pub mod rules;
 pub mod score;
 pub mod simulate;

@@ -191,6 +191,9 @@ pub struct LabelInput {
     pub inhibitory: bool,
     /// Up to 10 `prompt → label` lines where the cluster's Σ|attribution| is largest.
     pub top_prompts: Vec<String>,
+    /// Rich mode: the cluster's top units with their own exemplars ([`crate::rich`]); empty
+    /// otherwise.
+    pub units: Vec<crate::rich::UnitContext>,
 }
 
 fn label_block(c: &LabelInput) -> String {
@@ -209,6 +212,22 @@ fn label_block(c: &LabelInput) -> String {
         s.push_str("Top prompts:\n");
         for p in &c.top_prompts {
             s.push_str(&format!("- {p}\n"));
+        }
+    }
+    if !c.units.is_empty() {
+        s.push_str(
+            "Top units of the group (most attribution first, [mean attribution]), each with the \
+             corpus contexts where it fires most (peak tokens in {{…}}):\n",
+        );
+        for u in &c.units {
+            s.push_str(&format!("- {} [{:+.4}]", u.name(), u.mean_attribution));
+            if let Some(d) = &u.description {
+                s.push_str(&format!(": {d}"));
+            }
+            s.push('\n');
+            for e in &u.excerpts {
+                s.push_str(&format!("    · {}\n", e.trim()));
+            }
         }
     }
     s

@@ -158,6 +158,8 @@ pub fn state(map: &[(&str, &str)]) -> adag_analysis::ClusterState {
             eigensolver: "dense".into(),
             method: "kmeans".into(),
             seconds: std::collections::BTreeMap::new(),
+            modularity: None,
+            leiden: None,
         },
     }
 }
