@@ -645,6 +645,51 @@ mod tests {
         assert_eq!(y, vec![vec![1.0 + 1.5 + 0.5, 2.0 + 2.0 - 0.5]]);
     }
 
+    fn toy_data(n: usize) -> LayerData {
+        let mut rng = Rng::derive(5, "toy");
+        let x: Vec<f32> = (0..n * 4).map(|_| rng.normal() as f32).collect();
+        // Outputs with a large mean, so a zero or mean bias is told apart from a learnt one.
+        let y: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * 0.5 + 3.0 + (i % 4) as f32)
+            .collect();
+        LayerData {
+            x: Tensor::from_vec(x, (n, 4), &Device::Cpu).unwrap(),
+            y: Tensor::from_vec(y, (n, 4), &Device::Cpu).unwrap(),
+        }
+    }
+
+    #[test]
+    fn fixed_decoder_biases_stay_fixed_and_a_learnt_one_moves() {
+        let data = toy_data(128);
+        let mean = data.y.mean(0).unwrap().to_vec1::<f32>().unwrap();
+        let cfg = |decoder_bias| TranscoderConfig {
+            d_tc: 8,
+            steps: 30,
+            batch: 32,
+            refit_steps: 10,
+            decoder_bias,
+            ..TranscoderConfig::default()
+        };
+        let b = |bias| {
+            let (tc, _) = train_layer(&data, &data, &cfg(bias), 0, &mut |_, _| {}).unwrap();
+            tc.b_dec.to_vec1::<f32>().unwrap()
+        };
+        assert_eq!(b(DecoderBias::Zero), vec![0.0; 4]);
+        assert_eq!(b(DecoderBias::Mean), mean);
+        let learnt = b(DecoderBias::Learned);
+        assert!(
+            learnt.iter().zip(&mean).any(|(a, m)| (a - m).abs() > 1e-4),
+            "{learnt:?}"
+        );
+        assert_eq!("zero".parse::<DecoderBias>(), Ok(DecoderBias::Zero));
+        assert_eq!(
+            "none".parse::<DecoderBias>().unwrap_err(),
+            "unknown decoder bias `none`: expected learned, mean or zero"
+        );
+    }
+
     #[test]
     fn set_round_trips_through_circuit_tracer_files() {
         let dir = tempfile::tempdir().unwrap();
