@@ -61,6 +61,17 @@ pub struct TranscoderArgs {
     /// L1 coefficient.
     #[arg(long)]
     l1: Option<f64>,
+    /// Decoder bias: `learned` (trained), `mean` (fixed at the mean MLP output) or `zero`
+    /// (fixed at zero, so the features carry everything a graph should show).
+    #[arg(long)]
+    decoder_bias: Option<adag_train::transcoder::DecoderBias>,
+    /// Corpus rows whose activations are collected.
+    #[arg(long)]
+    rows: Option<usize>,
+    /// Largest drop in variance explained that the JumpReLU thresholds may cost (smaller:
+    /// more active features, smaller error nodes).
+    #[arg(long)]
+    max_fve_drop: Option<f64>,
     /// Train one cross-layer transcoder (decoders into every later layer, circuit-tracer's
     /// native CLT files) instead of per-layer transcoders; default 512 features per layer.
     #[arg(long)]
@@ -153,6 +164,15 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
     }
     if let Some(v) = a.l1 {
         cfg.l1 = v;
+    }
+    if let Some(v) = a.decoder_bias {
+        cfg.decoder_bias = v;
+    }
+    if let Some(v) = a.rows {
+        cfg.rows = v;
+    }
+    if let Some(v) = a.max_fve_drop {
+        cfg.max_fve_drop = v;
     }
     let start = Instant::now();
     let model = Transformer::load(&dir, &LoadOptions::default())

@@ -370,6 +370,8 @@ fn newcomer_output_is_readable() {
     // logit changes, and a note when the feature was not active.
     let iv = ok(&[
         "intervene",
+        "--transcoders",
+        "models/demo/transcoders",
         "-p",
         "The capital of the state containing Dallas is",
         "--set",

@@ -34,7 +34,7 @@ fn demo_graph_feature_shows_its_dashboard() {
     // The feature of the graph to click: one whose dashboard has top examples.
     let doc: Value =
         serde_json::from_slice(&std::fs::read(graphs.join("dallas.json")).unwrap()).unwrap();
-    let dashboards = common::root().join("models/demo/transcoders/features");
+    let dashboards = common::root().join("models/demo/clt/features");
     let (node, detail) = doc["nodes"]
         .as_array()
         .unwrap()

@@ -13,6 +13,7 @@ mod attention_viewer;
 mod cli;
 mod common;
 mod dashboards_viewer;
+mod demo_story;
 mod describe_cli;
 mod hardening;
 mod hub_cli;

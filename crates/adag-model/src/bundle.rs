@@ -59,9 +59,11 @@ pub fn default_model_dir() -> Result<PathBuf> {
     )))
 }
 
-/// The bundled demo transcoders (`<model dir>/transcoders`).
+/// The bundled demo transcoders: the cross-layer transcoder (`<model dir>/clt`), trained
+/// with its decoder bias fixed at zero, because its graphs carry the answer in features (the
+/// per-layer set in `transcoders/` leaves a large layer-3 error node on the README prompt).
 pub fn default_transcoders_dir() -> Result<PathBuf> {
-    let dir = default_model_dir()?.join("transcoders");
+    let dir = default_model_dir()?.join("clt");
     if dir.join("config.yaml").is_file() {
         Ok(dir)
     } else {

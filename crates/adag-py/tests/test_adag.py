@@ -172,8 +172,8 @@ def test_models_and_transcoders_by_hub_id_from_the_hf_cache(tmp_path, monkeypatc
     })
     config = (tc_dir / "config.yaml").read_text().replace(
         "model_name: adag-demo", "model_name: adag-test/demo-model")
-    tc_files = {f"layer_{i}.safetensors": (tc_dir / f"layer_{i}.safetensors").read_bytes()
-                for i in range(4)}
+    # The default set is the CLT (W_enc_i / W_dec_i files); copy whatever weights it has.
+    tc_files = {p.name: p.read_bytes() for p in tc_dir.glob("*.safetensors")}
     tc_files["config.yaml"] = config.encode()
     _cache_repo(tmp_path, "adag-test/demo-transcoders", tc_files)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))

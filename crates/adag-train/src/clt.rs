@@ -25,7 +25,9 @@ use crate::error::{Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
 use crate::rng::Rng;
-use crate::transcoder::{jump_relu, LayerData, TcMetrics, TranscoderConfig, THRESHOLD_GRID};
+use crate::transcoder::{
+    jump_relu, DecoderBias, LayerData, TcMetrics, TranscoderConfig, THRESHOLD_GRID,
+};
 
 /// One source layer of a CLT.
 #[derive(Debug, Clone)]
@@ -289,14 +291,23 @@ pub fn train_clt(
         b_enc.push(Var::zeros(k, DType::F32, &dev).context("var")?);
         w_dec.push(Var::from_tensor(&dec).context("var")?);
     }
+    // b_dec in unit-variance units: 0 is the mean output; a zero bias in model units is
+    // −mean/sd. A fixed bias is a Var the optimisers never see.
     let b_dec: Vec<Var> = (0..n_layers)
-        .map(|_| Var::zeros(d, DType::F32, &dev).context("var"))
+        .map(|l| {
+            let b = match cfg.decoder_bias {
+                DecoderBias::Zero => means[l].squeeze(0).and_then(|m| m.neg()? / sds[l]),
+                DecoderBias::Learned | DecoderBias::Mean => Tensor::zeros(d, DType::F32, &dev),
+            };
+            Var::from_tensor(&b.context("b_dec")?).context("var")
+        })
         .collect::<Result<_>>()?;
+    let learn_bias = cfg.decoder_bias == DecoderBias::Learned;
     let params: Vec<Var> = w_enc
         .iter()
         .chain(&b_enc)
         .chain(&w_dec)
-        .chain(&b_dec)
+        .chain(b_dec.iter().filter(|_| learn_bias))
         .cloned()
         .collect();
     let adam = |lr: f64, vars: Vec<Var>| {
@@ -466,7 +477,14 @@ pub fn train_clt(
         .iter()
         .map(|l| Var::from_tensor(&l.b_dec).context("var"))
         .collect::<Result<_>>()?;
-    let mut opt = adam(cfg.lr * 0.5, w_dec.iter().chain(&b_dec).cloned().collect())?;
+    let mut opt = adam(
+        cfg.lr * 0.5,
+        w_dec
+            .iter()
+            .chain(b_dec.iter().filter(|_| learn_bias))
+            .cloned()
+            .collect(),
+    )?;
     for _ in 0..cfg.refit_steps {
         let (xs, ys) = batch(&mut rng)?;
         let acts: Vec<Tensor> = xs

@@ -251,6 +251,43 @@ pub struct TranscoderConfig {
     pub max_fve_drop: f64,
     /// Decoder refit steps after thresholding.
     pub refit_steps: usize,
+    /// What the decoder bias is (see [`DecoderBias`]); older metrics.json files lack the
+    /// field and were trained with a learned bias.
+    #[serde(default)]
+    pub decoder_bias: DecoderBias,
+}
+
+/// How a transcoder's decoder bias `b_dec` is set.
+///
+/// A learned bias is the usual choice, but in attribution graphs `b_dec` is not a node: what it
+/// writes is an unexplained constant. On the demo the learned bias came to carry "say a
+/// capital" on every prompt and the features learnt to subtract it, so every feature edge into
+/// the answer was negative. Fixing the bias moves that share into features, where a graph
+/// shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderBias {
+    /// Initialised at the mean MLP output and trained with the rest.
+    #[default]
+    Learned,
+    /// Fixed at the mean MLP output over the training tokens (never trained).
+    Mean,
+    /// Fixed at zero: the features reconstruct the whole output, mean included.
+    Zero,
+}
+
+impl std::str::FromStr for DecoderBias {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "learned" => Ok(DecoderBias::Learned),
+            "mean" => Ok(DecoderBias::Mean),
+            "zero" => Ok(DecoderBias::Zero),
+            _ => Err(format!(
+                "unknown decoder bias `{s}`: expected learned, mean or zero"
+            )),
+        }
+    }
 }
 
 impl Default for TranscoderConfig {
@@ -266,6 +303,7 @@ impl Default for TranscoderConfig {
             l1: 0.01,
             max_fve_drop: 0.01,
             refit_steps: 300,
+            decoder_bias: DecoderBias::Learned,
         }
     }
 }
@@ -441,9 +479,20 @@ pub fn train_layer(
         Var::from_tensor(&(&dir * (1.0 / (x_rms.sqrt() * (d as f64).sqrt()))).context("init")?)
             .context("var")?;
     let b_enc = Var::zeros(k, DType::F32, &dev).context("var")?;
-    let b_dec = Var::from_tensor(&y_mean.squeeze(0).context("b_dec")?).context("var")?;
+    let b_dec0 = match cfg.decoder_bias {
+        DecoderBias::Zero => y_mean.squeeze(0).and_then(|m| m.zeros_like()),
+        DecoderBias::Learned | DecoderBias::Mean => y_mean.squeeze(0),
+    }
+    .context("b_dec")?;
+    let b_dec = Var::from_tensor(&b_dec0).context("var")?;
+    // A fixed bias is a Var the optimisers never see.
+    let learn_bias = cfg.decoder_bias == DecoderBias::Learned;
+    let mut params = vec![w_enc.clone(), b_enc.clone(), w_dec.clone()];
+    if learn_bias {
+        params.push(b_dec.clone());
+    }
     let mut opt = AdamW::new(
-        vec![w_enc.clone(), b_enc.clone(), w_dec.clone(), b_dec.clone()],
+        params,
         ParamsAdamW {
             lr: cfg.lr,
             weight_decay: 0.0,
@@ -532,8 +581,12 @@ pub fn train_layer(
     // Decoder refit with the code fixed: a least-squares problem, solved by Adam.
     let w_dec = Var::from_tensor(&tc.w_dec).context("var")?;
     let b_dec = Var::from_tensor(&tc.b_dec).context("var")?;
+    let mut params = vec![w_dec.clone()];
+    if learn_bias {
+        params.push(b_dec.clone());
+    }
     let mut opt = AdamW::new(
-        vec![w_dec.clone(), b_dec.clone()],
+        params,
         ParamsAdamW {
             lr: cfg.lr * 0.5,
             weight_decay: 0.0,
@@ -590,6 +643,51 @@ mod tests {
             .to_vec2::<f32>()
             .unwrap();
         assert_eq!(y, vec![vec![1.0 + 1.5 + 0.5, 2.0 + 2.0 - 0.5]]);
+    }
+
+    fn toy_data(n: usize) -> LayerData {
+        let mut rng = Rng::derive(5, "toy");
+        let x: Vec<f32> = (0..n * 4).map(|_| rng.normal() as f32).collect();
+        // Outputs with a large mean, so a zero or mean bias is told apart from a learnt one.
+        let y: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * 0.5 + 3.0 + (i % 4) as f32)
+            .collect();
+        LayerData {
+            x: Tensor::from_vec(x, (n, 4), &Device::Cpu).unwrap(),
+            y: Tensor::from_vec(y, (n, 4), &Device::Cpu).unwrap(),
+        }
+    }
+
+    #[test]
+    fn fixed_decoder_biases_stay_fixed_and_a_learnt_one_moves() {
+        let data = toy_data(128);
+        let mean = data.y.mean(0).unwrap().to_vec1::<f32>().unwrap();
+        let cfg = |decoder_bias| TranscoderConfig {
+            d_tc: 8,
+            steps: 30,
+            batch: 32,
+            refit_steps: 10,
+            decoder_bias,
+            ..TranscoderConfig::default()
+        };
+        let b = |bias| {
+            let (tc, _) = train_layer(&data, &data, &cfg(bias), 0, &mut |_, _| {}).unwrap();
+            tc.b_dec.to_vec1::<f32>().unwrap()
+        };
+        assert_eq!(b(DecoderBias::Zero), vec![0.0; 4]);
+        assert_eq!(b(DecoderBias::Mean), mean);
+        let learnt = b(DecoderBias::Learned);
+        assert!(
+            learnt.iter().zip(&mean).any(|(a, m)| (a - m).abs() > 1e-4),
+            "{learnt:?}"
+        );
+        assert_eq!("zero".parse::<DecoderBias>(), Ok(DecoderBias::Zero));
+        assert_eq!(
+            "none".parse::<DecoderBias>().unwrap_err(),
+            "unknown decoder bias `none`: expected learned, mean or zero"
+        );
     }
 
     #[test]

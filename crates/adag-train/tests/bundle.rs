@@ -78,7 +78,7 @@ fn readme_prompt_top_logit_is_the_right_capital() {
 #[test]
 fn bundled_transcoders_reconstruct_at_reported_quality() {
     let (model, tok) = load();
-    let dir = default_transcoders_dir().unwrap();
+    let dir = default_model_dir().unwrap().join("transcoders");
     let set = TranscoderSet::load(&dir, &Device::Cpu).unwrap();
     assert_eq!(set.layers.len(), model.cfg.n_layers);
     assert_eq!(set.input_hook, "mlp.hook_in");
@@ -96,7 +96,9 @@ fn bundled_transcoders_reconstruct_at_reported_quality() {
 #[test]
 fn bundled_cross_layer_transcoder_reconstructs_at_reported_quality() {
     let (model, tok) = load();
-    let dir = default_model_dir().unwrap().join("clt");
+    // The default set (what `adag attribute` uses without --transcoders) is the CLT.
+    let dir = default_transcoders_dir().unwrap();
+    assert_eq!(dir, default_model_dir().unwrap().join("clt"));
     let clt = CrossLayerTranscoder::load(&dir, &Device::Cpu).unwrap();
     assert_eq!(clt.layers.len(), model.cfg.n_layers);
     let yaml = std::fs::read_to_string(dir.join("config.yaml")).unwrap();
