@@ -51,7 +51,9 @@ export class GraphView {
     this.canvas.height = Math.round(this.H * dpr);
     this.dpr = dpr;
     if (this.model && !this.userMoved) this.fit();
-    this.requestDraw();
+    // Setting the canvas size has just cleared it: draw now rather than on the next animation
+    // frame, which a background tab (or a headless capture) may not give before it is shown.
+    this.draw();
   }
 
   setModel(model) {
