@@ -15,6 +15,7 @@ mod common;
 mod dashboards_viewer;
 mod demo_story;
 mod describe_cli;
+mod features_cli;
 mod hardening;
 mod hub_cli;
 mod leiden_cli;
