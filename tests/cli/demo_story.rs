@@ -233,6 +233,21 @@ fn strongest_token_path(g: &Graph, target: usize, starts: &[usize]) -> Vec<(Node
     path
 }
 
+/// The graph of the README prompt's top logit (circuit-tracer's other defaults).
+fn top_logit_graph(d: &Demo, toks: &[u32]) -> Graph {
+    let opts = AttributeOptions {
+        targets: TargetSpec::Salient {
+            max_n_logits: 1,
+            desired_logit_prob: 0.95,
+        },
+        ..Default::default()
+    };
+    attribute(&d.m.model, toks, &d.tc, &opts, GraphMeta::default(), &|i| {
+        i.to_string()
+    })
+    .unwrap()
+}
+
 fn texas_ablation(d: &Demo, code: &[(usize, usize, u32)], n: usize) -> Vec<Intervention> {
     code.iter()
         .map(|&(slot, layer, feature)| Intervention {
@@ -287,22 +302,7 @@ fn texas_features_carry_dallas_to_austin() {
     let moved: f32 = capitals.iter().map(|&c| pa[c] - pc[c]).sum();
     assert!(moved > 0.5, "other capitals gained {moved}");
 
-    let opts = AttributeOptions {
-        targets: TargetSpec::Salient {
-            max_n_logits: 1,
-            desired_logit_prob: 0.95,
-        },
-        ..Default::default()
-    };
-    let g = attribute(
-        &d.m.model,
-        &toks,
-        &d.tc,
-        &opts,
-        GraphMeta::default(),
-        &|i| i.to_string(),
-    )
-    .unwrap();
+    let g = top_logit_graph(&d, &toks);
     let path = strongest_token_path(&g, g.logit_index(0), &[n - 2]);
     assert!(path.len() >= 2, "{path:?}");
     assert!(path.iter().all(|(_, w)| *w > 0.0), "{path:?}");
@@ -365,22 +365,7 @@ fn print_demo_story() {
             pa[t]
         );
     }
-    let opts = AttributeOptions {
-        targets: TargetSpec::Salient {
-            max_n_logits: 1,
-            desired_logit_prob: 0.95,
-        },
-        ..Default::default()
-    };
-    let g = attribute(
-        &d.m.model,
-        &toks,
-        &d.tc,
-        &opts,
-        GraphMeta::default(),
-        &|i| i.to_string(),
-    )
-    .unwrap();
+    let g = top_logit_graph(&d, &toks);
     for (i, step) in strongest_path(&g, g.logit_index(0)).iter().enumerate() {
         println!("path {i}: {step:?}");
     }
