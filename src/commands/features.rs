@@ -145,10 +145,10 @@ pub fn run(args: Args) -> Result<()> {
         window: args.window,
         per_bin: args.per_bin,
     };
-    // `special tokens excluded`: states written before special-token positions were skipped
+    // `special tokens skipped`: states written before special-token positions were skipped
     // are not resumed into a run that skips them.
     let fingerprint = format!(
-        "special tokens excluded|{:?}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}",
+        "special tokens skipped|{:?}|{}|{}|{:?}|{}|{:?}|{:?}|{}|{}",
         args.basis,
         model_dir.display(),
         tc_dir.display(),
@@ -204,20 +204,16 @@ pub fn run(args: Args) -> Result<()> {
                 Some(tc) => tc.activate(l, &tc.pre_activations(l, &x)?)?,
                 None => x.to_dtype(DType::F32)?,
             };
-            let mut acts = acts.flatten_all()?.to_vec1::<f32>()?;
+            let acts = acts.flatten_all()?.to_vec1::<f32>()?;
             let per = t * units;
             for (i, toks) in chunk.iter().enumerate() {
-                let seq = &mut acts[i * per..(i + 1) * per];
                 // Special tokens (the BOS that separates packed documents, turn markers) are
                 // control positions, not content: a unit's examples and density are over the
                 // text, as Neuronpedia's dashboards leave BOS out. Many units fire on BOS,
                 // which otherwise filled their top contexts with it.
-                for (p, tok) in toks.iter().enumerate() {
-                    if special.contains(tok) {
-                        seq[p * units..(p + 1) * units].fill(0.0);
-                    }
-                }
-                col.add_sequence(toks, seq)?;
+                col.add_sequence_skipping(toks, &acts[i * per..(i + 1) * per], &|tok| {
+                    special.contains(&tok)
+                })?;
             }
         }
         t_forward += (t1 - t0).as_secs_f64();

@@ -142,6 +142,19 @@ impl Collector {
     /// Adds one sequence: `tokens` `[T]` and its activations `acts` `[T, units]` row-major.
     /// Each sequence is one candidate context per unit, at the unit's peak (the first one on ties).
     pub fn add_sequence(&mut self, tokens: &[u32], acts: &[f32]) -> Result<()> {
+        self.add_sequence_skipping(tokens, acts, &|_| false)
+    }
+
+    /// [`Collector::add_sequence`] with the positions whose token `skip` names left out: they
+    /// count neither as tokens nor as activations (density, histogram, peaks), and read as 0 in
+    /// the example windows that show them. For special tokens (the BOS between packed
+    /// documents), which are control positions, not content.
+    pub fn add_sequence_skipping(
+        &mut self,
+        tokens: &[u32],
+        acts: &[f32],
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Result<()> {
         let t = tokens.len();
         let u = self.units.len();
         if acts.len() != t * u {
@@ -153,10 +166,12 @@ impl Collector {
         }
         let seq = self.n_seqs;
         let cfg = self.config;
+        let content: Vec<bool> = tokens.iter().map(|&tok| !skip(tok)).collect();
+        let act_at = |p: usize, j: usize| if content[p] { acts[p * u + j] } else { 0.0 };
         for (j, st) in self.units.iter_mut().enumerate() {
             let mut best: Option<(usize, f32)> = None;
             for p in 0..t {
-                let a = acts[p * u + j];
+                let a = act_at(p, j);
                 if a > 0.0 {
                     st.n_active += 1;
                     st.histogram[bin_of(a)] += 1;
@@ -186,7 +201,7 @@ impl Collector {
                 act,
                 start: start as u32,
                 tokens: tokens[start..end].to_vec(),
-                acts: (start..end).map(|p| acts[p * u + j]).collect(),
+                acts: (start..end).map(|p| act_at(p, j)).collect(),
             };
             if enters_bin {
                 st.samples[bin].push(ex.clone());
@@ -198,7 +213,7 @@ impl Collector {
                 }
             }
         }
-        self.n_tokens += t as u64;
+        self.n_tokens += content.iter().filter(|&&c| c).count() as u64;
         self.n_seqs += 1;
         Ok(())
     }
@@ -294,6 +309,35 @@ mod tests {
 
     /// Stopping after any sequence, saving, loading and going on gives the same state as one
     /// uninterrupted pass (what a resumed `adag features` relies on).
+    /// A skipped position is invisible: with the largest activation in the sequence it is
+    /// still not the peak, it is not a token of the density, and windows show it as 0.
+    #[test]
+    fn skipped_tokens_count_nowhere() {
+        let cfg = CollectConfig {
+            k: 2,
+            window: 2,
+            per_bin: 1,
+        };
+        let mut c = Collector::new(1, cfg);
+        // Tokens 9 (skipped) 5 6; unit 0 fires 3.0 on the skipped one, 1.0 and 0.5 after it.
+        c.add_sequence_skipping(&[9, 5, 6], &[3.0, 1.0, 0.5], &|t| t == 9)
+            .unwrap();
+        assert_eq!(c.n_tokens, 2);
+        assert_eq!(c.units[0].n_active, 2);
+        assert_eq!(c.density(0), 1.0);
+        let top = c.units[0].top();
+        assert_eq!(top.len(), 1);
+        assert_eq!((top[0].pos, top[0].act), (1, 1.0));
+        assert_eq!(top[0].tokens, vec![9, 5, 6]);
+        assert_eq!(top[0].acts, vec![0.0, 1.0, 0.5]);
+        assert_eq!(c.units[0].max, 1.0);
+        // Without skipping, the same sequence peaks on it.
+        let mut plain = Collector::new(1, cfg);
+        plain.add_sequence(&[9, 5, 6], &[3.0, 1.0, 0.5]).unwrap();
+        assert_eq!(plain.units[0].top()[0].pos, 0);
+        assert_eq!(plain.n_tokens, 3);
+    }
+
     #[test]
     fn save_load_resume_is_identical() {
         let cfg = CollectConfig {
