@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use adag_circuit::Circuit;
 
 use crate::cluster::ClusterState;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::profiles::Unit;
 
 /// A node of the cluster graph.
@@ -141,11 +141,7 @@ impl ClusterGraph {
         prompt_id: u64,
         max_edges: usize,
     ) -> Result<Self> {
-        let prompt = circuit
-            .prompts
-            .iter()
-            .find(|p| p.prompt_id == prompt_id)
-            .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))?;
+        let prompt = crate::steer::circuit_prompt(circuit, prompt_id)?;
         // (layer, position, neuron) → group id.
         let mut group: BTreeMap<(i32, u32, u32), String> = BTreeMap::new();
         let mut layers: BTreeMap<String, (f64, usize, f64)> = BTreeMap::new();

@@ -159,6 +159,18 @@ type TracedNeuron = (usize, usize, usize, f32, Unit);
 /// Final-position logits and, per layer, the units' activations `[n_pos · width]` of one run.
 type RunOutput = (Vec<f32>, Vec<Vec<f32>>);
 
+/// The prompt `prompt_id` of `circuit`, or an error naming it.
+pub(crate) fn circuit_prompt(
+    circuit: &Circuit,
+    prompt_id: u64,
+) -> Result<&adag_circuit::PromptRow> {
+    circuit
+        .prompts
+        .iter()
+        .find(|p| p.prompt_id == prompt_id)
+        .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))
+}
+
 /// The steering engine: a model, the basis its circuit was traced in, a circuit and its
 /// clusters.
 pub struct Steerer<'a> {
@@ -391,12 +403,7 @@ impl<'a> Steerer<'a> {
         scope: Scope,
         generate: usize,
     ) -> Result<PromptSteering> {
-        let prompt = self
-            .circuit
-            .prompts
-            .iter()
-            .find(|p| p.prompt_id == prompt_id)
-            .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))?;
+        let prompt = circuit_prompt(self.circuit, prompt_id)?;
         let tokens = &prompt.token_ids;
         if tokens.is_empty() {
             return Err(Error::Input(format!("prompt {prompt_id} has no tokens")));
@@ -487,12 +494,7 @@ impl<'a> Steerer<'a> {
         top_p: f32,
         rng: &mut impl rand::Rng,
     ) -> Result<Vec<u32>> {
-        let prompt = self
-            .circuit
-            .prompts
-            .iter()
-            .find(|p| p.prompt_id == prompt_id)
-            .ok_or_else(|| Error::Input(format!("no prompt {prompt_id} in the circuit")))?;
+        let prompt = circuit_prompt(self.circuit, prompt_id)?;
         if prompt.token_ids.is_empty() {
             return Err(Error::Input(format!("prompt {prompt_id} has no tokens")));
         }
