@@ -151,6 +151,13 @@ pub struct Seeds {
     pub positions: Vec<usize>,
 }
 
+/// Indices of the seeds read at `layer`.
+fn seeds_at(seeds: &Seeds, layer: usize) -> Vec<usize> {
+    (0..seeds.layers.len())
+        .filter(|&i| seeds.layers[i] == layer)
+        .collect()
+}
+
 struct Norm {
     /// `[T, 1]` 1/scale
     inv_scale: Tensor,
@@ -463,9 +470,7 @@ impl<'m> FrozenModel<'m> {
             .rposition(|&s| s >= layer)
             .map_or(0, |i| i + 1)
             .max(k);
-        let at_layer: Vec<usize> = (0..seeds.layers.len())
-            .filter(|&i| seeds.layers[i] == layer)
-            .collect();
+        let at_layer = seeds_at(seeds, layer);
         let dev = seeds.vectors.device();
         if k_new > k && at_layer.iter().all(|&i| i >= k) {
             let fresh = Tensor::zeros(((k_new - k) * t, d), self.dtype, dev).ctx("gradient")?;
@@ -481,7 +486,7 @@ impl<'m> FrozenModel<'m> {
             }
             return Tensor::cat(&[&g, &fresh], 0).ctx("gradient buffer");
         }
-        self.inject(self.pad_rows(g, k_new)?, seeds, layer, site, t)
+        self.inject_rows(self.pad_rows(g, k_new)?, seeds, &at_layer, site, t)
     }
 
     /// `g` `[k, t, d]` with zero rows appended up to `n` rows (unchanged when `k ≥ n`).
@@ -503,14 +508,23 @@ impl<'m> FrozenModel<'m> {
         site: ReadSite,
         t: usize,
     ) -> Result<Tensor> {
-        let rows: Vec<usize> = (0..seeds.layers.len())
-            .filter(|&i| seeds.layers[i] == layer)
-            .collect();
+        self.inject_rows(g, seeds, &seeds_at(seeds, layer), site, t)
+    }
+
+    /// Adds seeds `rows` into `g` `[n, t, d]`.
+    fn inject_rows(
+        &self,
+        g: Tensor,
+        seeds: &Seeds,
+        rows: &[usize],
+        site: ReadSite,
+        t: usize,
+    ) -> Result<Tensor> {
         if rows.is_empty() {
             return Ok(g);
         }
         let (n, _, d) = g.dims3().ctx("gradient shape")?;
-        let (vals, idx) = self.seed_rows(seeds, &rows, site, t, 0)?;
+        let (vals, idx) = self.seed_rows(seeds, rows, site, t, 0)?;
         g.reshape((n * t, d))
             .and_then(|g| g.index_add(&idx, &vals, 0))
             .and_then(|g| g.reshape((n, t, d)))

@@ -348,16 +348,14 @@ impl TranscoderSet {
         features.sort_unstable();
         features.dedup();
         let rows = layer.w_enc.rows(&features, x.device())?;
+        // Only these features' biases, not the whole b_enc.
+        let ids = Tensor::new(features.as_slice(), x.device()).ctx("feature ids")?;
         let pre = x
             .to_dtype(candle_core::DType::F32)
             .and_then(|x| x.matmul(&rows.t()?))
+            .and_then(|p| p.broadcast_add(&layer.b_enc.index_select(&ids, 0)?))
             .and_then(|p| p.to_vec2::<f32>())
             .ctx("transcoder encoder")?;
-        let b_enc = layer
-            .b_enc
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|b| b.to_vec1::<f32>())
-            .ctx("b_enc")?;
         entries
             .iter()
             .map(|&(p, f)| {
@@ -365,7 +363,7 @@ impl TranscoderSet {
                 let row = pre.get(p).ok_or_else(|| {
                     Error::Invalid(format!("position {p} beyond the input's {}", pre.len()))
                 })?;
-                Ok(row[j] + b_enc[f as usize])
+                Ok(row[j])
             })
             .collect()
     }
