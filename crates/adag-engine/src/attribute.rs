@@ -157,7 +157,7 @@ pub fn attribute_with_progress(
 
     let f_cap = opts.max_feature_nodes.unwrap_or(n_active).min(n_active);
     let pb = progress_bar(opts.progress, k + f_cap);
-    let mut store = RowStore::new(n_cols, f_cap < n_active);
+    let mut store = RowStore::new(n_cols, f_cap < n_active, k + f_cap);
 
     // Phase 2: logit rows.
     pb.set_message("logit rows");

@@ -512,7 +512,7 @@ fn trace_one(
         bos_nodes: true,
     };
     let driver = Driver::new(model, frozen, &basis, Box::new(nodes))?;
-    let mut store = RowStore::new(driver.n_cols(), false);
+    let mut store = RowStore::new(driver.n_cols(), false, k + all.len());
     driver.target_rows(&dirs, opts.batch_size, &mut store, &mut |_| true)?;
     for chunk in all.chunks(opts.batch_size) {
         driver.node_rows(chunk, &mut store)?;

@@ -60,16 +60,19 @@ impl StFile {
         })
     }
 
-    /// Loads a whole tensor as f32.
+    /// Loads a whole tensor as f32 (a copy: the mapped pages it was read from are released).
     pub fn load(&self, name: &str, device: &Device) -> Result<Tensor> {
-        self.view(name)?;
-        self.st
+        let view = self.view(name)?;
+        let t = self
+            .st
             .load(name, device)
             .and_then(|t| t.to_dtype(DType::F32))
             .map_err(|e| Error::Transcoder {
                 path: self.path.clone(),
                 reason: format!("tensor `{name}`: {e}"),
-            })
+            })?;
+        adag_core::release_mapped_pages(view.data());
+        Ok(t)
     }
 }
 
@@ -162,6 +165,7 @@ impl Matrix {
                             reason: format!("tensor `{name}`: {reason}"),
                         }
                     })?;
+                    adag_core::release_mapped_pages(bytes);
                 }
                 let mut dims = vec![ids.len()];
                 dims.extend_from_slice(&shape[1..]);
