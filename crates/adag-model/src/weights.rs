@@ -216,9 +216,14 @@ impl WeightFiles {
             });
         }
         self.loaded.borrow_mut().insert(name.to_string());
-        st.load(name, device)
+        let t = st
+            .load(name, device)
             .and_then(|t| t.to_dtype(dtype))
-            .context_with(|| format!("loading tensor `{name}` from {}", path.display()))
+            .context_with(|| format!("loading tensor `{name}` from {}", path.display()))?;
+        // The tensor is a copy: the mapped pages it came from need not stay resident (a 5 GB
+        // checkpoint would otherwise count twice in the peak memory while loading).
+        adag_core::release_mapped_pages(view.data());
+        Ok(t)
     }
 }
 
