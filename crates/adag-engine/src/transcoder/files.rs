@@ -165,8 +165,11 @@ impl Matrix {
                             reason: format!("tensor `{name}`: {reason}"),
                         }
                     })?;
-                    adag_core::release_mapped_pages(bytes);
                 }
+                // The whole tensor, not each row: a page fault maps the pages around the
+                // faulting one too (the kernel's fault-around), so releasing only the rows'
+                // own pages left ~100 MB per gemma-2-2b layer file resident.
+                adag_core::release_mapped_pages(data);
                 let mut dims = vec![ids.len()];
                 dims.extend_from_slice(&shape[1..]);
                 Tensor::from_vec(out, dims, device).ctx("decoder rows")
