@@ -88,11 +88,12 @@ fn softmax(x: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / s).collect()
 }
 
-/// A feature at (layer, position kind) that the data calls state-specific.
+/// A feature at (layer, position kind) that the data calls specific to one class (a state,
+/// a plural subject).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Selective {
     layer: usize,
-    /// 0: the city's position, 1: the final " is".
+    /// Index of the position it was read at (cities: 0 the city, 1 the final " is").
     slot: usize,
     feature: u32,
     /// Smallest activation over the state's cities.
