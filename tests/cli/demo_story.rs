@@ -2,7 +2,9 @@
 //! transcoders): the features that the data says are "Texas" features are found from
 //! activations over every city of the training table, then suppressed, and ` Austin` must fall;
 //! the graph's strongest path into ` Austin` must have positive edges and pass through them.
-//! Nothing here names a feature id: each is re-derived from the data, so a retrained bundle is
+//! The same for addition (`36+59=` → `9`: the "sum starts with 9" code from the held-out
+//! pairs) and agreement (`The horses near the garden` → ` are`: the plural code from the
+//! held-out agreement prompts). Nothing here names a feature id: each is re-derived from the data, so a retrained bundle is
 //! checked for the same story, not for the same numbers.
 
 use std::path::Path;
@@ -86,11 +88,12 @@ fn softmax(x: &[f32]) -> Vec<f32> {
     e.iter().map(|v| v / s).collect()
 }
 
-/// A feature at (layer, position kind) that the data calls state-specific.
+/// A feature at (layer, position kind) that the data calls specific to one class (a state,
+/// a plural subject).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Selective {
     layer: usize,
-    /// 0: the city's position, 1: the final " is".
+    /// Index of the position it was read at (cities: 0 the city, 1 the final " is").
     slot: usize,
     feature: u32,
     /// Smallest activation over the state's cities.
@@ -101,23 +104,19 @@ struct Selective {
 
 /// `(state, [slot][layer][feature])` for every one-token city of the training table on the
 /// two-hop template; slot 0 is the city's position, slot 1 the final " is".
-type CityActs = Vec<(usize, Vec<Vec<Vec<f32>>>)>;
+type CityActs = ClassActs;
 
 fn city_activations(d: &Demo) -> CityActs {
-    let mut per_city: CityActs = Vec::new();
-    for (si, (_, _, cities)) in STATES.iter().enumerate() {
-        for city in cities {
-            let toks = d.tokens(&format!("The capital of the state containing {city} is"));
-            let n = toks.len();
-            let acts = d.activations(&toks);
-            let slots = [n - 2, n - 1]
+    let prompts: Vec<(usize, String)> = STATES
+        .iter()
+        .enumerate()
+        .flat_map(|(si, (_, _, cities))| {
+            cities
                 .iter()
-                .map(|&p| acts.iter().map(|l| l[p].clone()).collect())
-                .collect();
-            per_city.push((si, slots));
-        }
-    }
-    per_city
+                .map(move |city| (si, format!("The capital of the state containing {city} is")))
+        })
+        .collect();
+    class_activations(d, &prompts, &[2, 1])
 }
 
 /// Features active on every city of state `s` (at the city's token or the final " is") and
@@ -125,17 +124,23 @@ fn city_activations(d: &Demo) -> CityActs {
 /// largest out-of-state one. Prompts: the two-hop template for all 70 cities of the training
 /// table (one-token cities only, so positions line up).
 fn state_features(d: &Demo, s: usize) -> Vec<Selective> {
-    let per_city = city_activations(d);
-    let n_layers = d.tc.n_layers();
-    let width = per_city[0].1[0][0].len();
+    separating(&city_activations(d), s, d.tc.n_layers())
+}
+
+/// Features (layer < `layers`) whose smallest activation over the prompts of class `c` is
+/// positive and above their largest over every other prompt: a threshold on the feature alone
+/// tells `c` from the rest. Unlike [`class_code`] this admits features that are weakly on
+/// elsewhere, which is how a "say the answer" feature at the last position looks.
+fn separating(acts: &ClassActs, c: usize, layers: usize) -> Vec<Selective> {
+    let width = acts[0].1[0][0].len();
     let mut out = Vec::new();
-    for slot in 0..2 {
-        for layer in 0..n_layers {
+    for slot in 0..acts[0].1.len() {
+        for layer in 0..layers {
             for f in 0..width {
                 let (mut min_in, mut max_out) = (f32::INFINITY, f32::NEG_INFINITY);
-                for (si, a) in &per_city {
+                for (ci, a) in acts {
                     let v = a[slot][layer][f];
-                    if *si == s {
+                    if *ci == c {
                         min_in = min_in.min(v);
                     } else {
                         max_out = max_out.max(v);
@@ -161,24 +166,39 @@ fn state_features(d: &Demo, s: usize) -> Vec<Selective> {
 /// the other states: units of the code by which the lookup tells the state. On the demo each is
 /// shared by a few states; their intersection picks Texas.
 fn state_code(per_city: &CityActs, s: usize, n_layers: usize) -> Vec<(usize, usize, u32)> {
-    let n_states = STATES.len();
-    let width = per_city[0].1[0][0].len();
+    class_code(per_city, s, n_layers - 1)
+}
+
+/// Features (slot, layer < `layers`, id) on for every prompt of class `c` and off (never
+/// active) for every prompt of at least half of the other classes present: what the data says
+/// codes for `c`, found without naming an id. With two classes this is "on for every prompt of
+/// `c`, off for every other prompt".
+fn class_code(acts: &ClassActs, c: usize, layers: usize) -> Vec<(usize, usize, u32)> {
+    let n_classes = acts.iter().map(|(ci, _)| ci + 1).max().unwrap_or(0);
+    let mut present = vec![false; n_classes];
+    for (ci, _) in acts {
+        present[*ci] = true;
+    }
+    let others = (0..n_classes).filter(|&o| o != c && present[o]).count();
+    let width = acts[0].1[0][0].len();
     let mut out = Vec::new();
-    for slot in 0..2 {
-        for layer in 0..n_layers - 1 {
+    for slot in 0..acts[0].1.len() {
+        for layer in 0..layers {
             for f in 0..width {
                 let mut on_all = true;
-                let mut active = vec![false; n_states];
-                for (si, a) in per_city {
+                let mut active = vec![false; n_classes];
+                for (ci, a) in acts {
                     let v = a[slot][layer][f];
-                    if *si == s {
+                    if *ci == c {
                         on_all &= v > 0.0;
                     } else if v > 0.0 {
-                        active[*si] = true;
+                        active[*ci] = true;
                     }
                 }
-                let off = (0..n_states).filter(|&o| o != s && !active[o]).count();
-                if on_all && 2 * off >= n_states - 1 {
+                let off = (0..n_classes)
+                    .filter(|&o| o != c && present[o] && !active[o])
+                    .count();
+                if on_all && 2 * off >= others {
                     out.push((slot, layer, f as u32));
                 }
             }
@@ -523,4 +543,230 @@ fn strongest_path(g: &Graph, target: usize) -> Vec<(Node, f32)> {
         cur = best;
     }
     out
+}
+
+/// `(class, [slot][layer][feature])` per prompt; slot `k` is the position `slots[k]` counted
+/// from the end (1: the last token).
+type ClassActs = Vec<(usize, Vec<Vec<Vec<f32>>>)>;
+
+fn class_activations(d: &Demo, prompts: &[(usize, String)], slots: &[usize]) -> ClassActs {
+    prompts
+        .iter()
+        .map(|(c, p)| {
+            let toks = d.tokens(p);
+            let n = toks.len();
+            let acts = d.activations(&toks);
+            let per_slot = slots
+                .iter()
+                .map(|&k| acts.iter().map(|l| l[n - k].clone()).collect())
+                .collect();
+            (*c, per_slot)
+        })
+        .collect()
+}
+
+/// Zeroes the features of `code` (slot `k` at position `n − slots[k]`).
+fn code_ablation(code: &[(usize, usize, u32)], slots: &[usize], n: usize) -> Vec<Intervention> {
+    code.iter()
+        .map(|&(slot, layer, feature)| Intervention {
+            layer,
+            pos: Position::At(n - slots[slot]),
+            feature,
+            action: Action::Scale(0.0),
+        })
+        .collect()
+}
+
+/// Whether graph node `node` is a feature of `code` (slot `k` at position `n − slots[k]`).
+fn in_code(node: &Node, code: &[(usize, usize, u32)], slots: &[usize], n: usize) -> bool {
+    match *node {
+        Node::Feature {
+            layer,
+            pos,
+            feature,
+        } => code.iter().any(|&(slot, l, f)| {
+            l == layer as usize && f == feature && pos as usize == n - slots[slot]
+        }),
+        _ => false,
+    }
+}
+
+/// A story's causal check on one prompt: the logits and probabilities before and after
+/// zeroing `code`, and the five most probable tokens after (printed for the model card).
+struct Ablated {
+    clean: Vec<f32>,
+    after: Vec<f32>,
+    pc: Vec<f32>,
+    pa: Vec<f32>,
+}
+
+fn ablate(d: &Demo, toks: &[u32], ivs: &[Intervention], target: usize) -> Ablated {
+    let clean = d.last_logits(toks, &[]);
+    let after = d.last_logits(toks, ivs);
+    let (pc, pa) = (softmax(&clean), softmax(&after));
+    let mut top: Vec<usize> = (0..pa.len()).collect();
+    top.sort_by(|&a, &b| pa[b].total_cmp(&pa[a]));
+    println!(
+        "{} features zeroed: target logit {:.2} -> {:.2}, p {:.4} -> {:.4}; now: {}",
+        ivs.len(),
+        clean[target],
+        after[target],
+        pc[target],
+        pa[target],
+        top[..5]
+            .iter()
+            .map(|&t| format!(
+                "{:?} {:.3}",
+                d.m.tokenizer.decode(&[t as u32], false).unwrap(),
+                pa[t]
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ablated {
+        clean,
+        after,
+        pc,
+        pa,
+    }
+}
+
+/// Token positions of an addition prompt `ab+cd=` counted from the end: a's tens digit (6)
+/// to `=` (1).
+const ADD_SLOTS: [usize; 6] = [6, 5, 4, 3, 2, 1];
+
+/// `36+59=` → `9` (the sum's first digit). The "answer starts with 9" code is found from the
+/// 373 held-out addition pairs (grouped by the first digit of their sum): features on for every
+/// pair whose sum starts with 9 and off for every pair of at least half of the other first
+/// digits. Zeroing them on `36+59=` must move the answer to another digit, and the graph's
+/// strongest path from the prompt's tokens into `9` must run through one of them with positive
+/// edges.
+#[test]
+fn sum_digit_features_carry_36_plus_59_to_9() {
+    use adag_train::corpus::{eval_items, Task};
+    let Some(d) = demo() else { return };
+    let prompts: Vec<(usize, String)> = eval_items()
+        .into_iter()
+        .filter(|i| i.task == Task::Addition)
+        .map(|i| ((i.answer.as_bytes()[0] - b'0') as usize, i.prompt))
+        .collect();
+    assert!(prompts.len() > 300, "{} addition prompts", prompts.len());
+    let acts = class_activations(&d, &prompts, &ADD_SLOTS);
+    let code = class_code(&acts, 9, d.tc.n_layers());
+    println!("sum-starts-with-9 code (slot, layer, feature): {code:?}");
+    assert!(
+        !code.is_empty(),
+        "no feature codes for a sum starting with 9"
+    );
+
+    let toks = d.tokens("36+59=");
+    let n = toks.len();
+    let nine = d.token_id("9") as usize;
+    let r = ablate(&d, &toks, &code_ablation(&code, &ADD_SLOTS, n), nine);
+    assert!(r.pc[nine] > 0.99, "clean p(9) {}", r.pc[nine]);
+    assert!(
+        r.clean[nine] - r.after[nine] > 5.0 && r.pa[nine] < 0.5,
+        "9: logit {} -> {}, p {} -> {}",
+        r.clean[nine],
+        r.after[nine],
+        r.pc[nine],
+        r.pa[nine]
+    );
+    let digits: Vec<usize> = (0..10)
+        .filter(|&k| k != 9)
+        .map(|k| d.token_id(&k.to_string()) as usize)
+        .collect();
+    let moved: f32 = digits.iter().map(|&t| r.pa[t] - r.pc[t]).sum();
+    assert!(moved > 0.5, "other digits gained {moved}");
+
+    let g = top_logit_graph(&d, &toks);
+    let all: Vec<usize> = (1..n).collect();
+    println!(
+        "strongest token path into 9: {:?}",
+        strongest_token_path(&g, g.logit_index(0), &all)
+    );
+    // From the operands' digits (not `+`, `=`).
+    let path = strongest_token_path(&g, g.logit_index(0), &[n - 6, n - 5, n - 3, n - 2]);
+    println!("strongest path from the digits into 9: {path:?}");
+    for pos in [n - 6, n - 5, n - 3, n - 2] {
+        println!(
+            "  from {pos}: {:?}",
+            strongest_token_path(&g, g.logit_index(0), &[pos])
+        );
+    }
+    assert!(path.iter().all(|(_, w)| *w > 0.0), "{path:?}");
+    assert!(
+        path.iter()
+            .any(|(node, _)| in_code(node, &code, &ADD_SLOTS, n)),
+        "{path:?} misses the code {code:?}"
+    );
+}
+
+/// Token positions of an agreement prompt `The S prep the D` counted from the end: the subject
+/// (4) to the distractor (1).
+const AGR_SLOTS: [usize; 4] = [4, 3, 2, 1];
+
+/// `The horses near the garden` → ` are`. The plural code is found from the 144 held-out
+/// agreement prompts (subjects whose number differs from the distractor's): features on for
+/// every plural subject and off for every singular one. Zeroing them must move the answer to
+/// ` is`, and the graph's strongest path from ` horses` into ` are` must run through one of
+/// them with positive edges.
+#[test]
+fn plural_features_carry_horses_to_are() {
+    use adag_train::corpus::{eval_items, Task};
+    let Some(d) = demo() else { return };
+    let prompts: Vec<(usize, String)> = eval_items()
+        .into_iter()
+        .filter(|i| i.task == Task::Agreement)
+        .map(|i| (usize::from(i.answer == " are"), i.prompt))
+        .collect();
+    assert!(prompts.len() > 100, "{} agreement prompts", prompts.len());
+    let acts = class_activations(&d, &prompts, &AGR_SLOTS);
+    let sep = separating(&acts, 1, d.tc.n_layers());
+    for f in &sep {
+        println!("{f:?}");
+    }
+    let code: Vec<(usize, usize, u32)> = sep.iter().map(|f| (f.slot, f.layer, f.feature)).collect();
+    assert!(!code.is_empty(), "no plural feature");
+
+    let toks = d.tokens("The horses near the garden");
+    let n = toks.len();
+    let (are, is) = (d.token_id(" are") as usize, d.token_id(" is") as usize);
+    let r = ablate(&d, &toks, &code_ablation(&code, &AGR_SLOTS, n), are);
+    assert!(r.pc[are] > 0.99, "clean p(are) {}", r.pc[are]);
+    assert!(
+        r.clean[are] - r.after[are] > 5.0 && r.pa[are] < 0.5,
+        "are: logit {} -> {}, p {} -> {}",
+        r.clean[are],
+        r.after[are],
+        r.pc[are],
+        r.pa[are]
+    );
+    assert!(
+        r.pa[is] - r.pc[is] > 0.5,
+        "p(is) {} -> {}",
+        r.pc[is],
+        r.pa[is]
+    );
+    // For the model card: the subject's features alone, and the last position's alone.
+    for slot in [0, 3] {
+        let part: Vec<_> = code.iter().copied().filter(|c| c.0 == slot).collect();
+        print!("slot {slot} only: ");
+        ablate(&d, &toks, &code_ablation(&part, &AGR_SLOTS, n), are);
+    }
+
+    let g = top_logit_graph(&d, &toks);
+    let path = strongest_token_path(&g, g.logit_index(0), &[n - 4]);
+    println!("strongest path from ' horses' into ' are': {path:?}");
+    let all: Vec<usize> = (1..n).collect();
+    println!(
+        "strongest token path into ' are': {:?}",
+        strongest_token_path(&g, g.logit_index(0), &all)
+    );
+    assert!(path.iter().all(|(_, w)| *w > 0.0), "{path:?}");
+    assert!(
+        path.iter()
+            .any(|(node, _)| in_code(node, &code, &AGR_SLOTS, n)),
+        "{path:?} misses the code {code:?}"
+    );
 }
