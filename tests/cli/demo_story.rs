@@ -302,24 +302,14 @@ fn texas_features_carry_dallas_to_austin() {
     let toks = d.tokens(PROMPT);
     let n = toks.len();
     let austin = d.token_id(" Austin") as usize;
-    let clean = d.last_logits(&toks, &[]);
-    let after = d.last_logits(&toks, &texas_ablation(&d, &code, n));
-    let (pc, pa) = (softmax(&clean), softmax(&after));
-    assert!(pc[austin] > 0.99, "clean p(Austin) {}", pc[austin]);
-    assert!(
-        clean[austin] - after[austin] > 5.0 && pa[austin] < 0.5,
-        "Austin logit {} -> {}, p {} -> {}",
-        clean[austin],
-        after[austin],
-        pc[austin],
-        pa[austin]
-    );
+    let r = ablate(&d, &toks, &texas_ablation(&d, &code, n), austin);
+    r.assert_collapses(austin, "Austin");
     // The probability goes to other states' capitals, not to noise.
     let capitals: Vec<usize> = STATES[1..]
         .iter()
         .map(|(_, c, _)| d.token_id(&format!(" {c}")) as usize)
         .collect();
-    let moved: f32 = capitals.iter().map(|&c| pa[c] - pc[c]).sum();
+    let moved: f32 = capitals.iter().map(|&c| r.pa[c] - r.pc[c]).sum();
     assert!(moved > 0.5, "other capitals gained {moved}");
 
     let g = top_logit_graph(&d, &toks);
@@ -600,6 +590,27 @@ struct Ablated {
     pa: Vec<f32>,
 }
 
+impl Ablated {
+    /// The story's causal claim: `target` (`name` in messages) was the confident answer
+    /// (p > 0.99) and zeroing the code drops its logit by more than 5 and its probability
+    /// below one half.
+    fn assert_collapses(&self, target: usize, name: &str) {
+        assert!(
+            self.pc[target] > 0.99,
+            "clean p({name}) {}",
+            self.pc[target]
+        );
+        assert!(
+            self.clean[target] - self.after[target] > 5.0 && self.pa[target] < 0.5,
+            "{name}: logit {} -> {}, p {} -> {}",
+            self.clean[target],
+            self.after[target],
+            self.pc[target],
+            self.pa[target]
+        );
+    }
+}
+
 fn ablate(d: &Demo, toks: &[u32], ivs: &[Intervention], target: usize) -> Ablated {
     let clean = d.last_logits(toks, &[]);
     let after = d.last_logits(toks, ivs);
@@ -663,15 +674,7 @@ fn sum_digit_features_carry_36_plus_59_to_9() {
     let n = toks.len();
     let nine = d.token_id("9") as usize;
     let r = ablate(&d, &toks, &code_ablation(&code, &ADD_SLOTS, n), nine);
-    assert!(r.pc[nine] > 0.99, "clean p(9) {}", r.pc[nine]);
-    assert!(
-        r.clean[nine] - r.after[nine] > 5.0 && r.pa[nine] < 0.5,
-        "9: logit {} -> {}, p {} -> {}",
-        r.clean[nine],
-        r.after[nine],
-        r.pc[nine],
-        r.pa[nine]
-    );
+    r.assert_collapses(nine, "9");
     let digits: Vec<usize> = (0..10)
         .filter(|&k| k != 9)
         .map(|k| d.token_id(&k.to_string()) as usize)
@@ -733,15 +736,7 @@ fn plural_features_carry_horses_to_are() {
     let n = toks.len();
     let (are, is) = (d.token_id(" are") as usize, d.token_id(" is") as usize);
     let r = ablate(&d, &toks, &code_ablation(&code, &AGR_SLOTS, n), are);
-    assert!(r.pc[are] > 0.99, "clean p(are) {}", r.pc[are]);
-    assert!(
-        r.clean[are] - r.after[are] > 5.0 && r.pa[are] < 0.5,
-        "are: logit {} -> {}, p {} -> {}",
-        r.clean[are],
-        r.after[are],
-        r.pc[are],
-        r.pa[are]
-    );
+    r.assert_collapses(are, "are");
     assert!(
         r.pa[is] - r.pc[is] > 0.5,
         "p(is) {} -> {}",

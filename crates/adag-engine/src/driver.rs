@@ -39,8 +39,8 @@ pub(crate) struct RowStore {
 }
 
 impl RowStore {
-    /// An empty store for at most `max_rows` rows; `ranked` keeps the normalised rows
-    /// [`RowStore::partial_influence`] needs.
+    /// An empty store for at most `max_rows` rows; `ranked` keeps the row sums
+    /// [`RowStore::partial_influence`] normalises by.
     ///
     /// The full size is reserved up front (address space only: pages cost memory when written),
     /// because growing by doubling copied every row written so far into fresh pages at each

@@ -307,8 +307,6 @@ mod tests {
         }
     }
 
-    /// Stopping after any sequence, saving, loading and going on gives the same state as one
-    /// uninterrupted pass (what a resumed `adag features` relies on).
     /// A skipped position is invisible: with the largest activation in the sequence it is
     /// still not the peak, it is not a token of the density, and windows show it as 0.
     #[test]
@@ -338,6 +336,8 @@ mod tests {
         assert_eq!(plain.n_tokens, 3);
     }
 
+    /// Stopping after any sequence, saving, loading and going on gives the same state as one
+    /// uninterrupted pass (what a resumed `adag features` relies on).
     #[test]
     fn save_load_resume_is_identical() {
         let cfg = CollectConfig {
