@@ -76,6 +76,10 @@ pub struct TranscoderArgs {
     /// native CLT files) instead of per-layer transcoders; default 512 features per layer.
     #[arg(long)]
     clt: bool,
+    /// Refit the decoder with N Adam steps after thresholding, as bundles trained before the
+    /// exact least-squares refit were (`transcoders/`); by default the refit is exact.
+    #[arg(long, value_name = "N")]
+    adam_refit: Option<usize>,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -173,6 +177,10 @@ fn transcoders(a: TranscoderArgs) -> Result<()> {
     }
     if let Some(v) = a.max_fve_drop {
         cfg.max_fve_drop = v;
+    }
+    if let Some(v) = a.adam_refit {
+        cfg.exact_refit = false;
+        cfg.refit_steps = v;
     }
     let start = Instant::now();
     let model = Transformer::load(&dir, &LoadOptions::default())

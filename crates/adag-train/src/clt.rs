@@ -24,6 +24,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use crate::error::{Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
+use crate::refit::{least_squares_decoder, REFIT_RIDGE};
 use crate::rng::Rng;
 use crate::transcoder::{
     jump_relu, DecoderBias, LayerData, TcMetrics, TranscoderConfig, THRESHOLD_GRID,
@@ -466,58 +467,101 @@ pub fn train_clt(
     for (l, t) in clt.layers.iter_mut().zip(best) {
         l.threshold = Some(t);
     }
-    // Decoder refit with the code fixed (model units).
-    let w_dec: Vec<Var> = clt
-        .layers
-        .iter()
-        .map(|l| Var::from_tensor(&l.w_dec).context("var"))
-        .collect::<Result<_>>()?;
-    let b_dec: Vec<Var> = clt
-        .layers
-        .iter()
-        .map(|l| Var::from_tensor(&l.b_dec).context("var"))
-        .collect::<Result<_>>()?;
-    let mut opt = adam(
-        cfg.lr * 0.5,
-        w_dec
+    // Decoder refit with the code fixed (model units): exact least squares, or (older
+    // bundles) Adam steps.
+    if cfg.exact_refit {
+        refit_exact(&mut clt, data, learn_bias)?;
+    } else {
+        let w_dec: Vec<Var> = clt
+            .layers
             .iter()
-            .chain(b_dec.iter().filter(|_| learn_bias))
-            .cloned()
-            .collect(),
-    )?;
-    for _ in 0..cfg.refit_steps {
-        let (xs, ys) = batch(&mut rng)?;
-        let acts: Vec<Tensor> = xs
-            .iter()
-            .enumerate()
-            .map(|(i, x)| clt.encode(i, x).map(|a| a.detach()))
+            .map(|l| Var::from_tensor(&l.w_dec).context("var"))
             .collect::<Result<_>>()?;
-        let mut model = clt.clone();
-        for (i, l) in model.layers.iter_mut().enumerate() {
+        let b_dec: Vec<Var> = clt
+            .layers
+            .iter()
+            .map(|l| Var::from_tensor(&l.b_dec).context("var"))
+            .collect::<Result<_>>()?;
+        let mut opt = adam(
+            cfg.lr * 0.5,
+            w_dec
+                .iter()
+                .chain(b_dec.iter().filter(|_| learn_bias))
+                .cloned()
+                .collect(),
+        )?;
+        for _ in 0..cfg.refit_steps {
+            let (xs, ys) = batch(&mut rng)?;
+            let acts: Vec<Tensor> = xs
+                .iter()
+                .enumerate()
+                .map(|(i, x)| clt.encode(i, x).map(|a| a.detach()))
+                .collect::<Result<_>>()?;
+            let mut model = clt.clone();
+            for (i, l) in model.layers.iter_mut().enumerate() {
+                l.w_dec = w_dec[i].as_tensor().clone();
+                l.b_dec = b_dec[i].as_tensor().clone();
+            }
+            let recon = model.decode(&acts)?;
+            // Compare in unit-variance units so every layer weighs the same.
+            let scaled: Vec<Tensor> = recon
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    r.broadcast_sub(&means[j])
+                        .and_then(|r| r / sds[j])
+                        .context("scale")
+                })
+                .collect::<Result<_>>()?;
+            opt.backward_step(&mse_of(&scaled, &ys)?)
+                .context("refit step")?;
+        }
+        for (i, l) in clt.layers.iter_mut().enumerate() {
             l.w_dec = w_dec[i].as_tensor().clone();
             l.b_dec = b_dec[i].as_tensor().clone();
         }
-        let recon = model.decode(&acts)?;
-        // Compare in unit-variance units so every layer weighs the same.
-        let scaled: Vec<Tensor> = recon
-            .iter()
-            .enumerate()
-            .map(|(j, r)| {
-                r.broadcast_sub(&means[j])
-                    .and_then(|r| r / sds[j])
-                    .context("scale")
-            })
-            .collect::<Result<_>>()?;
-        opt.backward_step(&mse_of(&scaled, &ys)?)
-            .context("refit step")?;
-    }
-    for (i, l) in clt.layers.iter_mut().enumerate() {
-        l.w_dec = w_dec[i].as_tensor().clone();
-        l.b_dec = b_dec[i].as_tensor().clone();
     }
     let eval: Vec<&LayerData> = data.iter().map(|(_, e)| e).collect();
     let m = clt_metrics(&clt, &eval)?;
     Ok((clt, m))
+}
+
+/// The exact refit ([`crate::refit`]): output layer `j`'s decoder slots (and its bias when it is
+/// learned) are the least-squares solution given the codes of layers `0..=j` on every training
+/// token. A fixed bias is subtracted from the target first.
+fn refit_exact(
+    clt: &mut CrossLayerTranscoder,
+    data: &[(LayerData, LayerData)],
+    learn_bias: bool,
+) -> Result<()> {
+    let n_layers = clt.layers.len();
+    let acts: Vec<Tensor> = data
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| clt.encode(i, &t.x))
+        .collect::<Result<_>>()?;
+    let mut slots: Vec<Vec<Tensor>> = vec![Vec::new(); n_layers];
+    for (j, (t, _)) in data.iter().enumerate() {
+        let target = match learn_bias {
+            true => t.y.clone(),
+            false => {
+                t.y.broadcast_sub(&clt.layers[j].b_dec)
+                    .context("refit target")?
+            }
+        };
+        let codes: Vec<&Tensor> = acts[..=j].iter().collect();
+        let fit = least_squares_decoder(&codes, &target, learn_bias, REFIT_RIDGE)?;
+        for (i, block) in fit.blocks.into_iter().enumerate() {
+            slots[i].push(block);
+        }
+        if let Some(b) = fit.bias {
+            clt.layers[j].b_dec = b;
+        }
+    }
+    for (l, s) in clt.layers.iter_mut().zip(slots) {
+        l.w_dec = Tensor::stack(&s, 1).context("refit decoder slots")?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -663,5 +707,28 @@ mod tests {
             m[1].fve > 0.8,
             "layer 1 output needs layer 0's features: {m:?}"
         );
+        // The exact refit is the least-squares optimum for the code the thresholds fix, so on
+        // the training rows no number of Adam steps from the same code does better, in any
+        // output layer (a slot written into the wrong layer or a dropped bias would).
+        let train: Vec<&LayerData> = data.iter().map(|(t, _)| t).collect();
+        let fit = |exact: bool, bias: DecoderBias| {
+            let cfg = TranscoderConfig {
+                exact_refit: exact,
+                refit_steps: 200,
+                decoder_bias: bias,
+                ..cfg.clone()
+            };
+            let (clt, _) = train_clt(&data, &cfg, &mut |_, _| {}).unwrap();
+            clt_metrics(&clt, &train).unwrap()
+        };
+        for bias in [DecoderBias::Zero, DecoderBias::Learned] {
+            let (exact, adam) = (fit(true, bias), fit(false, bias));
+            for (e, a) in exact.iter().zip(&adam) {
+                assert!(
+                    e.fve >= a.fve - 1e-6,
+                    "{bias:?}: exact {exact:?} vs Adam {adam:?}"
+                );
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!    schedule ([`trainer::train_demo`]); [`lm`] writes the HF layout;
 //! 4. [`transcoder`]: JumpReLU transcoders on each layer's MLP (`layer_{i}.safetensors` +
 //!    `config.yaml`), and [`clt`]: a cross-layer transcoder (decoders into every later layer);
+//!    Both end with an exact least-squares decoder refit ([`refit`]);
 //! 5. [`bundle`]: where the committed bundle lives (`models/demo`).
 //!
 //! ```no_run
@@ -34,6 +35,7 @@ pub mod eval;
 pub mod io;
 pub mod lm;
 pub mod reference;
+pub mod refit;
 pub mod rng;
 pub mod trainer;
 pub mod transcoder;

@@ -30,6 +30,7 @@ use crate::data::RowSampler;
 use crate::error::{io_err, Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
+use crate::refit::{least_squares_decoder, REFIT_RIDGE};
 use crate::rng::Rng;
 
 /// One layer's transcoder.
@@ -249,8 +250,12 @@ pub struct TranscoderConfig {
     pub l1: f64,
     /// Largest allowed drop in variance explained when choosing JumpReLU thresholds.
     pub max_fve_drop: f64,
-    /// Decoder refit steps after thresholding.
+    /// Decoder refit steps after thresholding (when the refit is not exact).
     pub refit_steps: usize,
+    /// Refit the decoder exactly (least squares, [`crate::refit`]) rather than by
+    /// `refit_steps` Adam steps. Older metrics.json files lack the field: they used Adam.
+    #[serde(default)]
+    pub exact_refit: bool,
     /// What the decoder bias is (see [`DecoderBias`]); older metrics.json files lack the
     /// field and were trained with a learned bias.
     #[serde(default)]
@@ -303,6 +308,7 @@ impl Default for TranscoderConfig {
             l1: 0.01,
             max_fve_drop: 0.01,
             refit_steps: 300,
+            exact_refit: true,
             decoder_bias: DecoderBias::Learned,
         }
     }
@@ -578,39 +584,53 @@ pub fn train_layer(
         best = th;
     }
     tc.threshold = Some(best);
-    // Decoder refit with the code fixed: a least-squares problem, solved by Adam.
-    let w_dec = Var::from_tensor(&tc.w_dec).context("var")?;
-    let b_dec = Var::from_tensor(&tc.b_dec).context("var")?;
-    let mut params = vec![w_dec.clone()];
-    if learn_bias {
-        params.push(b_dec.clone());
+    // Decoder refit with the code fixed: a least-squares problem, solved exactly, or (older
+    // bundles) by Adam.
+    if cfg.exact_refit {
+        let acts = tc.encode(&train.x)?;
+        let target = match learn_bias {
+            true => train.y.clone(),
+            false => train.y.broadcast_sub(&tc.b_dec).context("refit target")?,
+        };
+        let fit = least_squares_decoder(&[&acts], &target, learn_bias, REFIT_RIDGE)?;
+        tc.w_dec = fit.blocks.into_iter().next().expect("one code, one block");
+        if let Some(b) = fit.bias {
+            tc.b_dec = b;
+        }
+    } else {
+        let w_dec = Var::from_tensor(&tc.w_dec).context("var")?;
+        let b_dec = Var::from_tensor(&tc.b_dec).context("var")?;
+        let mut params = vec![w_dec.clone()];
+        if learn_bias {
+            params.push(b_dec.clone());
+        }
+        let mut opt = AdamW::new(
+            params,
+            ParamsAdamW {
+                lr: cfg.lr * 0.5,
+                weight_decay: 0.0,
+                ..Default::default()
+            },
+        )
+        .context("optimiser")?;
+        for _ in 0..cfg.refit_steps {
+            let idx: Vec<u32> = (0..cfg.batch).map(|_| rng.below(n) as u32).collect();
+            let (x, y) = rows(train, &idx)?;
+            let acts = tc.encode(&x)?.detach();
+            let recon = acts
+                .matmul(w_dec.as_tensor())
+                .and_then(|r| r.broadcast_add(b_dec.as_tensor()))
+                .context("decode")?;
+            let mse = (recon - &y)
+                .and_then(|e| e.sqr())
+                .and_then(|e| e.sum(D::Minus1))
+                .and_then(|e| e.mean_all())
+                .context("mse")?;
+            opt.backward_step(&mse).context("refit step")?;
+        }
+        tc.w_dec = w_dec.as_tensor().clone();
+        tc.b_dec = b_dec.as_tensor().clone();
     }
-    let mut opt = AdamW::new(
-        params,
-        ParamsAdamW {
-            lr: cfg.lr * 0.5,
-            weight_decay: 0.0,
-            ..Default::default()
-        },
-    )
-    .context("optimiser")?;
-    for _ in 0..cfg.refit_steps {
-        let idx: Vec<u32> = (0..cfg.batch).map(|_| rng.below(n) as u32).collect();
-        let (x, y) = rows(train, &idx)?;
-        let acts = tc.encode(&x)?.detach();
-        let recon = acts
-            .matmul(w_dec.as_tensor())
-            .and_then(|r| r.broadcast_add(b_dec.as_tensor()))
-            .context("decode")?;
-        let mse = (recon - &y)
-            .and_then(|e| e.sqr())
-            .and_then(|e| e.sum(D::Minus1))
-            .and_then(|e| e.mean_all())
-            .context("mse")?;
-        opt.backward_step(&mse).context("refit step")?;
-    }
-    tc.w_dec = w_dec.as_tensor().clone();
-    tc.b_dec = b_dec.as_tensor().clone();
     let m = metrics(&tc, eval)?;
     Ok((tc, m))
 }
