@@ -71,7 +71,7 @@ pub trait Basis {
 }
 
 /// A basis bound to one prompt.
-pub trait PromptNodes {
+pub trait PromptNodes: Sync {
     /// Active nodes `(layer, position, index)`, lexicographically ordered.
     fn active(&self) -> &[[u32; 3]];
     /// Activation of each active node.

@@ -13,15 +13,13 @@
 //! site, and the output is one [`Graph`] in circuit-tracer's node order. The graph file, the
 //! viewer, pruning and the Parquet circuit are all written from that one value.
 
-use std::cell::Cell;
-
 use adag_graph::{Graph, GraphMeta};
 use adag_model::Transformer;
 use candle_core::Tensor;
 
 use crate::basis::{Basis, PromptNodes};
 use crate::error::{Context, Error, Result};
-use crate::frozen::{FrozenModel, ReadSite, Seeds, WriteSite};
+use crate::frozen::{FlopCount, FrozenModel, ReadSite, Seeds, WriteSite};
 use crate::reading::RowCollector;
 use crate::targets::SelectedTargets;
 
@@ -112,7 +110,9 @@ pub(crate) struct Driver<'a> {
     pub nodes: Box<dyn PromptNodes + 'a>,
     sites: (ReadSite, WriteSite),
     pub n_pos: usize,
-    read_flops: Cell<f64>,
+    read_flops: FlopCount,
+    /// Backward passes of one batch run at once (see [`Driver::rows`]).
+    pass_threads: usize,
 }
 
 impl<'a> Driver<'a> {
@@ -131,7 +131,8 @@ impl<'a> Driver<'a> {
             nodes,
             sites: basis.sites(),
             n_pos,
-            read_flops: Cell::new(0.0),
+            read_flops: FlopCount::default(),
+            pass_threads: pass_threads(),
         })
     }
 
@@ -163,8 +164,7 @@ impl<'a> Driver<'a> {
         if groups.len() == 1 && groups[0].iter().enumerate().all(|(i, &j)| i == j) {
             return self.backward_rows(seeds);
         }
-        let mut out = vec![0f32; seeds.layers.len() * n_cols];
-        for group in groups {
+        let pass = |group: &[usize]| -> Result<Vec<f32>> {
             let idx: Vec<u32> = group.iter().map(|&i| i as u32).collect();
             let idx = Tensor::new(idx.as_slice(), seeds.vectors.device()).ctx("seed index")?;
             let sub = Seeds {
@@ -172,10 +172,54 @@ impl<'a> Driver<'a> {
                 layers: group.iter().map(|&i| seeds.layers[i]).collect(),
                 positions: group.iter().map(|&i| seeds.positions[i]).collect(),
             };
-            let rows = self.backward_rows(&sub)?;
+            self.backward_rows(&sub)
+        };
+        let mut out = vec![0f32; seeds.layers.len() * n_cols];
+        let mut place = |group: &[usize], rows: &[f32]| {
             for (j, &i) in group.iter().enumerate() {
                 out[i * n_cols..(i + 1) * n_cols]
                     .copy_from_slice(&rows[j * n_cols..(j + 1) * n_cols]);
+            }
+        };
+        let workers = self.pass_threads.min(groups.len());
+        if workers <= 1 {
+            for group in &groups {
+                place(group, &pass(group)?);
+            }
+            return Ok(out);
+        }
+        // The groups are independent backward passes: run them `workers` at a time, the most
+        // expensive first (the plan lists groups by position, so the last are the widest).
+        // Their products are too small for the matrix kernel to keep both cores busy alone.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let order: Vec<usize> = (0..groups.len()).rev().collect();
+        let done: Vec<Result<Vec<GroupRows>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| -> Result<Vec<GroupRows>> {
+                        let mut mine = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&g) = order.get(k) else {
+                                return Ok(mine);
+                            };
+                            mine.push((g, pass(&groups[g])?));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Invalid("a backward-pass thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        for worker in done {
+            for (g, rows) in worker? {
+                place(&groups[g], &rows);
             }
         }
         Ok(out)
@@ -194,7 +238,7 @@ impl<'a> Driver<'a> {
         let (read, write) = self.sites;
         self.frozen
             .vjp(seeds, read, write, self.nodes.mlp_path(), &mut c)?;
-        self.read_flops.set(self.read_flops.get() + c.flops);
+        self.read_flops.add(c.flops);
         Ok(c.out)
     }
 
@@ -305,6 +349,20 @@ impl<'a> Driver<'a> {
         graph.validate()?;
         Ok(graph)
     }
+}
+
+/// A group's index in the plan and its rows, as a pass thread returns them.
+type GroupRows = (usize, Vec<f32>);
+
+/// How many of a batch's backward passes run at once: `ADAG_PASS_THREADS` if set (1 runs them
+/// one after another), else the threads candle's CPU kernels use (`RAYON_NUM_THREADS`, else
+/// the cores), at most 2 on the CPU (above that the kernels' own threads suffice).
+fn pass_threads() -> usize {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(n) = env("ADAG_PASS_THREADS") {
+        return n.max(1);
+    }
+    candle_core::utils::get_num_threads().clamp(1, 2)
 }
 
 /// A backward pass's fixed cost per (layer, position) it spans, in rows: below this many rows a

@@ -83,7 +83,7 @@ impl WriteSite {
 }
 
 /// How gradient crosses the MLP of a layer in the linearised model.
-pub trait MlpPath {
+pub trait MlpPath: Sync {
     /// Given the gradient at the layer's write site `[n, T', d_model]`, the gradient it sends to
     /// a read site of the same layer, or `None` when the MLP is a constant.
     fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>>;
@@ -199,7 +199,27 @@ pub struct FrozenModel<'m> {
     layers: Vec<FrozenLayer>,
     ln_final: Norm,
     dtype: DType,
-    flops: std::cell::Cell<f64>,
+    flops: FlopCount,
+}
+
+/// A tally of floating-point operations that backward passes running concurrently (one per
+/// thread, see [`crate::driver`]) can add to: an `f64` kept as bits in an atomic.
+#[derive(Debug, Default)]
+pub(crate) struct FlopCount(std::sync::atomic::AtomicU64);
+
+impl FlopCount {
+    /// Adds `f` operations.
+    pub(crate) fn add(&self, f: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self.0.fetch_update(Relaxed, Relaxed, |b| {
+            Some((f64::from_bits(b) + f).to_bits())
+        });
+    }
+
+    /// The operations counted so far.
+    pub(crate) fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 fn norm(
@@ -332,7 +352,7 @@ impl<'m> FrozenModel<'m> {
             layers,
             ln_final,
             dtype: dt,
-            flops: std::cell::Cell::new(0.0),
+            flops: FlopCount::default(),
         })
     }
 
@@ -342,7 +362,7 @@ impl<'m> FrozenModel<'m> {
     }
 
     pub(crate) fn count(&self, f: f64) {
-        self.flops.set(self.flops.get() + f);
+        self.flops.add(f);
     }
 
     /// Layer `l`'s folded attention backward operators `(W_O', W_V', grouped pattern)` (see

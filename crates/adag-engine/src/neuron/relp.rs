@@ -7,7 +7,7 @@
 
 use adag_core::{HookName, Site};
 use adag_model::{ActivationCache, Transformer};
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, TensorId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Result};
@@ -35,14 +35,18 @@ struct Coeffs {
     du: Tensor,
 }
 
+/// Cached `∂a` tensors kept for [`MlpPath::vjp`] (a few passes may be in flight at once).
+const SHARED_ENTRIES: usize = 8;
+
 /// The RelP MLP of one prompt.
 pub struct RelpMlp<'m> {
     model: &'m Transformer,
     layers: Vec<Coeffs>,
     rule: RelpRule,
-    /// `∂a` of the last write-site gradient a visitor asked for, reused by `vjp` on the same
-    /// gradient (the backward calls the visitor, then the MLP path, with one tensor).
-    shared: std::cell::RefCell<Option<(usize, Tensor)>>,
+    /// `∂a` of write-site gradients a visitor asked for, reused by `vjp` on the same gradient
+    /// (a backward calls the visitor, then the MLP path, with one tensor). Keyed by layer and
+    /// tensor identity, because a batch's backward passes may run on several threads at once.
+    shared: std::sync::Mutex<Vec<(usize, TensorId, Tensor)>>,
 }
 
 impl<'m> RelpMlp<'m> {
@@ -87,7 +91,7 @@ impl<'m> RelpMlp<'m> {
             model,
             layers,
             rule,
-            shared: std::cell::RefCell::new(None),
+            shared: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -139,7 +143,12 @@ impl RelpMlp<'_> {
     /// gradient does not compute it again. For visitors of a backward that uses this path.
     pub fn grad_activations_shared(&self, layer: usize, grad_write: &Tensor) -> Result<Tensor> {
         let g_a = self.grad_activations(layer, grad_write)?;
-        *self.shared.borrow_mut() = Some((layer, g_a.clone()));
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        // One entry per pass in flight is enough; an entry its pass never took is dropped here.
+        if shared.len() >= SHARED_ENTRIES {
+            shared.remove(0);
+        }
+        shared.push((layer, grad_write.id(), g_a.clone()));
         Ok(g_a)
     }
 }
@@ -147,9 +156,16 @@ impl RelpMlp<'_> {
 impl MlpPath for RelpMlp<'_> {
     fn vjp(&self, layer: usize, grad_write: &Tensor) -> Result<Option<(ReadSite, Tensor)>> {
         let (n, t, d) = grad_write.dims3().ctx("gradient")?;
-        let g_a = match self.shared.borrow_mut().take() {
-            Some((l, g)) if l == layer && g.dims()[..2] == grad_write.dims()[..2] => g,
-            _ => self.grad_activations(layer, grad_write)?,
+        let cached = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared
+                .iter()
+                .position(|(l, id, _)| *l == layer && *id == grad_write.id())
+                .map(|i| shared.remove(i).2)
+        };
+        let g_a = match cached {
+            Some(g) => g,
+            None => self.grad_activations(layer, grad_write)?,
         };
         let c = &self.layers[layer];
         let f = c.du.dim(1).ctx("coefficients")?;
