@@ -10,15 +10,22 @@ mod tokens;
 
 use clap::{Parser, Subcommand};
 
-/// The backward passes allocate and free many tensors of tens of MiB. By default glibc serves
-/// those with mmap and returns them to the kernel on free, and the page faults of getting them
-/// back cost ~15–20% of an attribution graph's time (measured with `adag bench attribute`).
-/// Serving them from the heap and not trimming it keeps freed memory for reuse; peak memory is
-/// unchanged.
+/// The backward passes allocate and free many large tensors (tens of MiB on the perf fixture,
+/// 600 MB per temporary at 512 tokens of gemma-2-2b). glibc's defaults serve those with mmap
+/// and unmap them on free, so every temporary is faulted in and zeroed again, page by page.
+///
+/// - A high mmap threshold and no trimming keep freed memory in the heap for reuse.
+/// - One arena: glibc gives each thread its own arena, and an allocation larger than a thread
+///   arena's 64 MiB heap bypasses the threshold and is mmapped anyway. With the backward passes
+///   running on two threads, that was nearly all of them: a 512-token real-size graph took
+///   277 M page faults and half its CPU time in the kernel. With one arena it takes 6.8 M and
+///   runs 31% faster at lower peak memory (README, "Real sizes"); allocations are few and
+///   large, so the shared arena's lock costs nothing measurable (`adag bench attribute`).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator thresholds; called before any other thread exists.
+    // SAFETY: mallopt only changes allocator settings; called before any other thread exists.
     unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
