@@ -428,6 +428,20 @@ pub fn metrics(tc: &Transcoder, data: &LayerData) -> Result<TcMetrics> {
     })
 }
 
+/// Mean over the batch of each row's squared reconstruction error, `‖acts·W_dec + b_dec − y‖²`:
+/// the loss of both the training loop and the Adam decoder refit.
+fn squared_error(acts: &Tensor, w_dec: &Var, b_dec: &Var, y: &Tensor) -> Result<Tensor> {
+    let recon = acts
+        .matmul(w_dec.as_tensor())
+        .and_then(|r| r.broadcast_add(b_dec.as_tensor()))
+        .context("decode")?;
+    (recon - y)
+        .and_then(|e| e.sqr())
+        .and_then(|e| e.sum(D::Minus1))
+        .and_then(|e| e.mean_all())
+        .context("mse")
+}
+
 fn rows(data: &LayerData, idx: &[u32]) -> Result<(Tensor, Tensor)> {
     let i = Tensor::new(idx, data.x.device()).context("batch index")?;
     Ok((
@@ -522,16 +536,7 @@ pub fn train_layer(
             .and_then(|p| p.broadcast_add(b_enc.as_tensor()))
             .context("encode")?;
         let acts = pre.relu().context("relu")?;
-        let recon = acts
-            .matmul(w_dec.as_tensor())
-            .and_then(|r| r.broadcast_add(b_dec.as_tensor()))
-            .context("decode")?;
-        let mse = (recon - &y)
-            .and_then(|e| e.sqr())
-            .and_then(|e| e.sum(D::Minus1))
-            .and_then(|e| e.mean_all())
-            .and_then(|e| e / var)
-            .context("mse")?;
+        let mse = (squared_error(&acts, &w_dec, &b_dec, &y)? / var).context("mse")?;
         let dec_norm = w_dec
             .as_tensor()
             .sqr()
@@ -617,15 +622,7 @@ pub fn train_layer(
             let idx: Vec<u32> = (0..cfg.batch).map(|_| rng.below(n) as u32).collect();
             let (x, y) = rows(train, &idx)?;
             let acts = tc.encode(&x)?.detach();
-            let recon = acts
-                .matmul(w_dec.as_tensor())
-                .and_then(|r| r.broadcast_add(b_dec.as_tensor()))
-                .context("decode")?;
-            let mse = (recon - &y)
-                .and_then(|e| e.sqr())
-                .and_then(|e| e.sum(D::Minus1))
-                .and_then(|e| e.mean_all())
-                .context("mse")?;
+            let mse = squared_error(&acts, &w_dec, &b_dec, &y)?;
             opt.backward_step(&mse).context("refit step")?;
         }
         tc.w_dec = w_dec.as_tensor().clone();
