@@ -238,7 +238,7 @@ pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
         })();
         let second = second
             .join()
-            .unwrap_or_else(|_| Err(crate::Error::Invalid("an accounting run panicked".into())));
+            .unwrap_or_else(|e| std::panic::resume_unwind(e));
         (first, second)
     });
     let ((full, none), (dec, bos)) = (first?, second?);
