@@ -24,7 +24,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use crate::error::{Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
-use crate::refit::{least_squares_decoder, REFIT_RIDGE};
+use crate::refit::refit_decoder;
 use crate::rng::Rng;
 use crate::transcoder::{
     jump_relu, DecoderBias, LayerData, TcMetrics, TranscoderConfig, THRESHOLD_GRID,
@@ -542,20 +542,10 @@ fn refit_exact(
         .collect::<Result<_>>()?;
     let mut slots: Vec<Vec<Tensor>> = vec![Vec::new(); n_layers];
     for (j, (t, _)) in data.iter().enumerate() {
-        let target = match learn_bias {
-            true => t.y.clone(),
-            false => {
-                t.y.broadcast_sub(&clt.layers[j].b_dec)
-                    .context("refit target")?
-            }
-        };
         let codes: Vec<&Tensor> = acts[..=j].iter().collect();
-        let fit = least_squares_decoder(&codes, &target, learn_bias, REFIT_RIDGE)?;
-        for (i, block) in fit.blocks.into_iter().enumerate() {
+        let blocks = refit_decoder(&codes, &t.y, &mut clt.layers[j].b_dec, learn_bias)?;
+        for (i, block) in blocks.into_iter().enumerate() {
             slots[i].push(block);
-        }
-        if let Some(b) = fit.bias {
-            clt.layers[j].b_dec = b;
         }
     }
     for (l, s) in clt.layers.iter_mut().zip(slots) {

@@ -142,6 +142,26 @@ pub fn least_squares_decoder(
     Ok(Decoder { blocks, bias })
 }
 
+/// One output's exact refit as the trainers run it: with a learned decoder bias the bias is
+/// fitted too and replaced in `b_dec`; with a fixed one it is subtracted from the targets first.
+/// Returns the decoder block of each code, in order.
+pub fn refit_decoder(
+    codes: &[&Tensor],
+    y: &Tensor,
+    b_dec: &mut Tensor,
+    learn_bias: bool,
+) -> Result<Vec<Tensor>> {
+    let target = match learn_bias {
+        true => y.clone(),
+        false => y.broadcast_sub(b_dec).context("refit target")?,
+    };
+    let fit = least_squares_decoder(codes, &target, learn_bias, REFIT_RIDGE)?;
+    if let Some(b) = fit.bias {
+        *b_dec = b;
+    }
+    Ok(fit.blocks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use crate::data::RowSampler;
 use crate::error::{io_err, Context, Error, Result};
 use crate::io::write_atomic;
 use crate::lm::save_safetensors;
-use crate::refit::{least_squares_decoder, REFIT_RIDGE};
+use crate::refit::refit_decoder;
 use crate::rng::Rng;
 
 /// One layer's transcoder.
@@ -593,15 +593,8 @@ pub fn train_layer(
     // bundles) by Adam.
     if cfg.exact_refit {
         let acts = tc.encode(&train.x)?;
-        let target = match learn_bias {
-            true => train.y.clone(),
-            false => train.y.broadcast_sub(&tc.b_dec).context("refit target")?,
-        };
-        let fit = least_squares_decoder(&[&acts], &target, learn_bias, REFIT_RIDGE)?;
-        tc.w_dec = fit.blocks.into_iter().next().expect("one code, one block");
-        if let Some(b) = fit.bias {
-            tc.b_dec = b;
-        }
+        let blocks = refit_decoder(&[&acts], &train.y, &mut tc.b_dec, learn_bias)?;
+        tc.w_dec = blocks.into_iter().next().expect("one code, one block");
     } else {
         let w_dec = Var::from_tensor(&tc.w_dec).context("var")?;
         let b_dec = Var::from_tensor(&tc.b_dec).context("var")?;
