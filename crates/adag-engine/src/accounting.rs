@@ -22,7 +22,7 @@ use adag_model::{ActivationCache, Transformer};
 use candle_core::{DType, Tensor};
 
 use crate::constrained::Constrained;
-use crate::error::{Context, Result};
+use crate::error::{joined, Context, Result};
 use crate::transcoder::TranscoderSet;
 
 /// Names of the terms, as stored in graph files.
@@ -236,9 +236,7 @@ pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
             let full = observe(inp, &mut Constrained::new(inp.clean, inp.transcoders))?;
             Ok::<_, crate::Error>((full, keep(false, false)?))
         })();
-        let second = second
-            .join()
-            .unwrap_or_else(|e| std::panic::resume_unwind(e));
+        let second = joined(second.join(), "an accounting run");
         (first, second)
     });
     let ((full, none), (dec, bos)) = (first?, second?);
@@ -268,15 +266,11 @@ pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
     };
     let half = n_rows / 2;
     let sums: Vec<(f32, f32, f32, f32)> = std::thread::scope(|scope| {
-        let upper = scope.spawn(|| sums_of(half..n_rows));
+        let upper = scope.spawn(|| Ok(sums_of(half..n_rows)));
         let mut sums = sums_of(0..half);
-        sums.extend(
-            upper
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-        );
-        sums
-    });
+        sums.extend(joined(upper.join(), "the edge sums")?);
+        Ok::<_, crate::Error>(sums)
+    })?;
     let d_vocab = inp.model.cfg.d_vocab as u32;
     let mut targets: Vec<Option<TargetAccount>> = vec![None; inp.target_ids.len()];
     let mut features: Vec<Option<NodeAccount>> = vec![None; n_active];

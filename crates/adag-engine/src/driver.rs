@@ -18,7 +18,7 @@ use adag_model::Transformer;
 use candle_core::Tensor;
 
 use crate::basis::{Basis, PromptNodes};
-use crate::error::{Context, Error, Result};
+use crate::error::{joined, Context, Error, Result};
 use crate::frozen::{FlopCount, FrozenModel, ReadSite, Seeds, WriteSite};
 use crate::reading::RowCollector;
 use crate::targets::SelectedTargets;
@@ -210,11 +210,7 @@ impl<'a> Driver<'a> {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::Invalid("a backward-pass thread panicked".into()))
-                    })
-                })
+                .map(|h| joined(h.join(), "a backward-pass thread"))
                 .collect()
         });
         for worker in done {

@@ -46,3 +46,34 @@ impl<T> Context<T> for std::result::Result<T, candle_core::Error> {
         })
     }
 }
+
+/// The result of a scoped worker thread (`handle.join()`): a panic there is a bug, and it comes
+/// back as an error that names `what` and carries the panic's message, so a caller (the CLI, the
+/// Python package) reports it like any other failure instead of aborting.
+pub(crate) fn joined<T>(r: std::thread::Result<Result<T>>, what: &str) -> Result<T> {
+    r.unwrap_or_else(|panic| {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Invalid(format!("{what} panicked: {msg}")))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_panic_becomes_an_error_with_its_message() {
+        let r = std::thread::scope(|s| {
+            s.spawn(|| -> Result<u8> { panic!("rows {} of 3", 7) })
+                .join()
+        });
+        let err = joined(r, "a backward-pass thread").unwrap_err().to_string();
+        assert_eq!(err, "a backward-pass thread panicked: rows 7 of 3");
+        let ok = std::thread::scope(|s| s.spawn(|| -> Result<u8> { Ok(5) }).join());
+        assert_eq!(joined(ok, "x").unwrap(), 5);
+    }
+}
