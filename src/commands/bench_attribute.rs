@@ -40,7 +40,7 @@ pub struct AttributeBench {
 
 /// One row of the table.
 struct Phase {
-    name: &'static str,
+    name: String,
     secs: f64,
     flops: Option<f64>,
     bytes: Option<f64>,
@@ -162,80 +162,83 @@ pub fn run(b: &AttributeBench) -> Result<()> {
     .iter()
     .map(|k| get(k))
     .sum();
-    let phases = [
+    let mut phases = vec![
         Phase {
-            name: "model init (random)",
+            name: "model init (random)".into(),
             secs: init_s,
             flops: None,
             bytes: None,
         },
         Phase {
-            name: "transcoders (mmap)",
+            name: "transcoders (mmap)".into(),
             secs: load_s,
             flops: None,
             bytes: Some(tc_bytes),
         },
         Phase {
-            name: "forward + precompute",
+            name: "forward + precompute".into(),
             secs: get("precompute"),
             flops: Some(model.forward_flops(1, b.tokens)),
             bytes: None,
         },
         Phase {
-            name: "targets",
+            name: "targets".into(),
             secs: get("targets"),
             flops: None,
             bytes: None,
         },
         Phase {
-            name: "logit + feature rows",
+            name: "logit + feature rows".into(),
             secs: backward_s,
             flops: Some(backward_flops),
             bytes: None,
         },
         Phase {
-            name: "  of which logit rows",
+            name: "  of which logit rows".into(),
             secs: get("logit_attribution"),
             flops: None,
             bytes: None,
         },
         Phase {
-            name: "  of which feature rows",
+            name: "  of which feature rows".into(),
             secs: get("feature_attribution"),
             flops: None,
             bytes: None,
         },
+    ];
+    phases.extend(kernel_phases(g, backward_s));
+    phases.extend([
         Phase {
-            name: "assembly",
+            name: "assembly".into(),
             secs: get("assembly"),
             flops: None,
             bytes: Some(adjacency_bytes),
         },
         Phase {
-            name: "accounting",
+            name: "accounting".into(),
             secs: get("accounting"),
             flops: None,
             bytes: None,
         },
         Phase {
-            name: "rest of attribute",
+            name: "rest of attribute".into(),
             secs: attr_s - engine_timed,
             flops: None,
             bytes: None,
         },
         Phase {
-            name: "pruning + scores",
+            name: "pruning + scores".into(),
             secs: *prune_s,
             flops: None,
             bytes: Some(3.0 * adjacency_bytes),
         },
         Phase {
-            name: "writing",
+            name: "writing".into(),
             secs: *write_s,
             flops: None,
             bytes: file_bytes,
         },
-    ];
+    ]);
     println!(
         "  {} active features, {} feature nodes, {} logit targets, {} nodes (dense adjacency {:.1} MiB); pruned to {} nodes, {} edges; replacement {:.3}, completeness {:.3}",
         g.active_features.len(),
@@ -286,12 +289,46 @@ pub fn run(b: &AttributeBench) -> Result<()> {
             p.name, p.secs, share, gflop, mib, rate, of_peak
         );
     }
-    println!("  (% is of the graph time; pruning bytes count its three reads of the adjacency; logit and feature rows share one FLOP count, split by kernel not measured)");
+    println!("  (% is of the graph time; pruning bytes count its three reads of the adjacency; a kernel's seconds are the passes' wall time shared out by its thread-seconds, as passes run two at a time)");
     if let Some(mib) = peak_rss_mib() {
         println!("  peak memory (RSS high-water mark of the process): {mib:.0} MiB");
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The rows' kernels (see `adag_engine::tally`): each kernel's thread-seconds scaled to the
+/// passes' wall time (two passes run at once, so thread-seconds add up to more than it), and
+/// the rows' time outside the passes (influence ranking, storing rows).
+fn kernel_phases(g: &adag_graph::Graph, rows_s: f64) -> Vec<Phase> {
+    let report = &g.meta.timings["backward_kernels"];
+    let wall = report["passes_wall_s"].as_f64().unwrap_or(0.0);
+    let Some(kernels) = report["kernels"].as_object() else {
+        return Vec::new();
+    };
+    let thread_s: f64 = kernels
+        .values()
+        .filter_map(|k| k["thread_s"].as_f64())
+        .sum();
+    if wall <= 0.0 || thread_s <= 0.0 {
+        return Vec::new();
+    }
+    let mut out: Vec<Phase> = kernels
+        .iter()
+        .map(|(name, k)| Phase {
+            name: format!("    {name}"),
+            secs: k["thread_s"].as_f64().unwrap_or(0.0) * wall / thread_s,
+            flops: k["flops"].as_f64().filter(|&f| f > 0.0),
+            bytes: None,
+        })
+        .collect();
+    out.push(Phase {
+        name: "    outside the passes".into(),
+        secs: rows_s - wall,
+        flops: None,
+        bytes: None,
+    });
+    out
 }
 
 fn dir_bytes(dir: &std::path::Path) -> f64 {

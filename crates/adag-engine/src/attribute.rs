@@ -203,6 +203,8 @@ pub fn attribute_with_progress(
     }
     pb.finish_and_clear();
     phase("feature_attribution", &mut clock);
+    // Per kernel, for the rows alone (the accounting's runs below are its own phase).
+    let kernels = driver.frozen.kernel_report();
 
     let selected: Vec<u32> = (0..n_active)
         .filter(|&i| visited[i])
@@ -252,6 +254,7 @@ pub fn attribute_with_progress(
     // Phase 4: the dense adjacency in node order.
     let mut graph = driver.graph(basis, &store, selected, tokens, targets, meta)?;
     phase("assembly", &mut clock);
+    timings.insert("backward_kernels".into(), kernels);
     graph.meta.timings = serde_json::Value::Object(timings);
     Ok(graph)
 }

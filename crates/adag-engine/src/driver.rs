@@ -19,8 +19,9 @@ use candle_core::Tensor;
 
 use crate::basis::{Basis, PromptNodes};
 use crate::error::{joined, Context, Error, Result};
-use crate::frozen::{FlopCount, FrozenModel, ReadSite, Seeds, WriteSite};
+use crate::frozen::{FrozenModel, ReadSite, Seeds, WriteSite};
 use crate::reading::RowCollector;
+use crate::tally::Kernel;
 use crate::targets::SelectedTargets;
 
 /// Rows computed so far (row-major over [`Driver::n_cols`] source columns), each with the
@@ -110,7 +111,6 @@ pub(crate) struct Driver<'a> {
     pub nodes: Box<dyn PromptNodes + 'a>,
     sites: (ReadSite, WriteSite),
     pub n_pos: usize,
-    read_flops: FlopCount,
     /// Backward passes of one batch run at once (see [`Driver::rows`]).
     pass_threads: usize,
 }
@@ -131,7 +131,6 @@ impl<'a> Driver<'a> {
             nodes,
             sites: basis.sites(),
             n_pos,
-            read_flops: FlopCount::default(),
             pass_threads: pass_threads(),
         })
     }
@@ -148,7 +147,7 @@ impl<'a> Driver<'a> {
 
     /// Floating-point operations of the backward passes and their reads so far.
     pub fn flops(&self) -> f64 {
-        self.frozen.flops() + self.read_flops.get()
+        self.frozen.flops()
     }
 
     /// The rows of a batch of seeds, read off at every write site, in the seeds' order.
@@ -159,6 +158,14 @@ impl<'a> Driver<'a> {
     /// backward pass sorted by descending layer, which [`FrozenModel::vjp`] turns into a
     /// growing prefix of rows. The rows are the same; only the zeros are not computed.
     fn rows(&self, seeds: &Seeds) -> Result<Vec<f32>> {
+        let clock = std::time::Instant::now();
+        let rows = self.rows_of_passes(seeds);
+        self.frozen.count_wall(clock);
+        rows
+    }
+
+    /// [`Driver::rows`], untimed.
+    fn rows_of_passes(&self, seeds: &Seeds) -> Result<Vec<f32>> {
         let n_cols = self.n_cols();
         let groups = cone_groups(&seeds.layers, &seeds.positions);
         if groups.len() == 1 && groups[0].iter().enumerate().all(|(i, &j)| i == j) {
@@ -234,7 +241,8 @@ impl<'a> Driver<'a> {
         let (read, write) = self.sites;
         self.frozen
             .vjp(seeds, read, write, self.nodes.mlp_path(), &mut c)?;
-        self.read_flops.add(c.flops);
+        self.frozen
+            .count_seconds(Kernel::EdgeReading, c.flops, c.secs);
         Ok(c.out)
     }
 

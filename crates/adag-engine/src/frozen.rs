@@ -19,6 +19,8 @@ use adag_model::{ActivationCache, CacheFilter, Transformer};
 use candle_core::{DType, Tensor};
 
 use crate::error::{Context, Error, Result};
+use crate::tally::{Kernel, KernelTally};
+use std::time::Instant;
 
 /// Where target nodes at layer `L` read the residual stream (the input hook of a transcoder, or
 /// of the MLP for neurons).
@@ -199,27 +201,7 @@ pub struct FrozenModel<'m> {
     layers: Vec<FrozenLayer>,
     ln_final: Norm,
     dtype: DType,
-    flops: FlopCount,
-}
-
-/// A tally of floating-point operations that backward passes running concurrently (one per
-/// thread, see [`crate::driver`]) can add to: an `f64` kept as bits in an atomic.
-#[derive(Debug, Default)]
-pub(crate) struct FlopCount(std::sync::atomic::AtomicU64);
-
-impl FlopCount {
-    /// Adds `f` operations.
-    pub(crate) fn add(&self, f: f64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let _ = self.0.fetch_update(Relaxed, Relaxed, |b| {
-            Some((f64::from_bits(b) + f).to_bits())
-        });
-    }
-
-    /// The operations counted so far.
-    pub(crate) fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
-    }
+    tally: KernelTally,
 }
 
 fn norm(
@@ -352,17 +334,40 @@ impl<'m> FrozenModel<'m> {
             layers,
             ln_final,
             dtype: dt,
-            flops: FlopCount::default(),
+            tally: KernelTally::default(),
         })
     }
 
     /// Floating-point operations of the matrix products run by [`FrozenModel::vjp`] so far.
     pub fn flops(&self) -> f64 {
-        self.flops.get()
+        self.tally.flops()
     }
 
+    /// Operations and thread-seconds per [`Kernel`] so far, and the wall-clock time of the
+    /// batches of passes, as `{"passes_wall_s": s, "kernels": {kernel: {"flops": f,
+    /// "thread_s": s}}}`.
+    pub fn kernel_report(&self) -> serde_json::Value {
+        self.tally.report()
+    }
+
+    /// Counts `f` operations without a clock.
     pub(crate) fn count(&self, f: f64) {
-        self.flops.add(f);
+        self.tally.add(Kernel::Other, f, None);
+    }
+
+    /// Counts `f` operations of `kernel` and the time since `since`.
+    pub(crate) fn count_kernel(&self, kernel: Kernel, f: f64, since: Instant) {
+        self.tally.add(kernel, f, Some(since));
+    }
+
+    /// Counts the wall-clock time since `since` of a batch of passes.
+    pub(crate) fn count_wall(&self, since: Instant) {
+        self.tally.add_wall(since);
+    }
+
+    /// Counts `f` operations of `kernel` that took `secs` thread-seconds.
+    pub(crate) fn count_seconds(&self, kernel: Kernel, f: f64, secs: f64) {
+        self.tally.add_seconds(kernel, f, secs);
     }
 
     /// Layer `l`'s folded attention backward operators `(W_O', W_V', grouped pattern)` (see
@@ -512,12 +517,12 @@ impl<'m> FrozenModel<'m> {
     /// Backward through block `l`'s attention for the rows reaching `layer` `l`: the prefix `g`
     /// `[k, t, d]` already under way, and the rows whose seeds are read at `l`.
     ///
-    /// A row that starts at `l` is nonzero at its seed's position only, so its `W_O` product
-    /// and pattern mix take one position instead of `t` ([`FrozenModel::seeded_attention`]).
-    /// At a row's own layer that is most of the layer's cost, and a row at layer `L` crosses
-    /// `L + 1` attention layers: on a graph with seeds spread evenly over 12 layers this saves
-    /// about a fifth of the backward's products. Where the new rows are not exactly the seeds
-    /// at `l` (a batch not sorted by layer) the dense path runs instead; the rows are the same.
+    /// A row that starts at `l` is nonzero at its seed's position only, so its `W_O` and `W_V`
+    /// products take one vector per row instead of `t` positions' worth
+    /// ([`FrozenModel::seeded_attention`]). A row at layer `L` crosses `L + 1` attention
+    /// layers, so on a graph with seeds spread over 12 layers this saves about a fifth of the
+    /// backward's products. Where the new rows are not exactly the seeds at `l` (a batch not
+    /// sorted by layer) the dense path runs instead; the rows are the same.
     fn attend_and_grow(
         &self,
         g: Tensor,
@@ -534,7 +539,9 @@ impl<'m> FrozenModel<'m> {
                 && seeds.layers[k + at_layer.len()..].iter().all(|&s| s < l)
         });
         if !fresh {
+            let clock = Instant::now();
             let g = self.grow_and_inject(g, seeds, l, site, t)?;
+            self.count_kernel(Kernel::Seeds, 0.0, clock);
             return self.attention_vjp(l, &g, t);
         }
         let new = self.seeded_attention(l, seeds, &at_layer, site, t)?;
@@ -542,13 +549,17 @@ impl<'m> FrozenModel<'m> {
             return Ok(new);
         }
         let old = self.attention_vjp(l, &g, t)?;
-        Tensor::cat(&[&old, &new], 0).ctx("gradient buffer")
+        let clock = Instant::now();
+        let g = Tensor::cat(&[&old, &new], 0).ctx("gradient buffer")?;
+        self.count_kernel(Kernel::Seeds, 0.0, clock);
+        Ok(g)
     }
 
     /// The gradient at `resid_pre` of layer `l` `[m, t, d]` of the seeds `rows` (all read at
     /// `l`, consecutive): each seed at its position plus what attention sends back from it.
-    /// With one query position per row, `W_O` is a `[m, d]` product and the pattern mix picks
-    /// each row's query column; only `W_V` spans the `t` keys.
+    /// With one query position per row, `W_O` and `W_V` are products over the `m` rows alone
+    /// (one vector per row and head), and only the pattern's weights spread them over the
+    /// keys: no product here spans `t · d_model` per row.
     fn seeded_attention(
         &self,
         l: usize,
@@ -567,39 +578,50 @@ impl<'m> FrozenModel<'m> {
             cfg.d_model,
         );
         let m = rows.len();
+        let clock = Instant::now();
         let (vals, idx) = self.seed_rows(seeds, rows, site, t, rows[0])?;
-        // g_z at each seed's position: [m·kv, rep, dh].
+        self.count_kernel(Kernel::Seeds, 0.0, clock);
+        // g_z at each seed's position, grouped by key/value head: [kv, m·rep, dh].
+        let clock = Instant::now();
         let g_z = vals
             .matmul(&fl.w_o_bwd)
-            .and_then(|g| g.reshape((m * kv, rep, dh)))
+            .and_then(|g| g.reshape((m, kv, rep, dh)))
+            .and_then(|g| g.transpose(0, 1))
+            .and_then(|g| g.contiguous())
+            .and_then(|g| g.reshape((kv, m * rep, dh)))
             .ctx("o_proj backward")?;
-        // Each row's query column of the grouped pattern: [kv, key, rep, m] → [m·kv, key, rep].
+        self.count_kernel(Kernel::OProj, 2.0 * (m * d * h * dh) as f64, clock);
+        // With one query, every key gets the same vector per head, scaled by its pattern
+        // weight: u_h = g_z_h · W_V'_h once per row and head, [m, h, d] (instead of `t` keys'
+        // worth of W_V' products).
+        let clock = Instant::now();
+        let u = g_z
+            .matmul(&fl.w_v_bwd.reshape((kv, dh, d)).ctx("W_V' by group")?)
+            .and_then(|u| u.reshape((kv, m, rep, d)))
+            .and_then(|u| u.transpose(0, 1))
+            .and_then(|u| u.contiguous())
+            .and_then(|u| u.reshape((m, h, d)))
+            .ctx("v_proj backward")?;
+        self.count_kernel(Kernel::VProj, 2.0 * (m * h * dh * d) as f64, clock);
+        // Each row's query column of the grouped pattern, [kv, key, rep, m] → [m, key, h],
+        // times its u: [m, t, d], plus the seed itself at its position.
+        let clock = Instant::now();
         let pos: Vec<u32> = rows.iter().map(|&r| seeds.positions[r] as u32).collect();
         let pos = Tensor::new(pos.as_slice(), vals.device()).ctx("seed positions")?;
-        let p = fl
+        let g = fl
             .pattern_grouped
             .index_select(&pos, 3)
             .and_then(|p| p.narrow(1, 0, t))
-            .and_then(|p| p.permute((3, 0, 1, 2)))
+            .and_then(|p| p.permute((3, 1, 0, 2)))
             .and_then(|p| p.contiguous())
-            .and_then(|p| p.reshape((m * kv, t, rep)))
-            .ctx("pattern columns")?;
-        let g_v = p
-            .matmul(&g_z)
-            .and_then(|g| g.reshape((m, kv, t, dh)))
-            .and_then(|g| g.permute((0, 2, 1, 3)))
-            .and_then(|g| g.contiguous())
-            .and_then(|g| g.reshape((m * t, kv * dh)))
-            .ctx("pattern backward")?;
-        let g_x = g_v.matmul(&fl.w_v_bwd).ctx("v_proj backward")?;
-        self.count(
-            2.0 * m as f64 * (d * h * dh) as f64
-                + 2.0 * (m * kv * t * rep * dh) as f64
-                + 2.0 * (m * t) as f64 * (kv * dh * d) as f64,
-        );
-        g_x.index_add(&idx, &vals, 0)
+            .and_then(|p| p.reshape((m, t, h)))
+            .and_then(|p| p.matmul(&u))
+            .and_then(|g| g.reshape((m * t, d)))
+            .and_then(|g| g.index_add(&idx, &vals, 0))
             .and_then(|g| g.reshape((m, t, d)))
-            .ctx("injecting seeds")
+            .ctx("pattern backward")?;
+        self.count_kernel(Kernel::PatternMix, 2.0 * (m * t * h * d) as f64, clock);
+        Ok(g)
     }
 
     /// `g` `[k, t, d]` with zero rows appended up to `n` rows (unchanged when `k ≥ n`).
@@ -725,9 +747,49 @@ impl<'m> FrozenModel<'m> {
     pub(crate) fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
         let cfg = &self.model.cfg;
         let fl = &self.layers[l];
+        let heads = crate::attention_cpu::Heads {
+            h: cfg.n_heads,
+            kv: cfg.n_kv_heads,
+            dh: cfg.d_head,
+            rep: cfg.n_rep(),
+            d: cfg.d_model,
+        };
+        let fast = crate::attention_cpu::attention_vjp_f32(
+            &heads,
+            g_mid,
+            &fl.w_o_bwd,
+            &fl.w_v_bwd,
+            &fl.pattern_grouped,
+        );
+        let Some(fast) = fast else {
+            return self.attention_vjp_candle(l, g_mid, t);
+        };
+        let (g, [o_proj, pattern_mix, v_proj]) = fast?;
+        let (n, _, d) = g.dims3().ctx("gradient shape")?;
+        let (h, kv, dh) = (heads.h, heads.kv, heads.dh);
+        self.count_seconds(Kernel::OProj, 2.0 * (n * t * d * h * dh) as f64, o_proj);
+        self.count_seconds(
+            Kernel::PatternMix,
+            2.0 * (h * t * t * n * dh) as f64,
+            pattern_mix,
+        );
+        self.count_seconds(Kernel::VProj, 2.0 * (n * t * kv * dh * d) as f64, v_proj);
+        Ok(g)
+    }
+
+    /// [`FrozenModel::attention_vjp`] through candle's operations, for any device and dtype.
+    pub(crate) fn attention_vjp_candle(
+        &self,
+        l: usize,
+        g_mid: &Tensor,
+        t: usize,
+    ) -> Result<Tensor> {
+        let cfg = &self.model.cfg;
+        let fl = &self.layers[l];
         let (n, _, d) = g_mid.dims3().ctx("gradient shape")?;
         let (h, kv, dh, rep) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.n_rep());
         // attn_out = post(z W_Oᵀ)  ⇒  g_z = g W_O' ; arranged [kv, rep·t, n·dh].
+        let clock = Instant::now();
         let g_z = g_mid
             .reshape((n * t, d))
             .and_then(|g| g.matmul(&fl.w_o_bwd))
@@ -736,6 +798,8 @@ impl<'m> FrozenModel<'m> {
             .and_then(|g| g.contiguous())
             .and_then(|g| g.reshape((kv, rep * t, n * dh)))
             .ctx("o_proj backward")?;
+        self.count_kernel(Kernel::OProj, 2.0 * (n * t * d * h * dh) as f64, clock);
+        let clock = Instant::now();
         // Keys × (query heads of the group, queries): sums over the group's heads in the product.
         let p = fl
             .pattern_grouped
@@ -751,16 +815,16 @@ impl<'m> FrozenModel<'m> {
             .and_then(|g| g.contiguous())
             .and_then(|g| g.reshape((n * t, kv * dh)))
             .ctx("pattern backward")?;
+        self.count_kernel(Kernel::PatternMix, 2.0 * (h * t * t * n * dh) as f64, clock);
+        let clock = Instant::now();
         // v = (r ⊙ w / s) W_Vᵀ  ⇒  g_r = g_v W_V' (the 1/s is already in the pattern).
-        let g_x = g_v
+        let g = g_v
             .matmul(&fl.w_v_bwd)
             .and_then(|g| g.reshape((n, t, d)))
+            .and_then(|g_x| g_mid + g_x)
             .ctx("v_proj backward")?;
-        self.count(
-            2.0 * (n * t) as f64 * (d * h * dh + kv * dh * d) as f64
-                + 2.0 * (h * t * t * n * dh) as f64,
-        );
-        (g_mid + g_x).ctx("residual")
+        self.count_kernel(Kernel::VProj, 2.0 * (n * t * kv * dh * d) as f64, clock);
+        Ok(g)
     }
 
     /// The batched vector–Jacobian product of the frozen model for `seeds`.
@@ -807,21 +871,26 @@ impl<'m> FrozenModel<'m> {
         // sorted by descending layer costs each row only the layers below its seed.
         let mut g = Tensor::zeros((0, t, d), self.dtype, dev).ctx("gradient buffer")?;
         if top == n_layers {
+            let clock = Instant::now();
             g = self.grow_and_inject(g, seeds, n_layers, read, t)?;
+            self.count_kernel(Kernel::Seeds, 0.0, clock);
         }
         for l in (0..top.min(n_layers - 1) + 1).rev() {
             if l < top {
                 let k = g.dim(0).ctx("gradient shape")?;
+                let clock = Instant::now();
                 let g_write = self.to_write_site(l, write, &g, t)?;
+                self.count_kernel(Kernel::MlpPath, 0.0, clock);
                 if visit.takes_row_prefix() || k == n {
                     visit.write_site(l, &g_write)?;
                 } else {
                     visit.write_site(l, &self.pad_rows(g_write.clone(), n)?)?;
                 }
-                self.count(mlp.flops(l, k * t));
+                let clock = Instant::now();
                 if let Some((site, g_read)) = mlp.vjp(l, &g_write)? {
                     g = (g + self.read_to_resid_mid(l, site, &g_read, t)?).ctx("MLP path")?;
                 }
+                self.count_kernel(Kernel::MlpPath, mlp.flops(l, k * t), clock);
             }
             g = self.attend_and_grow(g, seeds, l, read, t)?;
         }

@@ -19,6 +19,7 @@
 
 pub mod accounting;
 pub mod attention;
+mod attention_cpu;
 pub mod attribute;
 pub mod basis;
 pub mod circuit;
@@ -29,6 +30,7 @@ pub mod frozen;
 pub mod intervene;
 pub mod neuron;
 pub mod reading;
+pub mod tally;
 pub mod targets;
 pub mod transcoder;
 

@@ -5,6 +5,8 @@
 //! (layer, position), the direct effects of all of them on a batch of seeds are one matrix
 //! product per group with the gradient at that position.
 
+use std::time::Instant;
+
 use candle_core::{DType, Tensor};
 
 use crate::error::{Context, Result};
@@ -30,6 +32,8 @@ pub struct RowCollector<'a> {
     pub out: Vec<f32>,
     /// Floating-point operations of the reads.
     pub flops: f64,
+    /// Seconds spent reading.
+    pub secs: f64,
 }
 
 impl<'a> RowCollector<'a> {
@@ -48,6 +52,7 @@ impl<'a> RowCollector<'a> {
             n_cols,
             out: vec![0.0; n_rows * n_cols],
             flops: 0.0,
+            secs: 0.0,
         }
     }
 }
@@ -58,6 +63,25 @@ impl Visitor for RowCollector<'_> {
     }
 
     fn write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
+        let clock = Instant::now();
+        let read = self.read_write_site(layer, grad);
+        self.secs += clock.elapsed().as_secs_f64();
+        read
+    }
+
+    fn embed(&mut self, grad: &Tensor) -> Result<()> {
+        let clock = Instant::now();
+        let read = self.read_embed(grad);
+        self.secs += clock.elapsed().as_secs_f64();
+        read
+    }
+}
+
+impl RowCollector<'_> {
+    fn read_write_site(&mut self, layer: usize, grad: &Tensor) -> Result<()> {
+        if self.read_in_place(layer, grad)? {
+            return Ok(());
+        }
         let (_, t, _) = grad.dims3().ctx("gradient")?;
         let mut pieces = Vec::new();
         let mut cols: Vec<u32> = Vec::new();
@@ -94,7 +118,114 @@ impl Visitor for RowCollector<'_> {
         Ok(())
     }
 
-    fn embed(&mut self, grad: &Tensor) -> Result<()> {
+    /// [`RowCollector::read_write_site`] for an `f32` gradient in CPU memory: each group's
+    /// product accumulates straight into the rows, one call per run of consecutive columns,
+    /// reading the gradient at its position in place. Through candle the same reads were a
+    /// product per position into a fresh zeroed tensor, a concatenation, a copy into nested
+    /// vectors and a scatter: at the perf fixture's ~40 sources per position the products
+    /// were the smaller part. `false` where this path does not apply (another device or
+    /// dtype); the caller then reads through candle.
+    fn read_in_place(&mut self, layer: usize, grad: &Tensor) -> Result<bool> {
+        let (k, t, d) = grad.dims3().ctx("gradient")?;
+        let (storage, layout) = grad.storage_and_layout();
+        let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(data)) = &*storage else {
+            return Ok(false);
+        };
+        let [s_row, s_pos, s_dim] = layout.stride() else {
+            return Ok(false);
+        };
+        let (s_row, s_pos, s_dim) = (*s_row, *s_pos, *s_dim);
+        let base = layout.start_offset();
+        // The furthest element the gradient's strides reach must lie in its storage.
+        let reach = |n: usize, s: usize| n.saturating_sub(1) * s;
+        if k == 0 || t == 0 {
+            return Ok(true);
+        }
+        if base + reach(k, s_row) + reach(t, s_pos) + reach(d, s_dim) >= data.len()
+            || k * self.n_cols > self.out.len()
+        {
+            return Err(crate::Error::Invalid(format!(
+                "gradient [{k}, {t}, {d}] does not fit its storage or the {} rows",
+                self.out.len() / self.n_cols.max(1)
+            )));
+        }
+        // One thread per product: at tens of sources per position a product is too small to
+        // split (splitting cost more thread time than it saved, and the other pass thread
+        // keeps the second core busy).
+        let parallelism = gemm::Parallelism::None;
+        // Every group is checked before any is read, so a fallback leaves the rows untouched.
+        let mut sources = Vec::new();
+        for p in 0..t {
+            let Some(group) = &self.groups[layer][p] else {
+                continue;
+            };
+            let (w_storage, w_layout) = group.rows.storage_and_layout();
+            let m = group.cols.len();
+            let fits = matches!(
+                &*w_storage,
+                candle_core::Storage::Cpu(candle_core::CpuStorage::F32(_))
+            ) && w_layout.is_contiguous()
+                && w_layout.dims() == [m, d];
+            if !fits {
+                return Ok(false);
+            }
+            if group.cols.iter().any(|&c| c as usize >= self.n_cols) {
+                return Err(crate::Error::Invalid(format!(
+                    "source group at layer {layer}, position {p} has a column beyond {}",
+                    self.n_cols
+                )));
+            }
+            sources.push((p, group, w_storage, w_layout.start_offset()));
+        }
+        for (p, group, w_storage, offset) in &sources {
+            let candle_core::Storage::Cpu(candle_core::CpuStorage::F32(w)) = &**w_storage else {
+                continue;
+            };
+            let (p, m) = (*p, group.cols.len());
+            let w = &w[*offset..];
+            // Runs of consecutive columns: one product each, written in place.
+            let mut start = 0;
+            while start < m {
+                let mut end = start + 1;
+                while end < m && group.cols[end] == group.cols[end - 1] + 1 {
+                    end += 1;
+                }
+                let col = group.cols[start] as usize;
+                // SAFETY: the destination is rows 0..k of `out` (row stride n_cols), columns
+                // col..col + (end − start) ≤ n_cols, checked above; the gradient's elements
+                // (base + p·s_pos + i·s_row + j·s_dim) lie in `data` (checked above); the
+                // sources are rows start..end of the contiguous [m, d] `w`.
+                unsafe {
+                    gemm::gemm(
+                        k,
+                        end - start,
+                        d,
+                        self.out.as_mut_ptr().add(col),
+                        1,
+                        self.n_cols as isize,
+                        true,
+                        data.as_ptr().add(base + p * s_pos),
+                        s_dim as isize,
+                        s_row as isize,
+                        w.as_ptr().add(start * d),
+                        d as isize,
+                        1,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        parallelism,
+                    );
+                }
+                start = end;
+            }
+            self.flops += 2.0 * (k * d * m) as f64;
+        }
+        Ok(true)
+    }
+
+    fn read_embed(&mut self, grad: &Tensor) -> Result<()> {
         let (_, t, _) = grad.dims3().ctx("gradient")?;
         let tok = self.tokens.narrow(0, 0, t).ctx("token vectors")?;
         self.flops += 2.0 * grad.elem_count() as f64;
