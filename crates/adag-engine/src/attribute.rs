@@ -177,7 +177,7 @@ pub fn attribute_with_progress(
     let mut visited = vec![false; n_active];
     let mut n_visited = 0;
     while n_visited < f_cap {
-        let mut pending: Vec<usize> = if f_cap == n_active {
+        let pending: Vec<usize> = if f_cap == n_active {
             (0..n_active).filter(|&i| !visited[i]).collect()
         } else {
             let infl = store.partial_influence(&targets.probs)?;
@@ -186,20 +186,18 @@ pub fn attribute_with_progress(
             order.truncate((opts.update_interval * opts.batch_size).min(f_cap - n_visited));
             order
         };
-        // Batches of similar (layer, position) keep each backward inside a small causal cone;
-        // the set of rows does not depend on this order.
-        pending.sort_by_key(|&i| (active[i][0], active[i][1], i));
-        for chunk in pending.chunks(opts.batch_size) {
-            driver.node_rows(chunk, &mut store)?;
-            for &i in chunk {
-                visited[i] = true;
-            }
-            n_visited += chunk.len();
-            pb.inc(chunk.len() as u64);
-            if !on_batch(k + n_visited, k + f_cap) {
-                return Err(Error::Cancelled);
-            }
+        // The round's rows are planned together into backward passes of at most
+        // `batch_size` rows over nearby positions (`Driver::node_rows`); the set of rows does
+        // not depend on the plan.
+        let before = n_visited;
+        driver.node_rows(&pending, opts.batch_size, &mut store, &mut |done| {
+            pb.set_position((k + before + done) as u64);
+            on_batch(k + before + done, k + f_cap)
+        })?;
+        for &i in &pending {
+            visited[i] = true;
         }
+        n_visited += pending.len();
     }
     pb.finish_and_clear();
     phase("feature_attribution", &mut clock);

@@ -167,65 +167,101 @@ impl<'a> Driver<'a> {
     /// [`Driver::rows`], untimed.
     fn rows_of_passes(&self, seeds: &Seeds) -> Result<Vec<f32>> {
         let n_cols = self.n_cols();
-        let groups = cone_groups(&seeds.layers, &seeds.positions);
+        let groups = cone_groups(&seeds.layers, &seeds.positions, usize::MAX);
         if groups.len() == 1 && groups[0].iter().enumerate().all(|(i, &j)| i == j) {
             return self.backward_rows(seeds);
         }
-        let pass = |group: &[usize]| -> Result<Vec<f32>> {
+        let seeds_of = |group: &[usize]| -> Result<Seeds> {
             let idx: Vec<u32> = group.iter().map(|&i| i as u32).collect();
             let idx = Tensor::new(idx.as_slice(), seeds.vectors.device()).ctx("seed index")?;
-            let sub = Seeds {
+            Ok(Seeds {
                 vectors: seeds.vectors.index_select(&idx, 0).ctx("seed vectors")?,
                 layers: group.iter().map(|&i| seeds.layers[i]).collect(),
                 positions: group.iter().map(|&i| seeds.positions[i]).collect(),
-            };
-            self.backward_rows(&sub)
+            })
         };
         let mut out = vec![0f32; seeds.layers.len() * n_cols];
-        let mut place = |group: &[usize], rows: &[f32]| {
+        self.run_passes(&groups, &seeds_of, &mut |group, rows| {
             for (j, &i) in group.iter().enumerate() {
                 out[i * n_cols..(i + 1) * n_cols]
                     .copy_from_slice(&rows[j * n_cols..(j + 1) * n_cols]);
             }
-        };
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Runs one backward pass per group (`seeds_of` builds its seeds) and hands each group's
+    /// rows to `deliver`, which returns `false` to stop (then this returns `Ok(false)`).
+    ///
+    /// The groups are independent, so `pass_threads` of them run at once, the most expensive
+    /// first (plans list groups by position, so the last are the widest): their products are
+    /// too small for the matrix kernel to keep both cores busy alone. `deliver` runs on the
+    /// calling thread and sees the groups in the order they were taken, whatever thread
+    /// finished first, so what it builds does not depend on the number of threads.
+    fn run_passes(
+        &self,
+        groups: &[Vec<usize>],
+        seeds_of: &(dyn Fn(&[usize]) -> Result<Seeds> + Sync),
+        deliver: &mut Deliver<'_>,
+    ) -> Result<bool> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let pass = |g: usize| self.backward_rows(&seeds_of(&groups[g])?);
+        let order: Vec<usize> = (0..groups.len()).rev().collect();
         let workers = self.pass_threads.min(groups.len());
         if workers <= 1 {
-            for group in &groups {
-                place(group, &pass(group)?);
+            for &g in &order {
+                if !deliver(&groups[g], pass(g)?)? {
+                    return Ok(false);
+                }
             }
-            return Ok(out);
+            return Ok(true);
         }
-        // The groups are independent backward passes: run them `workers` at a time, the most
-        // expensive first (the plan lists groups by position, so the last are the widest).
-        // Their products are too small for the matrix kernel to keep both cores busy alone.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let order: Vec<usize> = (0..groups.len()).rev().collect();
-        let done: Vec<Result<Vec<GroupRows>>> = std::thread::scope(|scope| {
+        let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<f32>>)>();
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
-                    scope.spawn(|| -> Result<Vec<GroupRows>> {
-                        let mut mine = Vec::new();
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&g) = order.get(k) else {
-                                return Ok(mine);
-                            };
-                            mine.push((g, pass(&groups[g])?));
+                    let tx = tx.clone();
+                    let (next, stop, order, pass) = (&next, &stop, &order, &pass);
+                    scope.spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let k = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&g) = order.get(k) else { return };
+                            let rows = pass(g);
+                            if rows.is_err() {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                            if tx.send((k, rows)).is_err() {
+                                return;
+                            }
                         }
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| joined(h.join(), "a backward-pass thread"))
-                .collect()
-        });
-        for worker in done {
-            for (g, rows) in worker? {
-                place(&groups[g], &rows);
+            drop(tx);
+            // Rows that arrive ahead of their turn wait here (at most a few passes' worth:
+            // the threads take passes in order).
+            let mut waiting = std::collections::BTreeMap::new();
+            let (mut due, mut outcome) = (0, Ok(true));
+            for (k, rows) in rx {
+                waiting.insert(k, rows);
+                while let Some(rows) = waiting.remove(&due) {
+                    if matches!(outcome, Ok(true)) {
+                        outcome = rows.and_then(|rows| deliver(&groups[order[due]], rows));
+                        if !matches!(outcome, Ok(true)) {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    due += 1;
+                }
             }
-        }
-        Ok(out)
+            // A thread that panicked sent nothing for its pass: its panic is the error.
+            for h in handles {
+                joined(h.join().map(Ok), "a backward-pass thread")?;
+            }
+            outcome
+        })
     }
 
     /// The rows of one backward pass over `seeds`, in their order.
@@ -278,20 +314,48 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Rows of the active nodes `chunk` (indices into the active list), in one backward pass.
-    pub fn node_rows(&self, chunk: &[usize], store: &mut RowStore) -> Result<()> {
+    /// Rows of the active nodes `nodes` (indices into the active list), planned together:
+    /// [`cone_groups`] splits them into backward passes of at most `batch_size` rows (so a
+    /// pass's buffers stay as large as one batch's), which run [`Driver::run_passes`]'s way.
+    /// Planning a whole ranking round at once, rather than batch by batch, finds fuller
+    /// groups of nearby positions and keeps both pass threads busy to the end of the round.
+    /// The rows go to `store` in a fixed order; `on_rows(rows stored so far)` runs after each
+    /// pass and returns `false` to stop ([`Error::Cancelled`]).
+    pub fn node_rows(
+        &self,
+        nodes: &[usize],
+        batch_size: usize,
+        store: &mut RowStore,
+        on_rows: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<()> {
+        let clock = std::time::Instant::now();
         let active = self.nodes.active();
-        let seeds = Seeds {
-            vectors: self.nodes.seeds(chunk)?,
-            layers: chunk.iter().map(|&i| active[i][0] as usize).collect(),
-            positions: chunk.iter().map(|&i| active[i][1] as usize).collect(),
+        let layers: Vec<usize> = nodes.iter().map(|&i| active[i][0] as usize).collect();
+        let positions: Vec<usize> = nodes.iter().map(|&i| active[i][1] as usize).collect();
+        let groups = cone_groups(&layers, &positions, batch_size.max(1));
+        let seeds_of = |group: &[usize]| -> Result<Seeds> {
+            let chunk: Vec<usize> = group.iter().map(|&j| nodes[j]).collect();
+            Ok(Seeds {
+                vectors: self.nodes.seeds(&chunk)?,
+                layers: group.iter().map(|&j| layers[j]).collect(),
+                positions: group.iter().map(|&j| positions[j]).collect(),
+            })
         };
-        let rows = self.rows(&seeds)?;
         let n_cols = self.n_cols();
-        for (j, &i) in chunk.iter().enumerate() {
-            store.push(&rows[j * n_cols..(j + 1) * n_cols], i);
+        let mut done = 0;
+        let finished = self.run_passes(&groups, &seeds_of, &mut |group, rows| {
+            for (r, &j) in group.iter().enumerate() {
+                store.push(&rows[r * n_cols..(r + 1) * n_cols], nodes[j]);
+            }
+            done += group.len();
+            Ok(on_rows(done))
+        });
+        self.frozen.count_wall(clock);
+        if finished? {
+            Ok(())
+        } else {
+            Err(Error::Cancelled)
         }
-        Ok(())
     }
 
     /// The graph of the rows in `store`: `selected` (ascending indices into the active nodes)
@@ -355,8 +419,9 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// A group's index in the plan and its rows, as a pass thread returns them.
-type GroupRows = (usize, Vec<f32>);
+/// What [`Driver::run_passes`] does with a pass's seeds (indices into its plan) and their rows:
+/// `Ok(false)` stops the remaining passes.
+type Deliver<'d> = dyn FnMut(&[usize], Vec<f32>) -> Result<bool> + 'd;
 
 /// How many of a batch's backward passes run at once: `ADAG_PASS_THREADS` if set (1 runs them
 /// one after another), else the threads candle's CPU kernels use (`RAYON_NUM_THREADS`, else
@@ -373,17 +438,22 @@ fn pass_threads() -> usize {
 /// matrix product no longer runs near the kernel's peak, so a smaller group does not pay.
 const GROUP_OVERHEAD_ROWS: usize = 16;
 
-/// Splits a batch of seeds (read layer and position of each) into backward passes: groups of
-/// consecutive positions, each listed by descending layer (ties by position, then index, so
-/// the plan is deterministic).
+/// Splits a batch of seeds (read layer and position of each) into backward passes of at most
+/// `max_rows` seeds: groups of consecutive positions, each listed by descending layer (ties by
+/// position, then index, so the plan is deterministic).
 ///
 /// The cost of a pass over rows `R` spanning positions `..t` is
 /// `t · (Σ_{r∈R} (layer_r + 1) + GROUP_OVERHEAD_ROWS · (max layer + 1))`: every row pays its own
 /// layers (the growing prefix of [`FrozenModel::vjp`]) on the group's widest positions, and each
 /// pass pays a fixed overhead. With seeds sorted by position, the cheapest split into
-/// contiguous groups is a shortest path over the `n + 1` cut points, `O(n²)` for a batch of
-/// `n` seeds (microseconds at circuit-tracer's batch sizes).
-pub(crate) fn cone_groups(layers: &[usize], positions: &[usize]) -> Vec<Vec<usize>> {
+/// contiguous groups is a shortest path over the `n + 1` cut points, `O(n · max_rows)` for `n`
+/// seeds (a millisecond for a ranking round of circuit-tracer's sizes, 1024 seeds in groups of
+/// at most 256).
+pub(crate) fn cone_groups(
+    layers: &[usize],
+    positions: &[usize],
+    max_rows: usize,
+) -> Vec<Vec<usize>> {
     let n = layers.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| (positions[i], std::cmp::Reverse(layers[i]), i));
@@ -394,7 +464,7 @@ pub(crate) fn cone_groups(layers: &[usize], positions: &[usize]) -> Vec<Vec<usiz
     for j in 1..=n {
         let t = (positions[order[j - 1]] + 1) as u128;
         let (mut sum, mut top) = (0u128, 0u128);
-        for i in (0..j).rev() {
+        for i in (j.saturating_sub(max_rows)..j).rev() {
             let l = (layers[order[i]] + 1) as u128;
             sum += l;
             top = top.max(l);
@@ -447,7 +517,7 @@ mod tests {
         for n in [1, 2, 17, 256] {
             let layers: Vec<usize> = (0..n).map(|_| next(13)).collect();
             let positions: Vec<usize> = (0..n).map(|_| next(40)).collect();
-            let groups = cone_groups(&layers, &positions);
+            let groups = cone_groups(&layers, &positions, usize::MAX);
             let mut seen: Vec<usize> = groups.iter().flatten().copied().collect();
             seen.sort();
             assert_eq!(seen, (0..n).collect::<Vec<_>>());
@@ -457,6 +527,19 @@ mod tests {
             // Never worse than one pass over the whole batch.
             let one = vec![(0..n).collect::<Vec<_>>()];
             assert!(cost(&groups, &layers, &positions) <= cost(&one, &layers, &positions));
+            // With a cap, no pass is larger than it, and the plan is never worse than passes
+            // of `cap` consecutive seeds in position order.
+            let cap = 5;
+            let capped = cone_groups(&layers, &positions, cap);
+            assert!(capped.iter().all(|g| !g.is_empty() && g.len() <= cap));
+            let mut seen: Vec<usize> = capped.iter().flatten().copied().collect();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+            let mut by_position: Vec<usize> = (0..n).collect();
+            by_position.sort_by_key(|&i| (positions[i], i));
+            let chunks: Vec<Vec<usize>> = by_position.chunks(cap).map(|c| c.to_vec()).collect();
+            assert!(cost(&capped, &layers, &positions) <= cost(&chunks, &layers, &positions));
+            assert!(cost(&capped, &layers, &positions) >= cost(&groups, &layers, &positions));
         }
     }
 
@@ -467,7 +550,7 @@ mod tests {
         let positions = [40, 2, 3, 39, 1, 20, 38, 0];
         let mut order: Vec<usize> = (0..8).collect();
         order.sort_by_key(|&i| (positions[i], std::cmp::Reverse(layers[i]), i));
-        let mut best = usize::MAX;
+        let (mut best, mut best_capped) = (usize::MAX, usize::MAX);
         for mask in 0u32..128 {
             let mut groups = vec![vec![order[0]]];
             for (k, &seed) in order.iter().enumerate().skip(1) {
@@ -476,10 +559,17 @@ mod tests {
                 }
                 groups.last_mut().unwrap().push(seed);
             }
-            best = best.min(cost(&groups, &layers, &positions));
+            let c = cost(&groups, &layers, &positions);
+            best = best.min(c);
+            if groups.iter().all(|g| g.len() <= 3) {
+                best_capped = best_capped.min(c);
+            }
         }
-        let groups = cone_groups(&layers, &positions);
+        let groups = cone_groups(&layers, &positions, usize::MAX);
         assert_eq!(cost(&groups, &layers, &positions), best);
         assert!(groups.len() > 1, "seeds at positions 0–3 and 38–40 split");
+        let capped = cone_groups(&layers, &positions, 3);
+        assert!(capped.iter().all(|g| g.len() <= 3));
+        assert_eq!(cost(&capped, &layers, &positions), best_capped);
     }
 }

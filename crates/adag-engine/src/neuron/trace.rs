@@ -514,9 +514,7 @@ fn trace_one(
     let driver = Driver::new(model, frozen, &basis, Box::new(nodes))?;
     let mut store = RowStore::new(driver.n_cols(), false, k + all.len());
     driver.target_rows(&dirs, opts.batch_size, &mut store, &mut |_| true)?;
-    for chunk in all.chunks(opts.batch_size) {
-        driver.node_rows(chunk, &mut store)?;
-    }
+    driver.node_rows(&all, opts.batch_size, &mut store, &mut |_| true)?;
     let graph = driver.graph(
         &basis,
         &store,
