@@ -17,9 +17,11 @@ mod atomic;
 pub mod decimal;
 mod hooks;
 mod mapped;
+mod parallel;
 mod softmax;
 
 pub use atomic::{stale_temp_files, write_atomic, write_atomic_with, TEMP_PREFIX};
 pub use hooks::{HookName, ParseHookError, Site};
 pub use mapped::release_mapped_pages;
+pub use parallel::map_in_order;
 pub use softmax::softmax;

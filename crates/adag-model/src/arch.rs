@@ -102,8 +102,7 @@ pub fn load(
         Architecture::Gemma2 | Architecture::Gemma3
     );
 
-    let mut blocks = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
+    let block = |l: usize| -> Result<BlockWeights> {
         let p = format!("model.layers.{l}");
         let attn = AttnWeights {
             q: linear(&format!("{p}.self_attn.q_proj"), hq, d, cfg.qkv_bias)?,
@@ -137,15 +136,18 @@ pub fn load(
                 None,
             )
         };
-        blocks.push(BlockWeights {
+        Ok(BlockWeights {
             ln1: norm(&format!("{p}.input_layernorm.weight"), d)?,
             attn,
             ln1_post,
             ln2,
             mlp,
             ln2_post,
-        });
-    }
+        })
+    };
+    // Layers load on candle's CPU threads at once (see `adag_core::map_in_order`).
+    let blocks =
+        adag_core::map_in_order(cfg.n_layers, candle_core::utils::get_num_threads(), &block)?;
     let embed = get("model.embed_tokens.weight", &[cfg.d_vocab, d])?;
     // Tied checkpoints usually omit lm_head.weight; some store a copy anyway, which we ignore.
     let unembed = if cfg.tie_embeddings {

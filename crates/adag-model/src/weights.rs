@@ -5,9 +5,9 @@
 //! config field a shape came from; a researcher with a 4-shard checkpoint needs both. So this
 //! module keeps the routing table (tensor name → shard) itself and checks shapes before loading.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
@@ -22,7 +22,8 @@ pub struct WeightFiles {
     route: HashMap<String, usize>,
     /// Names handed out by [`WeightFiles::load`], so that tensors the config never asked for
     /// (a checkpoint with more layers than `num_hidden_layers`) are noticed.
-    loaded: RefCell<BTreeSet<String>>,
+    /// (Behind a lock: layers load on several threads.)
+    loaded: Mutex<BTreeSet<String>>,
     /// A multimodal checkpoint's prefix for the text model (`language_model.model.`), stored
     /// in place of `model.`; `None` for a text-only checkpoint.
     text_prefix: Option<&'static str>,
@@ -101,7 +102,7 @@ impl WeightFiles {
         Ok(WeightFiles {
             files,
             route,
-            loaded: RefCell::new(BTreeSet::new()),
+            loaded: Mutex::new(BTreeSet::new()),
             text_prefix,
         })
     }
@@ -122,7 +123,7 @@ impl WeightFiles {
     /// different, 1-layer model without a word. A tied checkpoint's spare `lm_head.weight` and
     /// the rotary buffers some exporters keep are not weights and are allowed.
     pub fn check_all_used(&self) -> Result<()> {
-        let loaded = self.loaded.borrow();
+        let loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         let unused: Vec<&String> = {
             let mut v: Vec<&String> = self
                 .route
@@ -215,7 +216,10 @@ impl WeightFiles {
                 actual: view.shape().to_vec(),
             });
         }
-        self.loaded.borrow_mut().insert(name.to_string());
+        self.loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
         let t = st
             .load(name, device)
             .and_then(|t| t.to_dtype(dtype))
