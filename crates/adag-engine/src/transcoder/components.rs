@@ -38,6 +38,16 @@ impl Components {
     }
 }
 
+/// One layer's share of [`TranscoderSet::components`]: its input, active features (positions,
+/// ids, activations) and, when any are active, their encoder rows and scaled decoder rows.
+struct Encoded {
+    x: Tensor,
+    pos: Vec<u32>,
+    feat: Vec<u32>,
+    val: Vec<f32>,
+    rows: Option<(Tensor, Tensor)>,
+}
+
 impl TranscoderSet {
     /// Encodes every layer of batch item `item` of `cache` (which must hold the transcoders'
     /// read and write hooks and `hook_embed`). Position 0 (BOS) is zeroed, as circuit-tracer
@@ -54,13 +64,10 @@ impl TranscoderSet {
         let n_pos = tokens.dim(0).ctx("token vectors")?;
         let d = self.d_model;
 
-        // Active features per layer, in (pos, feature) order.
-        let mut active = Vec::new();
-        let mut activations = Vec::new();
-        let mut per_layer: Vec<(Vec<u32>, Vec<u32>, Vec<f32>)> = Vec::with_capacity(n_layers);
-        let mut encoders = Vec::with_capacity(n_layers);
-        let mut inputs = Vec::with_capacity(n_layers);
-        for l in 0..n_layers {
+        // Per layer, independently (so on candle's threads at once: each reads its own
+        // mapped encoder and decoder rows): the input, the active features in (pos, feature)
+        // order, their encoder rows and their decoder rows scaled by activation.
+        let encode = |l: usize| -> Result<Encoded> {
             let x = cache
                 .item(HookName::Block(l, self.read.site()), item)?
                 .to_dtype(DType::F32)
@@ -76,34 +83,46 @@ impl TranscoderSet {
                         pos.push(p as u32);
                         feat.push(f as u32);
                         val.push(a);
-                        active.push([l as u32, p as u32, f as u32]);
-                        activations.push(a);
                     }
                 }
             }
-            if !feat.is_empty() {
-                encoders.push(self.layers[l].w_enc.rows(&feat, &dev)?);
-            }
-            per_layer.push((pos, feat, val));
-            inputs.push(x);
-        }
-        let encoders = if encoders.is_empty() {
-            Tensor::zeros((0, d), DType::F32, &dev).ctx("encoders")?
-        } else {
-            Tensor::cat(&encoders, 0).ctx("encoders")?
-        };
-
-        // Decoder rows scaled by activation, routed to their output layer.
-        let mut by_out: Vec<Vec<Routed>> = (0..n_layers).map(|_| Vec::new()).collect();
-        let mut offset = 0u32;
-        for (l, (pos, feat, val)) in per_layer.iter().enumerate() {
-            let m = feat.len();
-            if m > 0 {
+            let rows = if feat.is_empty() {
+                None
+            } else {
+                let m = feat.len();
                 let scale = Tensor::from_vec(val.clone(), (m, 1, 1), &dev).ctx("activations")?;
-                let rows = self
-                    .decoder_rows(l, feat, &dev)?
+                let dec = self
+                    .decoder_rows(l, &feat, &dev)?
                     .broadcast_mul(&scale)
                     .ctx("scaling decoders")?;
+                Some((self.layers[l].w_enc.rows(&feat, &dev)?, dec))
+            };
+            Ok(Encoded {
+                x,
+                pos,
+                feat,
+                val,
+                rows,
+            })
+        };
+        let layers =
+            adag_core::map_in_order(n_layers, candle_core::utils::get_num_threads(), &encode)?;
+
+        let mut active = Vec::new();
+        let mut activations = Vec::new();
+        let mut encoders = Vec::with_capacity(n_layers);
+        let mut inputs = Vec::with_capacity(n_layers);
+        // Decoder rows routed to their output layer.
+        let mut by_out: Vec<Vec<Routed>> = (0..n_layers).map(|_| Vec::new()).collect();
+        let mut offset = 0u32;
+        for (l, layer) in layers.into_iter().enumerate() {
+            for ((&p, &f), &a) in layer.pos.iter().zip(&layer.feat).zip(&layer.val) {
+                active.push([l as u32, p, f]);
+                activations.push(a);
+            }
+            let m = layer.feat.len();
+            if let Some((enc, rows)) = layer.rows {
+                encoders.push(enc);
                 let cols: Vec<u32> = (offset..offset + m as u32).collect();
                 let n_out = match self.kind {
                     TranscoderKind::PerLayer => 1,
@@ -115,11 +134,17 @@ impl TranscoderSet {
                         .and_then(|r| r.squeeze(1))
                         .and_then(|r| r.contiguous())
                         .ctx("decoder slot")?;
-                    by_out[l + j].push((slot, pos.clone(), cols.clone()));
+                    by_out[l + j].push((slot, layer.pos.clone(), cols.clone()));
                 }
             }
             offset += m as u32;
+            inputs.push(layer.x);
         }
+        let encoders = if encoders.is_empty() {
+            Tensor::zeros((0, d), DType::F32, &dev).ctx("encoders")?
+        } else {
+            Tensor::cat(&encoders, 0).ctx("encoders")?
+        };
 
         let n_active = active.len() as u32;
         let mut groups = Vec::with_capacity(n_layers);

@@ -323,11 +323,18 @@ impl TranscoderSet {
     /// Pre-activations `[T, d_tc]` of layer `l` for inputs `x` `[T, d_model]`.
     pub fn pre_activations(&self, l: usize, x: &Tensor) -> Result<Tensor> {
         let layer = &self.layers[l];
-        let w = layer.w_enc.load(x.device())?;
-        x.to_dtype(candle_core::DType::F32)
-            .and_then(|x| x.matmul(&w.t()?))
-            .and_then(|p| p.broadcast_add(&layer.b_enc))
-            .ctx("transcoder encoder")
+        let x = x
+            .to_dtype(candle_core::DType::F32)
+            .ctx("transcoder encoder")?;
+        let pre = match layer.w_enc.times_transposed(&x)? {
+            Some(pre) => pre,
+            None => {
+                let w = layer.w_enc.load(x.device())?;
+                x.matmul(&w.t().ctx("transcoder encoder")?)
+                    .ctx("transcoder encoder")?
+            }
+        };
+        pre.broadcast_add(&layer.b_enc).ctx("transcoder encoder")
     }
 
     /// Pre-activations of a few `(position, feature)` entries of layer `l` for inputs `x`
