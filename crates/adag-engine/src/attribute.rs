@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use adag_core::{HookName, Site};
 use adag_graph::{Graph, GraphMeta};
-use adag_model::{Batch, ModelTokenizer, Transformer};
+use adag_model::{Batch, LastLogitsOnly, ModelTokenizer, Transformer};
 
 use crate::accounting::{account, Inputs, Rows};
 use crate::basis::Basis;
@@ -140,7 +140,8 @@ pub fn attribute_with_progress(
 
     // Phase 0: forward pass, and the basis bound to the prompt.
     let filter = FrozenModel::cache_filter().union(&basis.cache_filter());
-    let out = model.forward(&Batch::single(tokens)?, &filter)?;
+    // Only the next-token distribution is read from the logits.
+    let out = model.forward_with(&Batch::single(tokens)?, &filter, &mut LastLogitsOnly)?;
     let frozen = FrozenModel::new(model, &out.cache, 0)?;
     let driver = Driver::new(model, frozen, basis, basis.prompt(model, &out.cache, 0)?)?;
     let active = driver.nodes.active();

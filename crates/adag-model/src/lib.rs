@@ -40,5 +40,6 @@ pub use dtype::{parse_dtype, DTYPE_CHOICES};
 pub use error::{Error, Result};
 pub use loaded::LoadedModel;
 pub use transformer::{
-    probabilities, Batch, ForwardHooks, ForwardOutput, KvCache, LoadOptions, NoHooks, Transformer,
+    probabilities, Batch, ForwardHooks, ForwardOutput, KvCache, LastLogitsOnly, LoadOptions,
+    NoHooks, Transformer,
 };

@@ -171,3 +171,31 @@ fn bad_input_is_refused_and_leaves_the_cache_usable() {
     let full = model.logits(&seq).unwrap();
     assert!(max_abs_diff(&got, &full.get(5).unwrap()) < TOL);
 }
+
+/// `LastLogitsOnly` unembeds the last position alone: the full forward's last row of logits
+/// (soft-capped on Gemma; a one-row product rounds in a different order, so within `TOL`, not
+/// bit for bit), and a cache that still holds the final norm at every position.
+#[test]
+fn last_logits_only_match_the_full_forward_at_the_last_position() {
+    use adag_core::HookName;
+    use adag_model::{Batch, CacheFilter, LastLogitsOnly};
+    for name in FIXTURES {
+        let model = load(name);
+        let ids = tokens(9, model.cfg.d_vocab, 3);
+        let batch = Batch::single(&ids).unwrap();
+        let filter = CacheFilter::only([HookName::LnFinalScale]);
+        let full = model.forward(&batch, &filter).unwrap();
+        let last = model
+            .forward_with(&batch, &filter, &mut LastLogitsOnly)
+            .unwrap();
+        assert_eq!(last.logits.dims(), [1, 1, model.cfg.d_vocab], "{name}");
+        let d = max_abs_diff(&full.last_logits(0).unwrap(), &last.last_logits(0).unwrap());
+        assert!(d < TOL, "{name}: last-position logits differ by {d}");
+        let scale = last.cache.item(HookName::LnFinalScale, 0).unwrap();
+        assert_eq!(
+            scale.dim(0).unwrap(),
+            ids.len(),
+            "{name}: final norm positions"
+        );
+    }
+}

@@ -219,7 +219,7 @@ impl Transformer {
             h = h.narrow(1, t - 1, 1).context("last position")?;
         }
         // `unembed` returns f32 `[1, rows, d_vocab]`.
-        self.unembed(&h, &mut site)?
+        self.unembed(&h, false, &mut site)?
             .get(0)
             .context("slicing logits")
     }
