@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 
+use crate::cpu_gemm::{parallelism, Strided};
 use crate::error::{Context, Result};
 
 /// The shapes of one layer's backward.
@@ -53,15 +54,13 @@ fn f32_slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Option<&
     }
 }
 
-/// `dst (+)= lhs · rhs` for row-major operands given by pointer and row stride (unit column
-/// stride everywhere).
+/// `dst (+)= lhs · rhs` for row-major operands given by pointer and row stride.
 ///
 /// # Safety
-/// `dst` must be valid for writes, and `lhs`/`rhs` for reads, of every element the shapes and
-/// row strides reach.
+/// As [`crate::cpu_gemm::product`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn product(
-    (m, n, k): (usize, usize, usize),
+    mnk: (usize, usize, usize),
     dst: *mut f32,
     dst_rs: usize,
     accumulate: bool,
@@ -71,35 +70,14 @@ unsafe fn product(
     rhs_rs: usize,
     parallelism: gemm::Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
+    crate::cpu_gemm::product(
+        mnk,
+        Strided::rows(dst, dst_rs),
         accumulate,
-        lhs,
-        1,
-        lhs_rs as isize,
-        rhs,
-        1,
-        rhs_rs as isize,
-        1.0,
-        1.0,
-        false,
-        false,
-        false,
+        Strided::rows(lhs, lhs_rs),
+        Strided::rows(rhs, rhs_rs),
         parallelism,
     )
-}
-
-/// The gemm crate's threading for the backward's products: candle's thread count.
-pub(crate) fn parallelism() -> gemm::Parallelism {
-    match candle_core::utils::get_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        k => gemm::Parallelism::Rayon(k),
-    }
 }
 
 /// An uninitialised buffer of `len` floats that `fill` writes completely before it is read.
@@ -299,28 +277,41 @@ mod tests {
         (diff, scale)
     }
 
+    /// A fixture model and its forward pass over `prompt`, cached for freezing.
+    fn forward_on(name: &str, prompt: &str) -> (LoadedModel, usize, adag_model::ForwardOutput) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
+        let m = LoadedModel::load(&root.join(name), &LoadOptions::default()).unwrap();
+        let tokens = m.tokenizer.prompt_ids(prompt, false).unwrap();
+        let out = m
+            .model
+            .forward(
+                &Batch::single(&tokens).unwrap(),
+                &FrozenModel::cache_filter(),
+            )
+            .unwrap();
+        (m, tokens.len(), out)
+    }
+
+    fn heads(cfg: &adag_model::ModelConfig) -> super::Heads {
+        super::Heads {
+            h: cfg.n_heads,
+            kv: cfg.n_kv_heads,
+            dh: cfg.d_head,
+            rep: cfg.n_rep(),
+            d: cfg.d_model,
+        }
+    }
+
     #[test]
     fn strided_products_give_candles_backward_on_every_architecture() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
         for name in ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] {
-            let m = LoadedModel::load(&root.join(name), &LoadOptions::default()).unwrap();
-            let tokens = m
-                .tokenizer
-                .prompt_ids("The keys to the cabinet are on the table", false)
-                .unwrap();
-            let out = m
-                .model
-                .forward(
-                    &Batch::single(&tokens).unwrap(),
-                    &FrozenModel::cache_filter(),
-                )
-                .unwrap();
+            let (m, n_tokens, out) = forward_on(name, "The keys to the cabinet are on the table");
             let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
             let d = m.model.cfg.d_model;
             let n = 5;
             for l in 0..m.model.cfg.n_layers {
                 // The whole prompt, and a causal cone shorter than it.
-                for t in [tokens.len(), 3] {
+                for t in [n_tokens, 3] {
                     let g = Tensor::randn(0f32, 1.0, (n, t, d), &Device::Cpu).unwrap();
                     // The same gradient as a position-major view, the layout the fast path
                     // hands to the next layer.
@@ -333,14 +324,7 @@ mod tests {
                     let want = frozen.attention_vjp_candle(l, &g, t).unwrap();
                     for (what, input) in [("[n, t, d]", &g), ("position-major", &g_pm)] {
                         let (w_o, w_v, p) = frozen.attention_operators(l);
-                        let cfg = &m.model.cfg;
-                        let heads = super::Heads {
-                            h: cfg.n_heads,
-                            kv: cfg.n_kv_heads,
-                            dh: cfg.d_head,
-                            rep: cfg.n_rep(),
-                            d,
-                        };
+                        let heads = heads(&m.model.cfg);
                         let (got, _) = super::attention_vjp_f32(&heads, input, w_o, w_v, p)
                             .expect("an f32 CPU gradient takes the strided path")
                             .unwrap();
@@ -357,27 +341,11 @@ mod tests {
 
     #[test]
     fn other_layouts_and_dtypes_are_left_to_candle() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models");
-        let m = LoadedModel::load(&root.join("llama"), &LoadOptions::default()).unwrap();
-        let tokens = m.tokenizer.prompt_ids("The keys to the", false).unwrap();
-        let out = m
-            .model
-            .forward(
-                &Batch::single(&tokens).unwrap(),
-                &FrozenModel::cache_filter(),
-            )
-            .unwrap();
+        let (m, t, out) = forward_on("llama", "The keys to the");
         let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
         let cfg = &m.model.cfg;
-        let heads = super::Heads {
-            h: cfg.n_heads,
-            kv: cfg.n_kv_heads,
-            dh: cfg.d_head,
-            rep: cfg.n_rep(),
-            d: cfg.d_model,
-        };
+        let heads = heads(cfg);
         let (w_o, w_v, p) = frozen.attention_operators(0);
-        let t = tokens.len();
         let g = Tensor::randn(0f32, 1.0, (2, t, cfg.d_model), &Device::Cpu).unwrap();
         // A view with the model dimension strided, and a bf16 gradient.
         let odd = g

@@ -24,6 +24,7 @@ pub mod attribute;
 pub mod basis;
 pub mod circuit;
 pub mod constrained;
+mod cpu_gemm;
 mod driver;
 pub mod error;
 pub mod frozen;

@@ -5,6 +5,7 @@
 //! (layer, position), the direct effects of all of them on a batch of seeds are one matrix
 //! product per group with the gradient at that position.
 
+use crate::cpu_gemm::Strided;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
@@ -196,28 +197,24 @@ impl RowCollector<'_> {
                 // (base + p·s_pos + i·s_row + j·s_dim) lie in `data` (checked above); the
                 // sources are rows start..end of the contiguous [m, d] `w`.
                 unsafe {
-                    gemm::gemm(
-                        k,
-                        end - start,
-                        d,
-                        self.out.as_mut_ptr().add(col),
-                        1,
-                        self.n_cols as isize,
+                    crate::cpu_gemm::product(
+                        (k, end - start, d),
+                        Strided::rows(self.out.as_mut_ptr().add(col), self.n_cols),
                         true,
-                        data.as_ptr().add(base + p * s_pos),
-                        s_dim as isize,
-                        s_row as isize,
-                        w.as_ptr().add(start * d),
-                        d as isize,
-                        1,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
+                        Strided {
+                            ptr: data.as_ptr().add(base + p * s_pos),
+                            rs: s_row,
+                            cs: s_dim,
+                        },
+                        // Sources are rows of w, read as its transpose: [d, end − start].
+                        Strided {
+                            ptr: w.as_ptr().add(start * d),
+                            rs: 1,
+                            cs: d,
+                        },
                         parallelism,
-                    );
-                }
+                    )
+                };
                 start = end;
             }
             self.flops += 2.0 * (k * d * m) as f64;

@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use safetensors::Dtype;
 
+use crate::cpu_gemm::Strided;
 use crate::error::{Context, Error, Result};
 
 /// An opened safetensors file.
@@ -177,26 +178,18 @@ impl Matrix {
         // SAFETY: out is t rows of `rows` floats, written whole (accumulate off); x is t rows
         // of cols; wᵀ is read as (k, j) ↦ w[j·cols + k] within its rows·cols elements.
         unsafe {
-            gemm::gemm(
-                t,
-                rows,
-                cols,
-                out.as_mut_ptr(),
-                1,
-                rows as isize,
+            crate::cpu_gemm::product(
+                (t, rows, cols),
+                Strided::rows(out.as_mut_ptr(), rows),
                 false,
-                xv.as_ptr(),
-                1,
-                cols as isize,
-                w.as_ptr(),
-                cols as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                crate::attention_cpu::parallelism(),
+                Strided::rows(xv.as_ptr(), cols),
+                // wᵀ: element (k, j) is w[j·cols + k].
+                Strided {
+                    ptr: w.as_ptr(),
+                    rs: 1,
+                    cs: cols,
+                },
+                crate::cpu_gemm::parallelism(),
             );
             out.set_len(t * rows);
         }
