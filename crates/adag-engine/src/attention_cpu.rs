@@ -42,6 +42,19 @@ pub(crate) struct Heads {
     pub d: usize,
 }
 
+impl Heads {
+    /// The shapes of `cfg`'s attention.
+    pub fn of(cfg: &adag_model::ModelConfig) -> Self {
+        Heads {
+            h: cfg.n_heads,
+            kv: cfg.n_kv_heads,
+            dh: cfg.d_head,
+            rep: cfg.n_rep(),
+            d: cfg.d_model,
+        }
+    }
+}
+
 /// A tensor's elements as an `f32` CPU slice from its first element, if it is a contiguous
 /// `f32` tensor in CPU memory (`storage` and `layout` from `Tensor::storage_and_layout`).
 fn f32_slice<'a>(storage: &'a Storage, layout: &candle_core::Layout) -> Option<&'a [f32]> {
@@ -78,6 +91,26 @@ unsafe fn product(
         Strided::rows(rhs, rhs_rs),
         parallelism,
     )
+}
+
+/// `src`, laid out `[outer, inner, width]`, copied to `[inner, outer, width]`: the gradient
+/// into position-major order, and blocks between one-per-head and side by side.
+fn transpose_blocks(src: &[f32], outer: usize, inner: usize, width: usize) -> Vec<f32> {
+    assert_eq!(src.len(), outer * inner * width, "blocks to transpose");
+    filled(src.len(), |dst| {
+        for (i, block) in src.chunks_exact(width.max(1)).enumerate() {
+            let (o, j) = (i / inner, i % inner);
+            // SAFETY: block (j, o) of the [inner, outer, width] buffer; the blocks of `src`
+            // cover it exactly once (lengths checked above).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    block.as_ptr(),
+                    dst.add((j * outer + o) * width),
+                    width,
+                )
+            };
+        }
+    })
 }
 
 /// An uninitialised buffer of `len` floats that `fill` writes completely before it is read.
@@ -137,23 +170,13 @@ pub(crate) fn attention_vjp_f32(
     let mut buf = if position_major {
         g[..t * n * d].to_vec()
     } else {
-        filled(t * n * d, |dst| {
-            for q in 0..t {
-                for i in 0..n {
-                    let src = &g[(i * t + q) * d..(i * t + q + 1) * d];
-                    // SAFETY: row (q, i) of the t·n·d buffer.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(src.as_ptr(), dst.add((q * n + i) * d), d)
-                    };
-                }
-            }
-        })
+        transpose_blocks(&g[..n * t * d], n, t, d)
     };
     drop(g_s);
     let gp = &buf;
     let block = t * n * dh;
     // 1. g_z[h] = gp · W_O'[:, h·dh..(h+1)·dh], [t·n, dh] = [t, n·dh]: one product over all
-    // heads, then split into per-head blocks (h products of dh columns each packed all of gp).
+    // heads, then split into per-head blocks (a product per head would pack all of gp each).
     let rows = t * n;
     let z = filled(rows * h * dh, |dst| {
         // SAFETY: dst is t·n rows of h·dh; gp t·n rows of d; W_O' d rows of h·dh.
@@ -171,20 +194,7 @@ pub(crate) fn attention_vjp_f32(
             )
         }
     });
-    let g_z = filled(h * block, |dst| {
-        for (row, heads) in z.chunks_exact(h * dh).enumerate() {
-            for (head, part) in heads.chunks_exact(dh).enumerate() {
-                // SAFETY: row `row` of block `head`, dh floats.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        part.as_ptr(),
-                        dst.add(head * block + row * dh),
-                        dh,
-                    )
-                };
-            }
-        }
-    });
+    let g_z = transpose_blocks(&z, rows, h, dh);
     drop(z);
     let o_proj = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
@@ -214,24 +224,9 @@ pub(crate) fn attention_vjp_f32(
     let pattern_mix = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
     // 3. buf += Σ_kv g_v[kv] · W_V'[kv·dh.., :]: the residual stream plus what attention
-    // sends back, position-major.
-    // The groups side by side, [t·n, kv·dh], so that this is one product with kv·dh terms per
-    // output instead of kv products of dh that each read and write all of buf.
-    let gv = filled(rows * kv * dh, |dst| {
-        for group in 0..kv {
-            let blk = &g_v[group * block..(group + 1) * block];
-            for (row, part) in blk.chunks_exact(dh).enumerate() {
-                // SAFETY: row `row`, group `group` of the t·n × kv·dh buffer.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        part.as_ptr(),
-                        dst.add(row * kv * dh + group * dh),
-                        dh,
-                    )
-                };
-            }
-        }
-    });
+    // sends back, position-major. The groups side by side, [t·n, kv·dh], make it one product
+    // with kv·dh terms per output instead of kv products of dh that each read and write buf.
+    let gv = transpose_blocks(&g_v, kv, rows, dh);
     drop(g_v);
     // SAFETY: buf is t·n rows of d; gv t·n rows of kv·dh; W_V' kv·dh rows of d.
     unsafe {
@@ -292,16 +287,6 @@ mod tests {
         (m, tokens.len(), out)
     }
 
-    fn heads(cfg: &adag_model::ModelConfig) -> super::Heads {
-        super::Heads {
-            h: cfg.n_heads,
-            kv: cfg.n_kv_heads,
-            dh: cfg.d_head,
-            rep: cfg.n_rep(),
-            d: cfg.d_model,
-        }
-    }
-
     #[test]
     fn strided_products_give_candles_backward_on_every_architecture() {
         for name in ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] {
@@ -324,7 +309,7 @@ mod tests {
                     let want = frozen.attention_vjp_candle(l, &g, t).unwrap();
                     for (what, input) in [("[n, t, d]", &g), ("position-major", &g_pm)] {
                         let (w_o, w_v, p) = frozen.attention_operators(l);
-                        let heads = heads(&m.model.cfg);
+                        let heads = super::Heads::of(&m.model.cfg);
                         let (got, _) = super::attention_vjp_f32(&heads, input, w_o, w_v, p)
                             .expect("an f32 CPU gradient takes the strided path")
                             .unwrap();
@@ -344,7 +329,7 @@ mod tests {
         let (m, t, out) = forward_on("llama", "The keys to the");
         let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
         let cfg = &m.model.cfg;
-        let heads = heads(cfg);
+        let heads = super::Heads::of(cfg);
         let (w_o, w_v, p) = frozen.attention_operators(0);
         let g = Tensor::randn(0f32, 1.0, (2, t, cfg.d_model), &Device::Cpu).unwrap();
         // A view with the model dimension strided, and a bf16 gradient.

@@ -745,15 +745,8 @@ impl<'m> FrozenModel<'m> {
     /// Three matrix products with the frozen norms folded into the operators (see
     /// [`FrozenLayer`]).
     pub(crate) fn attention_vjp(&self, l: usize, g_mid: &Tensor, t: usize) -> Result<Tensor> {
-        let cfg = &self.model.cfg;
         let fl = &self.layers[l];
-        let heads = crate::attention_cpu::Heads {
-            h: cfg.n_heads,
-            kv: cfg.n_kv_heads,
-            dh: cfg.d_head,
-            rep: cfg.n_rep(),
-            d: cfg.d_model,
-        };
+        let heads = crate::attention_cpu::Heads::of(&self.model.cfg);
         let fast = crate::attention_cpu::attention_vjp_f32(
             &heads,
             g_mid,

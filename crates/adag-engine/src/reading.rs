@@ -5,11 +5,11 @@
 //! (layer, position), the direct effects of all of them on a batch of seeds are one matrix
 //! product per group with the gradient at that position.
 
-use crate::cpu_gemm::Strided;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 
+use crate::cpu_gemm::Strided;
 use crate::error::{Context, Result};
 use crate::frozen::Visitor;
 

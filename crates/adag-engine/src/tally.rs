@@ -11,11 +11,14 @@ use std::time::Instant;
 /// A part of the backward pass, as the phase table lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Attention's output projection `g·W_O'`, with the copy into the per-head layout.
+    /// Attention's output projection `g·W_O'`, with the copies into the per-head layout (and,
+    /// on the strided CPU path, the gradient's position-major copy).
     OProj,
-    /// The frozen pattern's mix from queries to keys, with the copy out of it.
+    /// The frozen pattern's mix from queries to keys (on candle's path, with the copy out of
+    /// it).
     PatternMix,
-    /// Attention's value projection `g_v·W_V'` and the residual add.
+    /// Attention's value projection `g_v·W_V'` and the residual add (on the strided CPU path,
+    /// with the copy of the groups side by side).
     VProj,
     /// Gradient across the MLP (a transcoder's skip, RelP through a gated MLP), with the norms
     /// on either side.
