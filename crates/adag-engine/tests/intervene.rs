@@ -8,6 +8,7 @@ use adag_engine::intervene::{generate, intervene, Action, Intervention, Mode, Po
 use adag_engine::{attribute, AttributeOptions, TargetSpec, TranscoderSet};
 use adag_graph::GraphMeta;
 use adag_model::{Batch, CacheFilter, ForwardHooks, LoadOptions, LoadedModel};
+use adag_testkit::max_abs_diff as max_diff;
 use adag_testkit::transcoders::{write_random_transcoders, RandomSpec};
 use candle_core::{Device, Tensor};
 
@@ -41,19 +42,6 @@ fn setup(
     let tc = TranscoderSet::load(dir.path(), &Device::Cpu).unwrap();
     let tokens = adag_engine::prepare_tokens(&m.tokenizer, "36+59=95. The keys").unwrap();
     (m, dir, tc, tokens)
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]
