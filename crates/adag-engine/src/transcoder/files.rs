@@ -174,13 +174,22 @@ impl Matrix {
         // SAFETY: `data` is rows·cols little-endian f32s (length and dtype checked above) at
         // an f32-aligned address, read-only for as long as `view` lives.
         let w: &[f32] = unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), rows * cols) };
+        // The product is written transposed, `[rows, t]`: with a row-major `[t, rows]` result
+        // the gemm kernel would swap the operands and repack the whole encoder into column
+        // panels on every call (see `adag_model::layers::matmul_wt`); this way the encoder is
+        // read in place and only `x` is packed. The small result is transposed after.
         let mut out: Vec<f32> = Vec::with_capacity(t * rows);
-        // SAFETY: out is t rows of `rows` floats, written whole (accumulate off); x is t rows
-        // of cols; wᵀ is read as (k, j) ↦ w[j·cols + k] within its rows·cols elements.
+        // SAFETY: out holds t·rows floats, element (i, j) of the [t, rows] product at
+        // i + j·t, written whole (accumulate off); x is t rows of cols; wᵀ is read as
+        // (k, j) ↦ w[j·cols + k] within its rows·cols elements.
         unsafe {
             crate::cpu_gemm::product(
                 (t, rows, cols),
-                Strided::rows(out.as_mut_ptr(), rows),
+                Strided {
+                    ptr: out.as_mut_ptr(),
+                    rs: 1,
+                    cs: t,
+                },
                 false,
                 Strided::rows(xv.as_ptr(), cols),
                 // wᵀ: element (k, j) is w[j·cols + k].
@@ -195,7 +204,8 @@ impl Matrix {
         }
         drop(x_s);
         adag_core::release_mapped_pages(data);
-        Tensor::from_vec(out, (t, rows), &Device::Cpu)
+        Tensor::from_vec(out, (rows, t), &Device::Cpu)
+            .and_then(|o| o.t()?.contiguous())
             .ctx("encoder product")
             .map(Some)
     }

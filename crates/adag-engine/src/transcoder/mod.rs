@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adag_core::Site;
+use adag_model::layers::matmul_wt;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
@@ -330,8 +331,7 @@ impl TranscoderSet {
             Some(pre) => pre,
             None => {
                 let w = layer.w_enc.load(x.device())?;
-                x.matmul(&w.t().ctx("transcoder encoder")?)
-                    .ctx("transcoder encoder")?
+                matmul_wt(&x, &w).ctx("transcoder encoder")?
             }
         };
         pre.broadcast_add(&layer.b_enc).ctx("transcoder encoder")
@@ -359,7 +359,7 @@ impl TranscoderSet {
         let ids = Tensor::new(features.as_slice(), x.device()).ctx("feature ids")?;
         let pre = x
             .to_dtype(candle_core::DType::F32)
-            .and_then(|x| x.matmul(&rows.t()?))
+            .and_then(|x| matmul_wt(&x, &rows))
             .and_then(|p| p.broadcast_add(&layer.b_enc.index_select(&ids, 0)?))
             .and_then(|p| p.to_vec2::<f32>())
             .ctx("transcoder encoder")?;
@@ -414,7 +414,7 @@ impl TranscoderSet {
             .as_ref()
             .map(|w| {
                 x.to_dtype(candle_core::DType::F32)
-                    .and_then(|x| x.matmul(&w.t()?))
+                    .and_then(|x| matmul_wt(&x, w))
                     .ctx("skip")
             })
             .transpose()
