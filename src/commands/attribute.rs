@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use adag_engine::{attribute, prepare_tokens, AttributeOptions, CustomTarget, TargetSpec};
-use adag_graph::{frontend, graph_scores, prune, Graph, GraphMeta, NodeKind, PruneResult};
+use adag_graph::{frontend, prune_and_score, Graph, GraphMeta, NodeKind, PruneResult};
 use adag_model::{LoadedModel, ModelTokenizer};
 use anyhow::{bail, Context, Result};
 
@@ -231,8 +231,8 @@ pub fn run(mut args: Args) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let mut graph = attribute(&m.model, &tokens, basis.as_ref(), &options, meta, &name)?;
-    let pruned = prune(&graph, args.node_threshold, args.edge_threshold)?;
-    graph.meta.scores = Some(graph_scores(&graph)?);
+    let (pruned, scores) = prune_and_score(&graph, args.node_threshold, args.edge_threshold)?;
+    graph.meta.scores = Some(scores);
     eprint_timings(&graph, started.elapsed().as_secs_f64());
     let heads = if args.head_loadings {
         let clock = std::time::Instant::now();

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use adag_graph::{frontend, graph_scores, prune, pruned_graph, Graph, NodeKind, PruneResult};
+use adag_graph::{frontend, prune, prune_and_score, pruned_graph, Graph, NodeKind, PruneResult};
 use anyhow::{bail, Context, Result};
 
 /// Arguments of `adag prune`.
@@ -60,8 +60,8 @@ fn check(node: f32, edge: f32) -> Result<()> {
 pub fn run_prune(a: PruneArgs) -> Result<()> {
     check(a.node_threshold, a.edge_threshold)?;
     let mut g = load(&a.graph)?;
-    let pruned = prune(&g, a.node_threshold, a.edge_threshold)?;
-    g.meta.scores = Some(graph_scores(&g)?);
+    let (pruned, scores) = prune_and_score(&g, a.node_threshold, a.edge_threshold)?;
+    g.meta.scores = Some(scores);
     let kept: Vec<usize> = (0..g.n_nodes()).filter(|&i| pruned.node_mask[i]).collect();
     let n_edges = pruned.edge_mask.count();
     println!(

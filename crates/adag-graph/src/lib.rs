@@ -38,6 +38,6 @@ pub use error::{Error, Result};
 pub use graph::{Graph, GraphMeta, LogitTarget, NodeKind};
 pub use heads::HeadLoadings;
 pub use prune::{
-    find_threshold, graph_scores, influence, normalize, prune, pruned_graph, GraphScores,
-    PruneResult,
+    find_threshold, graph_scores, influence, normalize, prune, prune_and_score, pruned_graph,
+    GraphScores, PruneResult,
 };

@@ -92,15 +92,43 @@ pub struct PruneResult {
 /// of the result is a list; the normalised and masked matrices are never materialised (see `rows.rs`).
 /// The result is bitwise the same as the dense definition (tested against it).
 pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<PruneResult> {
+    Ok(prune_and_score(graph, node_threshold, edge_threshold)?.0)
+}
+
+/// [`prune`] and [`graph_scores`] together: both start from every node's influence on the
+/// logits through the unpruned graph, which is then computed once (it is a pass over the
+/// adjacency per graph depth; the two results are the same as the separate calls', bit for bit).
+pub fn prune_and_score(
+    graph: &Graph,
+    node_threshold: f32,
+    edge_threshold: f32,
+) -> Result<(PruneResult, GraphScores)> {
     graph.validate()?;
     let n = graph.n_nodes();
     let w = graph.logit_weights();
+    let full = NormRows::new(&graph.adjacency, n, None);
+    let infl = full.influence(&w, MAX_ITER)?;
+    let scores = scores_from(graph, &full, &w, &infl);
+    Ok((
+        prune_from(graph, &w, &infl, node_threshold, edge_threshold)?,
+        scores,
+    ))
+}
+
+/// Pruning given the logit weights `w` and the unpruned influence `infl`.
+fn prune_from(
+    graph: &Graph,
+    w: &[f32],
+    infl: &[f32],
+    node_threshold: f32,
+    edge_threshold: f32,
+) -> Result<PruneResult> {
+    let n = graph.n_nodes();
     let (n_logits, n_tokens, n_features) = (graph.n_logits(), graph.n_pos(), graph.n_features());
     let a = &graph.adjacency;
 
     // 1. Nodes by influence on the logits; tokens and logits always stay.
-    let infl = NormRows::new(a, n, None).influence(&w, MAX_ITER)?;
-    let node_thr = find_threshold(&infl, node_threshold);
+    let node_thr = find_threshold(infl, node_threshold);
     let mut node_mask: Vec<bool> = infl.iter().map(|&x| x >= node_thr).collect();
     for m in &mut node_mask[n - n_logits - n_tokens..] {
         *m = true;
@@ -108,8 +136,8 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
 
     // 2-3. Edges by (normalised weight × influence of their target) on the pruned graph.
     let mp = NormRows::new(a, n, Some(&node_mask));
-    let mut infl_e = mp.influence(&w, MAX_ITER)?;
-    for (x, wi) in infl_e.iter_mut().zip(&w) {
+    let mut infl_e = mp.influence(w, MAX_ITER)?;
+    for (x, wi) in infl_e.iter_mut().zip(w) {
         *x += wi;
     }
     // Positive scores in row-major order, as the dense definition lists them.
@@ -172,7 +200,7 @@ pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<
     Ok(PruneResult {
         node_mask,
         edge_mask,
-        cumulative_scores: cumulative_scores(&infl),
+        cumulative_scores: cumulative_scores(infl),
     })
 }
 
@@ -246,10 +274,15 @@ pub struct GraphScores {
 /// circuit-tracer's `compute_graph_scores`, over the non-zero rows without a normalised copy.
 pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
     graph.validate()?;
-    let n = graph.n_nodes();
     let w = graph.logit_weights();
-    let m = NormRows::new(&graph.adjacency, n, None);
+    let m = NormRows::new(&graph.adjacency, graph.n_nodes(), None);
     let infl = m.influence(&w, MAX_ITER)?;
+    Ok(scores_from(graph, &m, &w, &infl))
+}
+
+/// The scores given the unpruned normalised rows `m`, the logit weights and the influence.
+fn scores_from(graph: &Graph, m: &NormRows, w: &[f32], infl: &[f32]) -> GraphScores {
+    let n = graph.n_nodes();
     let errors = graph.error_index(0, 0)..graph.token_index(0);
     let tokens = graph.token_index(0)..graph.logit_index(0);
     let tok: f32 = infl[tokens].iter().sum();
@@ -272,10 +305,10 @@ pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
         num += (1.0 - from_errors[i]) * weight;
         den += weight;
     }
-    Ok(GraphScores {
+    GraphScores {
         replacement,
         completeness: if den > 0.0 { num / den } else { 0.0 },
-    })
+    }
 }
 
 #[cfg(test)]

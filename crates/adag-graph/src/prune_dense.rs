@@ -111,7 +111,7 @@ pub fn graph_scores_dense(graph: &Graph) -> Result<GraphScores> {
 mod tests {
     use super::*;
     use crate::graph::{GraphMeta, LogitTarget};
-    use crate::{graph_scores, prune, pruned_graph};
+    use crate::{graph_scores, prune, prune_and_score, pruned_graph};
 
     /// xorshift64*: enough randomness for graph shapes without a dependency.
     struct Rng(u64);
@@ -221,6 +221,14 @@ mod tests {
             for (nt, et) in thresholds {
                 let want = prune_dense(&g, nt, et).unwrap();
                 let got = prune(&g, nt, et).unwrap();
+                // The combined call shares the influence and must change nothing.
+                let (together, scores) = prune_and_score(&g, nt, et).unwrap();
+                assert_eq!(together, got, "seed {seed} ({nt}, {et})");
+                let alone = graph_scores(&g).unwrap();
+                assert_eq!(
+                    (scores.replacement.to_bits(), scores.completeness.to_bits()),
+                    (alone.replacement.to_bits(), alone.completeness.to_bits())
+                );
                 assert_eq!(got.node_mask, want.node_mask, "seed {seed} ({nt}, {et})");
                 assert_eq!(got.edge_mask, want.edge_mask, "seed {seed} ({nt}, {et})");
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
