@@ -206,8 +206,17 @@ fn edge_sums(row: &[f32], rows: &Rows, is_node: &[bool]) -> (f32, f32, f32, f32)
     let f64sum = |xs: &mut dyn Iterator<Item = f32>| xs.map(|x| x as f64).sum::<f64>() as f32;
     let (feats, rest) = row.split_at(rows.n_active);
     let (errs, toks) = rest.split_at(rows.n_errors);
-    let sel = f64sum(&mut feats.iter().zip(is_node).filter(|p| *p.1).map(|p| *p.0));
-    let unsel = f64sum(&mut feats.iter().zip(is_node).filter(|p| !*p.1).map(|p| *p.0));
+    // One pass with both sums: each still adds its own entries in index order (the same
+    // result as two filtered passes), and the two dependency chains overlap.
+    let (mut sel, mut unsel) = (0f64, 0f64);
+    for (&x, &node) in feats.iter().zip(is_node) {
+        if node {
+            sel += x as f64;
+        } else {
+            unsel += x as f64;
+        }
+    }
+    let (sel, unsel) = (sel as f32, unsel as f32);
     (
         sel,
         unsel,

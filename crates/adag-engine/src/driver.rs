@@ -79,17 +79,37 @@ impl RowStore {
         let mut prod = vec![0.0f32; n + logit_probs.len()];
         prod[n..].copy_from_slice(logit_probs);
         let mut total = vec![0.0f32; n];
+        // Columns split across threads: this runs between ranking rounds, while no backward
+        // pass does. Each column still sums its rows in order, so the result is the same.
+        let threads = candle_core::utils::get_num_threads().clamp(1, 8);
+        let width = n.div_ceil(threads).max(1);
         for _ in 0..128 {
             let mut next = vec![0.0f32; n + logit_probs.len()];
-            for (r, &node) in self.node.iter().enumerate() {
-                let c = prod[node];
-                if c != 0.0 {
-                    let s = sums[r];
-                    for (x, v) in next[..n].iter_mut().zip(&self.rows[r * n..(r + 1) * n]) {
+            let active: Vec<(usize, f32, f32)> = self
+                .node
+                .iter()
+                .enumerate()
+                .filter(|&(_, &node)| prod[node] != 0.0)
+                .map(|(r, &node)| (r, prod[node], sums[r]))
+                .collect();
+            let accumulate = |start: usize, out: &mut [f32]| {
+                for &(r, c, s) in &active {
+                    let row = &self.rows[r * n + start..r * n + start + out.len()];
+                    for (x, v) in out.iter_mut().zip(row) {
                         *x += c * (v.abs() / s);
                     }
                 }
-            }
+            };
+            std::thread::scope(|scope| {
+                let mut chunks = next[..n].chunks_mut(width).enumerate();
+                let first = chunks.next();
+                for (i, out) in chunks {
+                    scope.spawn(move || accumulate(i * width, out));
+                }
+                if let Some((_, out)) = first {
+                    accumulate(0, out);
+                }
+            });
             if next.iter().all(|&x| x == 0.0) {
                 return Ok(total);
             }
