@@ -199,6 +199,14 @@ pub(crate) fn attention_vjp_f32(
     let o_proj = clock.elapsed().as_secs_f64();
     let clock = Instant::now();
     // 2. g_v[kv] = Σ_r P[kv, :t, r, :t] · g_z[kv·rep + r], [t, n·dh].
+    // A short prompt's products (t × t times [t, n·dh], 17 MFLOP at 23 tokens) run on one
+    // thread: too small to split while the other pass thread keeps the second core busy (split,
+    // their thread time was twice as long on the side-by-side fixture). Long prompts split.
+    let mix_parallelism = if 2 * t * t * n * dh < 1 << 26 {
+        gemm::Parallelism::None
+    } else {
+        parallelism
+    };
     let g_v = filled(kv * block, |dst| {
         for group in 0..kv {
             for r in 0..rep {
@@ -215,7 +223,7 @@ pub(crate) fn attention_vjp_f32(
                         rep * big_t,
                         g_z.as_ptr().add(head * block),
                         n * dh,
-                        parallelism,
+                        mix_parallelism,
                     )
                 };
             }
