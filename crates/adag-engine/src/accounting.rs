@@ -23,7 +23,7 @@ use candle_core::{DType, Tensor};
 
 use crate::constrained::Constrained;
 use crate::error::{joined, Context, Result};
-use crate::transcoder::TranscoderSet;
+use crate::transcoder::{EncoderRows, TranscoderSet};
 
 /// Names of the terms, as stored in graph files.
 pub const ENCODER_BIAS: &str = "transcoder encoder bias";
@@ -92,7 +92,34 @@ pub(crate) fn unembed_mean(unembed: &Tensor) -> Result<Tensor> {
     (sum / v as f64).ctx("mean logit")
 }
 
-fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
+/// The active features of one layer (their indices into `active` and `(position, feature)`
+/// entries) and their encoder rows, read once for the four runs.
+struct LayerEncoders {
+    idx: Vec<usize>,
+    entries: Vec<(usize, u32)>,
+    rows: EncoderRows,
+}
+
+fn layer_encoders(inp: &Inputs) -> Result<Vec<LayerEncoders>> {
+    let device = inp.clean.get(HookName::Embed)?.device().clone();
+    (0..inp.transcoders.n_layers())
+        .map(|l| {
+            let (idx, entries): (Vec<usize>, Vec<(usize, u32)>) = inp
+                .active
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a[0] as usize == l)
+                .map(|(i, &[_, p, f])| (i, (p as usize, f)))
+                .unzip();
+            let rows = inp
+                .transcoders
+                .encoder_rows(l, entries.iter().map(|&(_, f)| f), &device)?;
+            Ok(LayerEncoders { idx, entries, rows })
+        })
+        .collect()
+}
+
+fn observe(inp: &Inputs, encoders: &[LayerEncoders], run: &mut Constrained) -> Result<Observed> {
     let model = inp.model;
     // Only the final residual is read: the unembedding of every position is skipped.
     run.logits = false;
@@ -129,18 +156,9 @@ fn observe(inp: &Inputs, run: &mut Constrained) -> Result<Observed> {
         .ctx("mean logit")?;
     // Only the active features' pre-activations, layer by layer.
     let mut pre = vec![0f32; inp.active.len()];
-    for l in 0..inp.transcoders.n_layers() {
-        let (idx, entries): (Vec<usize>, Vec<(usize, u32)>) = inp
-            .active
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a[0] as usize == l)
-            .map(|(i, &[_, p, f])| (i, (p as usize, f)))
-            .unzip();
-        let values = inp
-            .transcoders
-            .pre_activations_at(l, &run.input(l)?, &entries)?;
-        for (i, v) in idx.into_iter().zip(values) {
+    for (l, layer) in encoders.iter().enumerate() {
+        let values = layer.rows.pre_activations(&run.input(l)?, &layer.entries)?;
+        for (&i, v) in layer.idx.iter().zip(values) {
             pre[i] = v;
         }
     }
@@ -158,7 +176,7 @@ struct Keep {
     bos_mlp: bool,
 }
 
-fn run_keeping(inp: &Inputs, keep: Keep) -> Result<Observed> {
+fn run_keeping(inp: &Inputs, encoders: &[LayerEncoders], keep: Keep) -> Result<Observed> {
     let tc = inp.transcoders;
     let mut run = Constrained::new(inp.clean, tc);
     let embed = inp.clean.get(HookName::Embed)?;
@@ -199,7 +217,7 @@ fn run_keeping(inp: &Inputs, keep: Keep) -> Result<Observed> {
         }
         run.write_deltas[l] = Some(delta);
     }
-    observe(inp, &mut run)
+    observe(inp, encoders, &mut run)
 }
 
 fn edge_sums(row: &[f32], rows: &Rows, is_node: &[bool]) -> (f32, f32, f32, f32) {
@@ -227,9 +245,11 @@ fn edge_sums(row: &[f32], rows: &Rows, is_node: &[bool]) -> (f32, f32, f32, f32)
 
 /// The accounting of a graph: four constrained runs plus sums over the backward rows.
 pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
+    let encoders = layer_encoders(inp)?;
     let keep = |decoder_bias, bos_mlp| {
         run_keeping(
             inp,
+            &encoders,
             Keep {
                 decoder_bias,
                 bos_mlp,
@@ -242,7 +262,11 @@ pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| Ok::<_, crate::Error>((keep(true, false)?, keep(true, true)?)));
         let first = (|| {
-            let full = observe(inp, &mut Constrained::new(inp.clean, inp.transcoders))?;
+            let full = observe(
+                inp,
+                &encoders,
+                &mut Constrained::new(inp.clean, inp.transcoders),
+            )?;
             Ok::<_, crate::Error>((full, keep(false, false)?))
         })();
         let second = joined(second.join(), "an accounting run");

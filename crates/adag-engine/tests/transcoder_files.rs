@@ -145,6 +145,35 @@ fn cross_layer_decoders_write_to_every_later_layer() {
     }
 }
 
+/// A few features' encoder rows, read once, give the same pre-activations as encoding every
+/// feature, in any entry order and with repeated features; a feature outside the rows is an
+/// error, not a wrong value.
+#[test]
+fn encoder_rows_give_the_full_encoders_pre_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    write_random_transcoders(dir.path(), &spec(false)).unwrap();
+    let t = TranscoderSet::load(dir.path(), &Device::Cpu).unwrap();
+    let x = Tensor::randn(0f32, 1.0, (5, 64), &Device::Cpu).unwrap();
+    let entries = [(4, 31), (0, 2), (2, 17), (3, 2), (1, 0)];
+    for l in 0..3 {
+        let full = t.pre_activations(l, &x).unwrap().to_vec2::<f32>().unwrap();
+        let rows = t
+            .encoder_rows(l, entries.iter().map(|&(_, f)| f), &Device::Cpu)
+            .unwrap();
+        let got = rows.pre_activations(&x, &entries).unwrap();
+        assert_eq!(got, t.pre_activations_at(l, &x, &entries).unwrap());
+        for (&(p, f), v) in entries.iter().zip(&got) {
+            let want = full[p][f as usize];
+            assert!(
+                (v - want).abs() < 1e-5,
+                "layer {l} ({p}, {f}): {v} vs {want}"
+            );
+        }
+        let e = rows.pre_activations(&x, &[(0, 5)]).unwrap_err().to_string();
+        assert!(e.contains("feature 5"), "{e}");
+    }
+}
+
 #[test]
 fn topk_keeps_the_largest_values_not_magnitudes() {
     let dir = tempfile::tempdir().unwrap();

@@ -339,40 +339,47 @@ impl TranscoderSet {
 
     /// Pre-activations of a few `(position, feature)` entries of layer `l` for inputs `x`
     /// `[T, d_model]`: only those features' encoder rows are read and multiplied, where
-    /// [`TranscoderSet::pre_activations`] encodes every feature (graph accounting needs the
-    /// active features alone, in four runs per graph).
+    /// [`TranscoderSet::pre_activations`] encodes every feature.
     pub fn pre_activations_at(
         &self,
         l: usize,
         x: &Tensor,
         entries: &[(usize, u32)],
     ) -> Result<Vec<f32>> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
+        self.encoder_rows(l, entries.iter().map(|&(_, f)| f), x.device())?
+            .pre_activations(x, entries)
+    }
+
+    /// The encoder rows and biases of `features` of layer `l`, read once for several
+    /// [`EncoderRows::pre_activations`] (graph accounting needs the active features alone, in
+    /// four runs per graph; reading their rows from the mapped files each time re-read them).
+    pub fn encoder_rows(
+        &self,
+        l: usize,
+        features: impl IntoIterator<Item = u32>,
+        device: &Device,
+    ) -> Result<EncoderRows> {
         let layer = &self.layers[l];
-        let mut features: Vec<u32> = entries.iter().map(|&(_, f)| f).collect();
+        let mut features: Vec<u32> = features.into_iter().collect();
         features.sort_unstable();
         features.dedup();
-        let rows = layer.w_enc.rows(&features, x.device())?;
+        if features.is_empty() {
+            return Ok(EncoderRows {
+                features,
+                rows: None,
+            });
+        }
+        let rows = layer.w_enc.rows(&features, device)?;
         // Only these features' biases, not the whole b_enc.
-        let ids = Tensor::new(features.as_slice(), x.device()).ctx("feature ids")?;
-        let pre = x
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|x| matmul_wt(&x, &rows))
-            .and_then(|p| p.broadcast_add(&layer.b_enc.index_select(&ids, 0)?))
-            .and_then(|p| p.to_vec2::<f32>())
-            .ctx("transcoder encoder")?;
-        entries
-            .iter()
-            .map(|&(p, f)| {
-                let j = features.binary_search(&f).expect("feature listed above");
-                let row = pre.get(p).ok_or_else(|| {
-                    Error::Invalid(format!("position {p} beyond the input's {}", pre.len()))
-                })?;
-                Ok(row[j])
-            })
-            .collect()
+        let ids = Tensor::new(features.as_slice(), device).ctx("feature ids")?;
+        let bias = layer
+            .b_enc
+            .index_select(&ids, 0)
+            .ctx("transcoder encoder bias")?;
+        Ok(EncoderRows {
+            features,
+            rows: Some((rows, bias)),
+        })
     }
 
     /// Activations from pre-activations `[T, d_tc]`.
@@ -427,6 +434,47 @@ impl TranscoderSet {
             TranscoderKind::PerLayer => rows.unsqueeze(1).ctx("decoder rows"),
             TranscoderKind::CrossLayer => Ok(rows),
         }
+    }
+}
+
+/// Some features' encoder rows `[m, d_model]` and biases `[m]` of one layer, in ascending
+/// feature order ([`TranscoderSet::encoder_rows`]).
+pub struct EncoderRows {
+    features: Vec<u32>,
+    rows: Option<(Tensor, Tensor)>,
+}
+
+impl EncoderRows {
+    /// Pre-activations of `(position, feature)` entries for inputs `x` `[T, d_model]`; every
+    /// feature must be one of these rows'.
+    pub fn pre_activations(&self, x: &Tensor, entries: &[(usize, u32)]) -> Result<Vec<f32>> {
+        let Some((rows, bias)) = &self.rows else {
+            return match entries.first() {
+                None => Ok(Vec::new()),
+                Some(&(_, f)) => Err(Error::Invalid(format!(
+                    "feature {f} has no encoder row here"
+                ))),
+            };
+        };
+        let pre = x
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|x| matmul_wt(&x, rows))
+            .and_then(|p| p.broadcast_add(bias))
+            .and_then(|p| p.to_vec2::<f32>())
+            .ctx("transcoder encoder")?;
+        entries
+            .iter()
+            .map(|&(p, f)| {
+                let j = self
+                    .features
+                    .binary_search(&f)
+                    .map_err(|_| Error::Invalid(format!("feature {f} has no encoder row here")))?;
+                let row = pre.get(p).ok_or_else(|| {
+                    Error::Invalid(format!("position {p} beyond the input's {}", pre.len()))
+                })?;
+                Ok(row[j])
+            })
+            .collect()
     }
 }
 
