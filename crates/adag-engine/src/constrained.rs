@@ -103,7 +103,7 @@ impl<'a> Constrained<'a> {
             .ctx("unembedding")?;
         n.get(0)
             .and_then(|n| n.broadcast_mul(&w))
-            .and_then(|x| adag_model::layers::matmul_wt(&x, &u))
+            .and_then(|x| x.matmul(&u.t()?))
             .ctx("linear logits")
     }
 

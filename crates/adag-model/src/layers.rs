@@ -9,26 +9,6 @@ use candle_core::{DType, Device, Tensor, D};
 use crate::config::{RopeConfig, RopeScaling};
 use crate::error::{Context, Result};
 
-/// Up to this many rows, [`matmul_wt`] computes `x Wᵀ` on the CPU as `(W xᵀ)ᵀ`.
-///
-/// Why: for `x Wᵀ` with a row-major result, the gemm kernel under candle transposes the
-/// problem and repacks the whole weight matrix into column panels on every call; with few rows
-/// that repacking costs more than the product itself (a 23-token forward of a 12-layer,
-/// d_model-512 model ran at 9% of the matmul peak, two thirds of it packing). As `W xᵀ` the
-/// weight is read in place and only the small `x` is packed. Measured crossover on 2 cores:
-/// about 200 rows (`adag bench forward --tokens N`); 3x faster at 23 rows, 1.4x at 128.
-const SHORT_ROWS: usize = 160;
-
-/// `x Wᵀ` for `x` `[rows, k]` and a weight `W` stored `[n, k]`, in the layout that is fastest
-/// for the number of rows (see [`SHORT_ROWS`]); the result is `[rows, n]`, contiguous.
-pub fn matmul_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    if x.dim(0)? <= SHORT_ROWS && x.device().is_cpu() {
-        w.matmul(&x.t()?)?.t()?.contiguous()
-    } else {
-        x.matmul(&w.t()?)
-    }
-}
-
 /// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in PyTorch.
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -46,7 +26,7 @@ impl Linear {
             .split_last()
             .ok_or_else(|| candle_core::Error::Msg("linear input is a scalar".into()))?;
         let rows: usize = lead.iter().product();
-        let y = matmul_wt(&x.reshape((rows, d_in))?, &self.weight)?;
+        let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
@@ -251,35 +231,6 @@ mod tests {
                 assert!(*s < *p && *s > p / 8.0, "medium band interpolates");
             }
         }
-    }
-
-    /// Both layouts of `x Wᵀ` (below and above [`SHORT_ROWS`]) give the product, checked in
-    /// f64 against a plain triple loop, and a contiguous `[rows, n]` result.
-    #[test]
-    fn matmul_wt_is_x_times_w_transposed_in_both_layouts() -> candle_core::Result<()> {
-        let dev = Device::Cpu;
-        let (k, n) = (37, 53);
-        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
-        for rows in [1, 23, SHORT_ROWS, SHORT_ROWS + 1, 300] {
-            let x = Tensor::randn(0f32, 1.0, (rows, k), &dev)?;
-            let got = matmul_wt(&x, &w)?;
-            assert_eq!(got.dims(), [rows, n]);
-            assert!(got.is_contiguous());
-            let (xv, wv) = (x.to_vec2::<f32>()?, w.to_vec2::<f32>()?);
-            let got = got.to_vec2::<f32>()?;
-            for i in 0..rows {
-                for j in 0..n {
-                    let want: f64 = (0..k).map(|c| xv[i][c] as f64 * wv[j][c] as f64).sum();
-                    let diff = (got[i][j] as f64 - want).abs();
-                    assert!(
-                        diff < 1e-4,
-                        "rows {rows}, ({i}, {j}): {} vs {want}",
-                        got[i][j]
-                    );
-                }
-            }
-        }
-        Ok(())
     }
 
     #[test]

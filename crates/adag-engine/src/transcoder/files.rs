@@ -175,9 +175,9 @@ impl Matrix {
         // an f32-aligned address, read-only for as long as `view` lives.
         let w: &[f32] = unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), rows * cols) };
         // The product is written transposed, `[rows, t]`: with a row-major `[t, rows]` result
-        // the gemm kernel would swap the operands and repack the whole encoder into column
-        // panels on every call (see `adag_model::layers::matmul_wt`); this way the encoder is
-        // read in place and only `x` is packed. The small result is transposed after.
+        // the gemm kernel swaps the operands and repacks the whole encoder into column panels
+        // on every call; this way the encoder is read in place and only `x` is packed. The
+        // small result is transposed after.
         let mut out: Vec<f32> = Vec::with_capacity(t * rows);
         // SAFETY: out holds t·rows floats, element (i, j) of the [t, rows] product at
         // i + j·t, written whole (accumulate off); x is t rows of cols; wᵀ is read as

@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adag_core::Site;
-use adag_model::layers::matmul_wt;
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
@@ -331,7 +330,8 @@ impl TranscoderSet {
             Some(pre) => pre,
             None => {
                 let w = layer.w_enc.load(x.device())?;
-                matmul_wt(&x, &w).ctx("transcoder encoder")?
+                x.matmul(&w.t().ctx("transcoder encoder")?)
+                    .ctx("transcoder encoder")?
             }
         };
         pre.broadcast_add(&layer.b_enc).ctx("transcoder encoder")
@@ -421,7 +421,7 @@ impl TranscoderSet {
             .as_ref()
             .map(|w| {
                 x.to_dtype(candle_core::DType::F32)
-                    .and_then(|x| matmul_wt(&x, w))
+                    .and_then(|x| x.matmul(&w.t()?))
                     .ctx("skip")
             })
             .transpose()
@@ -458,7 +458,7 @@ impl EncoderRows {
         };
         let pre = x
             .to_dtype(candle_core::DType::F32)
-            .and_then(|x| matmul_wt(&x, rows))
+            .and_then(|x| x.matmul(&rows.t()?))
             .and_then(|p| p.broadcast_add(bias))
             .and_then(|p| p.to_vec2::<f32>())
             .ctx("transcoder encoder")?;
