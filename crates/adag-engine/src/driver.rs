@@ -592,4 +592,65 @@ mod tests {
         assert!(capped.iter().all(|g| g.len() <= 3));
         assert_eq!(cost(&capped, &layers, &positions), best_capped);
     }
+
+    /// The partial influence, with its columns split over threads, is bit for bit the serial
+    /// definition: Σ_k of the logit weights through the rows normalised by their absolute sums.
+    #[test]
+    fn partial_influence_is_the_serial_definition_bit_for_bit() {
+        let (n, k) = (97, 3);
+        let mut seed = 12345u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let mut store = super::RowStore::new(n, true, k + 40);
+        // Target rows read any column; feature node i's row reads only columns below i, so
+        // the influence converges (a DAG, as an attribution graph is).
+        for j in 0..k {
+            let row: Vec<f32> = (0..n).map(|_| next()).collect();
+            store.push(&row, n + j);
+        }
+        for i in (10..n).step_by(2).take(40) {
+            let row: Vec<f32> = (0..n).map(|c| if c < i { next() } else { 0.0 }).collect();
+            store.push(&row, i);
+        }
+        let probs = [0.5f32, 0.3, 0.2];
+        let got = store.partial_influence(&probs).unwrap();
+
+        let sums: Vec<f32> = (0..store.node.len())
+            .map(|r| {
+                store.rows[r * n..(r + 1) * n]
+                    .iter()
+                    .map(|x| x.abs())
+                    .sum::<f32>()
+                    .max(1e-8)
+            })
+            .collect();
+        let mut prod = vec![0f32; n + k];
+        prod[n..].copy_from_slice(&probs);
+        let mut want = vec![0f32; n];
+        loop {
+            let mut step = vec![0f32; n + k];
+            for (r, &node) in store.node.iter().enumerate() {
+                if prod[node] != 0.0 {
+                    let row = &store.rows[r * n..(r + 1) * n];
+                    for (x, v) in step.iter_mut().zip(row) {
+                        *x += prod[node] * (v.abs() / sums[r]);
+                    }
+                }
+            }
+            if step.iter().all(|&x| x == 0.0) {
+                break;
+            }
+            for (w, x) in want.iter_mut().zip(&step) {
+                *w += x;
+            }
+            prod = step;
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want));
+        assert!(want.iter().any(|&x| x > 0.0));
+    }
 }
