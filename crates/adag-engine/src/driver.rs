@@ -16,6 +16,7 @@
 use adag_graph::{Graph, GraphMeta};
 use adag_model::Transformer;
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 use crate::basis::{Basis, PromptNodes};
 use crate::error::{joined, Context, Error, Result};
@@ -79,10 +80,10 @@ impl RowStore {
         let mut prod = vec![0.0f32; n + logit_probs.len()];
         prod[n..].copy_from_slice(logit_probs);
         let mut total = vec![0.0f32; n];
-        // Columns split across threads: this runs between ranking rounds, while no backward
-        // pass does. Each column still sums its rows in order, so the result is the same.
-        let threads = candle_core::utils::get_num_threads().clamp(1, 8);
-        let width = n.div_ceil(threads).max(1);
+        // Columns split across rayon's threads, as `adag_graph`'s influence does: this runs
+        // between ranking rounds, while no backward pass does. Each column still sums its rows
+        // in order, so the result is the same.
+        let width = n.div_ceil(rayon::current_num_threads()).max(1);
         for _ in 0..128 {
             let mut next = vec![0.0f32; n + logit_probs.len()];
             let active: Vec<(usize, f32, f32)> = self
@@ -100,16 +101,10 @@ impl RowStore {
                     }
                 }
             };
-            std::thread::scope(|scope| {
-                let mut chunks = next[..n].chunks_mut(width).enumerate();
-                let first = chunks.next();
-                for (i, out) in chunks {
-                    scope.spawn(move || accumulate(i * width, out));
-                }
-                if let Some((_, out)) = first {
-                    accumulate(0, out);
-                }
-            });
+            next[..n]
+                .par_chunks_mut(width)
+                .enumerate()
+                .for_each(|(i, out)| accumulate(i * width, out));
             if next.iter().all(|&x| x == 0.0) {
                 return Ok(total);
             }

@@ -92,7 +92,8 @@ pub struct PruneResult {
 /// of the result is a list; the normalised and masked matrices are never materialised (see `rows.rs`).
 /// The result is bitwise the same as the dense definition (tested against it).
 pub fn prune(graph: &Graph, node_threshold: f32, edge_threshold: f32) -> Result<PruneResult> {
-    Ok(prune_and_score(graph, node_threshold, edge_threshold)?.0)
+    let u = Unpruned::of(graph)?;
+    prune_from(graph, &u.w, &u.infl, node_threshold, edge_threshold)
 }
 
 /// [`prune`] and [`graph_scores`] together: both start from every node's influence on the
@@ -103,16 +104,29 @@ pub fn prune_and_score(
     node_threshold: f32,
     edge_threshold: f32,
 ) -> Result<(PruneResult, GraphScores)> {
-    graph.validate()?;
-    let n = graph.n_nodes();
-    let w = graph.logit_weights();
-    let full = NormRows::new(&graph.adjacency, n, None);
-    let infl = full.influence(&w, MAX_ITER)?;
-    let scores = scores_from(graph, &full, &w, &infl);
+    let u = Unpruned::of(graph)?;
     Ok((
-        prune_from(graph, &w, &infl, node_threshold, edge_threshold)?,
-        scores,
+        prune_from(graph, &u.w, &u.infl, node_threshold, edge_threshold)?,
+        scores_from(graph, &u.rows, &u.w, &u.infl),
     ))
+}
+
+/// What pruning and the scores both start from: a validated graph's logit weights, its
+/// normalised non-zero rows and every node's influence through them.
+struct Unpruned<'a> {
+    w: Vec<f32>,
+    rows: NormRows<'a>,
+    infl: Vec<f32>,
+}
+
+impl<'a> Unpruned<'a> {
+    fn of(graph: &'a Graph) -> Result<Self> {
+        graph.validate()?;
+        let w = graph.logit_weights();
+        let rows = NormRows::new(&graph.adjacency, graph.n_nodes(), None);
+        let infl = rows.influence(&w, MAX_ITER)?;
+        Ok(Unpruned { w, rows, infl })
+    }
 }
 
 /// Pruning given the logit weights `w` and the unpruned influence `infl`.
@@ -273,11 +287,8 @@ pub struct GraphScores {
 
 /// circuit-tracer's `compute_graph_scores`, over the non-zero rows without a normalised copy.
 pub fn graph_scores(graph: &Graph) -> Result<GraphScores> {
-    graph.validate()?;
-    let w = graph.logit_weights();
-    let m = NormRows::new(&graph.adjacency, graph.n_nodes(), None);
-    let infl = m.influence(&w, MAX_ITER)?;
-    Ok(scores_from(graph, &m, &w, &infl))
+    let u = Unpruned::of(graph)?;
+    Ok(scores_from(graph, &u.rows, &u.w, &u.infl))
 }
 
 /// The scores given the unpruned normalised rows `m`, the logit weights and the influence.

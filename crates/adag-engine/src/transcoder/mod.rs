@@ -448,20 +448,17 @@ impl EncoderRows {
     /// Pre-activations of `(position, feature)` entries for inputs `x` `[T, d_model]`; every
     /// feature must be one of these rows'.
     pub fn pre_activations(&self, x: &Tensor, entries: &[(usize, u32)]) -> Result<Vec<f32>> {
-        let Some((rows, bias)) = &self.rows else {
-            return match entries.first() {
-                None => Ok(Vec::new()),
-                Some(&(_, f)) => Err(Error::Invalid(format!(
-                    "feature {f} has no encoder row here"
-                ))),
-            };
+        // Without rows (no features) there is nothing to multiply, and any entry is refused
+        // below as a feature outside the rows.
+        let pre = match &self.rows {
+            Some((rows, bias)) => x
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|x| x.matmul(&rows.t()?))
+                .and_then(|p| p.broadcast_add(bias))
+                .and_then(|p| p.to_vec2::<f32>())
+                .ctx("transcoder encoder")?,
+            None => Vec::new(),
         };
-        let pre = x
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|x| x.matmul(&rows.t()?))
-            .and_then(|p| p.broadcast_add(bias))
-            .and_then(|p| p.to_vec2::<f32>())
-            .ctx("transcoder encoder")?;
         entries
             .iter()
             .map(|&(p, f)| {
