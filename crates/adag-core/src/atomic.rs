@@ -22,8 +22,19 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 /// The error is the bare [`std::io::Error`]: callers wrap it in their own error type with the
 /// path, as each crate names files in its own way.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_with(path, |f| f.write_all(bytes))
+    // In pieces of 1 MiB: one `write` of a whole 23 MB graph file took 25–75 ms in the kernel's
+    // copy at the end of a two-thread attribution on the side-by-side machine, where 1 MiB
+    // pieces take 5 ms (the same bytes; measured with the file's own timings, 2026-12-06).
+    write_atomic_with(path, |f| {
+        for piece in bytes.chunks(WRITE_PIECE) {
+            f.write_all(piece)?;
+        }
+        Ok(())
+    })
 }
+
+/// The largest single `write` of [`write_atomic`].
+const WRITE_PIECE: usize = 1 << 20;
 
 /// [`write_atomic`] for outputs produced as a stream (a Parquet table merged batch by batch, a
 /// large download): `write` gets the temporary file and may fail with its own error type; the
@@ -126,6 +137,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.bin")]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_longer_than_one_write_piece_comes_back_whole() {
+        let d = tmpdir("pieces");
+        let p = d.join("big.bin");
+        // Two and a half pieces plus an odd tail, so the last piece is short.
+        let bytes: Vec<u8> = (0..5 * super::WRITE_PIECE / 2 + 7)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        write_atomic(&p, &bytes).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), bytes);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
