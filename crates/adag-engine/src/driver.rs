@@ -394,25 +394,32 @@ impl<'a> Driver<'a> {
             rank[s as usize] = r;
         }
         let n = f + (n_layers + 1) * n_pos + k;
-        let mut adjacency = vec![0.0f32; n * n];
+        // The store row of each graph row (node order), so that graph rows fill in parallel.
+        let mut row_of = vec![usize::MAX; n];
         for (r, &node) in store.node.iter().enumerate() {
             let target = if node >= n_cols {
                 f + (n_layers + 1) * n_pos + (node - n_cols)
             } else {
                 rank[node]
             };
-            if target == usize::MAX {
-                continue;
+            if target != usize::MAX {
+                row_of[target] = r;
             }
-            let dst = &mut adjacency[target * n..(target + 1) * n];
-            let src = &store.rows[r * n_cols..(r + 1) * n_cols];
-            for (c, &v) in src[..n_active].iter().enumerate() {
-                if rank[c] != usize::MAX {
-                    dst[rank[c]] = v;
-                }
-            }
-            dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
         }
+        let mut adjacency = vec![0.0f32; n * n];
+        adjacency
+            .par_chunks_mut(n.max(1))
+            .zip(&row_of)
+            .filter(|(_, &r)| r != usize::MAX)
+            .for_each(|(dst, &r)| {
+                let src = &store.rows[r * n_cols..(r + 1) * n_cols];
+                for (c, &v) in src[..n_active].iter().enumerate() {
+                    if rank[c] != usize::MAX {
+                        dst[rank[c]] = v;
+                    }
+                }
+                dst[f..f + (n_layers + 1) * n_pos].copy_from_slice(&src[n_active..]);
+            });
         meta.basis = basis.kind().name().into();
         meta.n_layers = n_layers;
         meta.d_vocab = self.model.cfg.d_vocab;
