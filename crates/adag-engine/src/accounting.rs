@@ -20,6 +20,7 @@ use adag_core::HookName;
 use adag_graph::{Accounting, NodeAccount, TargetAccount, Term};
 use adag_model::{ActivationCache, Transformer};
 use candle_core::{DType, Tensor};
+use rayon::prelude::*;
 
 use crate::constrained::Constrained;
 use crate::error::{joined, Context, Result};
@@ -290,20 +291,11 @@ pub(crate) fn account(inp: &Inputs, rows: &Rows) -> Result<Accounting> {
         })
         .collect::<candle_core::Result<_>>()
         .ctx("b_enc")?;
-    // Each row's edge sums read the whole row once; two threads take half the rows each.
-    let n_rows = rows.node.len();
-    let sums_of = |range: std::ops::Range<usize>| -> Vec<(f32, f32, f32, f32)> {
-        range
-            .map(|r| edge_sums(&rows.rows[r * n_cols..(r + 1) * n_cols], rows, &is_node))
-            .collect()
-    };
-    let half = n_rows / 2;
-    let sums: Vec<(f32, f32, f32, f32)> = std::thread::scope(|scope| {
-        let upper = scope.spawn(|| Ok(sums_of(half..n_rows)));
-        let mut sums = sums_of(0..half);
-        sums.extend(joined(upper.join(), "the edge sums")?);
-        Ok::<_, crate::Error>(sums)
-    })?;
+    // Each row's edge sums read the whole row once, rows spread over rayon's threads.
+    let sums: Vec<(f32, f32, f32, f32)> = rows.rows[..rows.node.len() * n_cols]
+        .par_chunks(n_cols.max(1))
+        .map(|row| edge_sums(row, rows, &is_node))
+        .collect();
     let d_vocab = inp.model.cfg.d_vocab as u32;
     let mut targets: Vec<Option<TargetAccount>> = vec![None; inp.target_ids.len()];
     let mut features: Vec<Option<NodeAccount>> = vec![None; n_active];
