@@ -63,10 +63,51 @@ impl RowStore {
 
     fn push(&mut self, row: &[f32], node: usize) {
         if let Some(sums) = &mut self.abs_sums {
-            sums.push(row.iter().map(|x| x.abs()).sum::<f32>().max(1e-8));
+            sums.push(abs_sum(row));
         }
         self.rows.extend_from_slice(row);
         self.node.push(node);
+    }
+
+    /// Whether the store keeps row sums for ranking.
+    fn ranked(&self) -> bool {
+        self.abs_sums.is_some()
+    }
+
+    /// Room for `n_rows` more rows, zeroed, for backward passes to write in place; they count
+    /// as stored once [`RowStore::note_rows`] names their nodes (until then
+    /// [`RowStore::drop_unnoted`] takes them back).
+    ///
+    /// The zeros are written on rayon's threads: they are the first touch of the store's
+    /// pages, and one thread faulting in a ranking round's rows (40 MB on the side-by-side
+    /// fixture) left the other core idle.
+    fn append_zeroed(&mut self, n_rows: usize) -> &mut [f32] {
+        let old = self.rows.len();
+        let add = n_rows * self.n_cols;
+        self.rows.reserve_exact(add);
+        self.rows.spare_capacity_mut()[..add]
+            .par_chunks_mut(1 << 16)
+            .for_each(|c| c.fill(std::mem::MaybeUninit::new(0.0)));
+        // SAFETY: the `add` elements after the first `old` were initialised just above.
+        unsafe { self.rows.set_len(old + add) };
+        &mut self.rows[old..]
+    }
+
+    /// Names the nodes of the next rows written in place, with their row sums when ranked
+    /// (computed where the rows were written, by [`abs_sum`]).
+    fn note_rows(&mut self, nodes: impl IntoIterator<Item = usize>, sums: Option<Vec<f32>>) {
+        self.node.extend(nodes);
+        if let (Some(all), Some(sums)) = (&mut self.abs_sums, sums) {
+            all.extend(sums);
+        }
+    }
+
+    /// Takes back rows made room for but never named (a failed or cancelled round).
+    fn drop_unnoted(&mut self) {
+        self.rows.truncate(self.node.len() * self.n_cols);
+        if let Some(sums) = &mut self.abs_sums {
+            sums.truncate(self.node.len());
+        }
     }
 
     /// circuit-tracer's `compute_partial_influences`: influence on the logits of every source
@@ -117,6 +158,11 @@ impl RowStore {
             "partial influence failed to converge".into(),
         ))
     }
+}
+
+/// A row's sum of absolute values (at least 1e-8), which influence ranking normalises by.
+fn abs_sum(row: &[f32]) -> f32 {
+    row.iter().map(|x| x.abs()).sum::<f32>().max(1e-8)
 }
 
 /// One prompt (batch item) bound for attribution: the frozen model and a basis's nodes on it.
@@ -196,7 +242,8 @@ impl<'a> Driver<'a> {
             })
         };
         let mut out = vec![0f32; seeds.layers.len() * n_cols];
-        self.run_passes(&groups, &seeds_of, &mut |group, rows| {
+        let pass = |g: usize| self.backward_rows(&seeds_of(&groups[g])?);
+        self.run_passes(&groups, &pass, &mut |group, rows: Vec<f32>| {
             for (j, &i) in group.iter().enumerate() {
                 out[i * n_cols..(i + 1) * n_cols]
                     .copy_from_slice(&rows[j * n_cols..(j + 1) * n_cols]);
@@ -206,23 +253,23 @@ impl<'a> Driver<'a> {
         Ok(out)
     }
 
-    /// Runs one backward pass per group (`seeds_of` builds its seeds) and hands each group's
-    /// rows to `deliver`, which returns `false` to stop (then this returns `Ok(false)`).
+    /// Runs `pass(g)` for every group `g` (one backward pass each) and hands each group and
+    /// what its pass returned to `deliver`, which returns `false` to stop (then this returns
+    /// `Ok(false)`).
     ///
     /// The groups are independent, so `pass_threads` of them run at once, the most expensive
     /// first (plans list groups by position, so the last are the widest): their products are
     /// too small for the matrix kernel to keep both cores busy alone. `deliver` runs on the
     /// calling thread and sees the groups in the order they were taken, whatever thread
     /// finished first, so what it builds does not depend on the number of threads.
-    fn run_passes(
+    fn run_passes<T: Send>(
         &self,
         groups: &[Vec<usize>],
-        seeds_of: &(dyn Fn(&[usize]) -> Result<Seeds> + Sync),
-        deliver: &mut Deliver<'_>,
+        pass: &(dyn Fn(usize) -> Result<T> + Sync),
+        deliver: &mut Deliver<'_, T>,
     ) -> Result<bool> {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let pass = |g: usize| self.backward_rows(&seeds_of(&groups[g])?);
-        let order: Vec<usize> = (0..groups.len()).rev().collect();
+        let order = pass_order(groups.len());
         let workers = self.pass_threads.min(groups.len());
         if workers <= 1 {
             for &g in &order {
@@ -234,7 +281,7 @@ impl<'a> Driver<'a> {
         }
         let (next, stop) = (AtomicUsize::new(0), AtomicBool::new(false));
         std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<f32>>)>();
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<T>)>();
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     let tx = tx.clone();
@@ -281,20 +328,28 @@ impl<'a> Driver<'a> {
 
     /// The rows of one backward pass over `seeds`, in their order.
     fn backward_rows(&self, seeds: &Seeds) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; seeds.layers.len() * self.n_cols()];
+        self.backward_rows_into(seeds, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Driver::backward_rows`] written into `out` (zeros, one row of [`Driver::n_cols`]
+    /// per seed).
+    fn backward_rows_into(&self, seeds: &Seeds, out: &mut [f32]) -> Result<()> {
         let n_layers = self.model.cfg.n_layers;
-        let mut c = RowCollector::new(
+        let mut c = RowCollector::writing_into(
             self.nodes.groups(),
             self.nodes.tokens(),
             self.n_active() + n_layers * self.n_pos,
             self.n_cols(),
-            seeds.layers.len(),
+            out,
         );
         let (read, write) = self.sites;
         self.frozen
             .vjp(seeds, read, write, self.nodes.mlp_path(), &mut c)?;
         self.frozen
             .count_seconds(Kernel::EdgeReading, c.flops, c.secs);
-        Ok(c.out)
+        Ok(())
     }
 
     /// Rows of the target directions `[k, d_model]` at the last position, `batch_size` per
@@ -356,20 +411,52 @@ impl<'a> Driver<'a> {
                 positions: group.iter().map(|&j| positions[j]).collect(),
             })
         };
+        // Each pass writes its rows straight into their place in the store, in the order the
+        // passes are delivered (a copy of every row on the delivering thread was a serial
+        // tail at the end of each round), with their row sums when the store ranks.
         let n_cols = self.n_cols();
+        let ranked = store.ranked();
+        let order = pass_order(groups.len());
+        let total: usize = groups.iter().map(Vec::len).sum();
+        let mut places: Vec<std::sync::Mutex<Option<&mut [f32]>>> =
+            groups.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let mut rest = store.append_zeroed(total);
+        for &g in &order {
+            let (place, tail) = rest.split_at_mut(groups[g].len() * n_cols);
+            *places[g].get_mut().unwrap_or_else(|e| e.into_inner()) = Some(place);
+            rest = tail;
+        }
+        let pass = |g: usize| -> Result<Option<Vec<f32>>> {
+            let place = places[g]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .ok_or_else(|| Error::Invalid(format!("backward pass {g} ran twice")))?;
+            self.backward_rows_into(&seeds_of(&groups[g])?, place)?;
+            Ok(ranked.then(|| place.chunks(n_cols).map(abs_sum).collect()))
+        };
         let mut done = 0;
-        let finished = self.run_passes(&groups, &seeds_of, &mut |group, rows| {
-            for (r, &j) in group.iter().enumerate() {
-                store.push(&rows[r * n_cols..(r + 1) * n_cols], nodes[j]);
-            }
+        let mut delivered = Vec::with_capacity(groups.len());
+        let finished = self.run_passes(&groups, &pass, &mut |group, sums| {
+            delivered.push((group.to_vec(), sums));
             done += group.len();
             Ok(on_rows(done))
         });
+        drop(places);
+        for (group, sums) in delivered {
+            store.note_rows(group.iter().map(|&j| nodes[j]), sums);
+        }
         self.frozen.count_wall(clock);
-        if finished? {
-            Ok(())
-        } else {
-            Err(Error::Cancelled)
+        match finished {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                store.drop_unnoted();
+                Err(Error::Cancelled)
+            }
+            Err(e) => {
+                store.drop_unnoted();
+                Err(e)
+            }
         }
     }
 
@@ -441,9 +528,15 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// What [`Driver::run_passes`] does with a pass's seeds (indices into its plan) and their rows:
-/// `Ok(false)` stops the remaining passes.
-type Deliver<'d> = dyn FnMut(&[usize], Vec<f32>) -> Result<bool> + 'd;
+/// What [`Driver::run_passes`] does with a pass's seeds (indices into its plan) and what the
+/// pass returned: `Ok(false)` stops the remaining passes.
+type Deliver<'d, T> = dyn FnMut(&[usize], T) -> Result<bool> + 'd;
+
+/// The order [`Driver::run_passes`] takes and delivers a plan's `n` groups in: the last first
+/// (plans list groups by position, so the last are the widest and most expensive).
+fn pass_order(n: usize) -> Vec<usize> {
+    (0..n).rev().collect()
+}
 
 /// How many of a batch's backward passes run at once: `ADAG_PASS_THREADS` if set (1 runs them
 /// one after another), else the threads candle's CPU kernels use (`RAYON_NUM_THREADS`, else
@@ -597,6 +690,38 @@ mod tests {
 
     /// The partial influence, with its columns split over threads, is bit for bit the serial
     /// definition: Σ_k of the logit weights through the rows normalised by their absolute sums.
+    /// Rows written in place ([`super::RowStore::append_zeroed`], then
+    /// [`super::RowStore::note_rows`]) make the same store as pushing them, and room that is
+    /// never named is taken back.
+    #[test]
+    fn rows_written_in_place_store_as_pushed_rows_do() {
+        let n = 5;
+        let rows: Vec<Vec<f32>> = (0..4)
+            .map(|r| (0..n).map(|c| (r * n + c) as f32 - 7.5).collect())
+            .collect();
+        let mut pushed = super::RowStore::new(n, true, 8);
+        for (i, row) in rows.iter().enumerate() {
+            pushed.push(row, n + i);
+        }
+        let mut placed = super::RowStore::new(n, true, 8);
+        let room = placed.append_zeroed(rows.len());
+        assert!(room.iter().all(|&x| x == 0.0), "room comes zeroed");
+        for (dst, row) in room.chunks_mut(n).zip(&rows) {
+            dst.copy_from_slice(row);
+        }
+        let sums = rows.iter().map(|r| super::abs_sum(r)).collect();
+        placed.note_rows((0..rows.len()).map(|i| n + i), Some(sums));
+        assert_eq!(placed.rows, pushed.rows);
+        assert_eq!(placed.node, pushed.node);
+        assert_eq!(placed.abs_sums, pushed.abs_sums);
+
+        // A round that fails after making room leaves the store as it was.
+        placed.append_zeroed(3);
+        placed.drop_unnoted();
+        assert_eq!(placed.rows, pushed.rows);
+        assert_eq!(placed.abs_sums, pushed.abs_sums);
+    }
+
     #[test]
     fn partial_influence_is_the_serial_definition_bit_for_bit() {
         let (n, k) = (97, 3);

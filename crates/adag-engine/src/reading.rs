@@ -30,7 +30,7 @@ pub struct RowCollector<'a> {
     token_offset: usize,
     n_cols: usize,
     /// The rows.
-    pub out: Vec<f32>,
+    pub out: RowBuffer<'a>,
     /// Floating-point operations of the reads.
     pub flops: f64,
     /// Seconds spent reading.
@@ -51,9 +51,64 @@ impl<'a> RowCollector<'a> {
             tokens,
             token_offset,
             n_cols,
-            out: vec![0.0; n_rows * n_cols],
+            out: RowBuffer::Owned(vec![0.0; n_rows * n_cols]),
             flops: 0.0,
             secs: 0.0,
+        }
+    }
+
+    /// A collector writing the rows of `out.len() / n_cols` seeds straight into `out` (their
+    /// place in a row store), which must hold zeros: the reads add into it.
+    pub fn writing_into(
+        groups: &'a [Vec<Option<SourceGroup>>],
+        tokens: &'a Tensor,
+        token_offset: usize,
+        n_cols: usize,
+        out: &'a mut [f32],
+    ) -> Self {
+        RowCollector {
+            groups,
+            tokens,
+            token_offset,
+            n_cols,
+            out: RowBuffer::Borrowed(out),
+            flops: 0.0,
+            secs: 0.0,
+        }
+    }
+
+    /// The rows, as an owned vector (a copy where they were written into borrowed rows).
+    pub fn into_rows(self) -> Vec<f32> {
+        match self.out {
+            RowBuffer::Owned(v) => v,
+            RowBuffer::Borrowed(s) => s.to_vec(),
+        }
+    }
+}
+
+/// Where a [`RowCollector`] writes: its own rows, or rows it borrows.
+pub enum RowBuffer<'a> {
+    /// Rows of its own.
+    Owned(Vec<f32>),
+    /// Rows in someone else's buffer (a row store).
+    Borrowed(&'a mut [f32]),
+}
+
+impl std::ops::Deref for RowBuffer<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            RowBuffer::Owned(v) => v,
+            RowBuffer::Borrowed(s) => s,
+        }
+    }
+}
+
+impl std::ops::DerefMut for RowBuffer<'_> {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        match self {
+            RowBuffer::Owned(v) => v,
+            RowBuffer::Borrowed(s) => s,
         }
     }
 }

@@ -99,7 +99,7 @@ fn feature_rows(
     frozen
         .vjp(&seeds, read, write, nodes.mlp_path(), &mut c)
         .unwrap();
-    (c.out, n_cols)
+    (c.into_rows(), n_cols)
 }
 
 fn check(name: &str, model: &LoadedModel, basis: &dyn Basis) {
