@@ -138,6 +138,20 @@ pub trait Visitor {
     }
     /// Gradient `[n, T', d_model]` at `hook_embed`.
     fn embed(&mut self, grad: &Tensor) -> Result<()>;
+    /// The vectors `[T, d_model]` the gradient at `hook_embed` is read against, when one dot
+    /// product per row and position with them is all this visitor reads there (token edges).
+    /// The pass may then hand [`Visitor::embed_dots`] those products, computed through the
+    /// bottom layer's attention directly, instead of calling [`Visitor::embed`].
+    fn embed_reads(&self) -> Option<Tensor> {
+        None
+    }
+    /// `dots[i, p]` `[n, T']`: row `i`'s gradient at `hook_embed`, position `p`, dotted with
+    /// [`Visitor::embed_reads`]`[p]`. Called only for a visitor that names such vectors.
+    fn embed_dots(&mut self, _dots: &Tensor) -> Result<()> {
+        Err(Error::Invalid(
+            "this visitor reads whole embedding gradients, not dot products".into(),
+        ))
+    }
 }
 
 /// A batch of seeds: row `i` injects `vectors[i]` as the gradient at the read site of
@@ -158,6 +172,17 @@ fn seeds_at(seeds: &Seeds, layer: usize) -> Vec<usize> {
     (0..seeds.layers.len())
         .filter(|&i| seeds.layers[i] == layer)
         .collect()
+}
+
+/// Whether the rows seeded at layer `l` (`at_layer`) are exactly the rows after the `k` already
+/// under way, with no later row seeded at or above `l`: the order of a batch sorted by
+/// descending layer, where those rows can start on their own.
+fn joins_fresh(seeds: &Seeds, at_layer: &[usize], l: usize, k: usize) -> bool {
+    at_layer.first().is_some_and(|&first| {
+        first == k
+            && at_layer.iter().enumerate().all(|(j, &i)| i == k + j)
+            && seeds.layers[k + at_layer.len()..].iter().all(|&s| s < l)
+    })
 }
 
 struct Norm {
@@ -533,12 +558,7 @@ impl<'m> FrozenModel<'m> {
     ) -> Result<Tensor> {
         let k = g.dim(0).ctx("gradient shape")?;
         let at_layer = seeds_at(seeds, l);
-        let fresh = at_layer.first().is_some_and(|&first| {
-            first == k
-                && at_layer.iter().enumerate().all(|(j, &i)| i == k + j)
-                && seeds.layers[k + at_layer.len()..].iter().all(|&s| s < l)
-        });
-        if !fresh {
+        if !joins_fresh(seeds, &at_layer, l, k) {
             let clock = Instant::now();
             let g = self.grow_and_inject(g, seeds, l, site, t)?;
             self.count_kernel(Kernel::Seeds, 0.0, clock);
@@ -622,6 +642,86 @@ impl<'m> FrozenModel<'m> {
             .ctx("pattern backward")?;
         self.count_kernel(Kernel::PatternMix, 2.0 * (m * t * h * d) as f64, clock);
         Ok(g)
+    }
+
+    /// Token edges of the rows `g` `[k, t, d]` (the gradient at layer 0's `resid_mid`, after
+    /// its MLP path): `dots[i, p]` = the gradient at `hook_embed` dotted with `tok[p]`, `[k, t]`,
+    /// without the gradient at `hook_embed` itself.
+    ///
+    /// Below layer 0's attention only the token edges are read, so its three products (`W_O'`,
+    /// the pattern, `W_V'`, about `4·t·d²` per row) are not needed in full. With
+    /// `K_h[key] = W_O'_h · (W_V'_g · tok[key])` for query head `h` of group `g`, precomputed
+    /// per call (`[d, h·t]`), the attention's share of `dots[i, key]` is
+    /// `Σ_h Σ_q P_h[q, key] · (g[i, q] · K_h[key])`: one product of `2·t·d·h·t` per row, and the
+    /// residual's share is `g[i, key] · tok[key]`. On the side-by-side fixture (23 tokens, most
+    /// features in the lowest layers) layer 0's three products were a fifth of the backward's
+    /// operations. `None` where the three products cost less (prompts longer than about
+    /// `d_head · (1 + kv/h)` positions); the caller then runs them.
+    pub(crate) fn token_dots(&self, g: &Tensor, tok: &Tensor, t: usize) -> Result<Option<Tensor>> {
+        let cfg = &self.model.cfg;
+        let fl = &self.layers[0];
+        let (h, kv, dh, rep, d) = (
+            cfg.n_heads,
+            cfg.n_kv_heads,
+            cfg.d_head,
+            cfg.n_rep(),
+            cfg.d_model,
+        );
+        let (k, _, _) = g.dims3().ctx("gradient shape")?;
+        let direct_cost = t * d * h * dh + h * t * t * dh + t * kv * dh * d;
+        let read_cost = t * d * h * t + h * t * t;
+        if read_cost >= direct_cost || k == 0 {
+            return Ok(None);
+        }
+        let clock = Instant::now();
+        let tok = tok
+            .narrow(0, 0, t)
+            .and_then(|x| x.to_dtype(self.dtype))
+            .ctx("token vectors")?;
+        // U = tok · W_V'ᵀ [t, kv·dh], per query head [h, t, dh]; K = U_h · W_O'_hᵀ [h, t, d].
+        let kmat = tok
+            .matmul(&fl.w_v_bwd.t().ctx("W_V'")?)
+            .and_then(|u| u.reshape((t, kv, 1, dh)))
+            .and_then(|u| u.broadcast_as((t, kv, rep, dh)))
+            .and_then(|u| u.contiguous())
+            .and_then(|u| u.reshape((t, h, dh)))
+            .and_then(|u| u.transpose(0, 1))
+            .and_then(|u| u.contiguous())
+            .and_then(|u| {
+                let wo = fl
+                    .w_o_bwd
+                    .reshape((d, h, dh))?
+                    .permute((1, 2, 0))?
+                    .contiguous()?;
+                u.matmul(&wo)
+            })
+            .and_then(|km| km.reshape((h * t, d)))
+            .ctx("token reads")?;
+        // Each head's pattern as [query, head, key] (group g's head r is head g·rep + r).
+        let p = fl
+            .pattern_grouped
+            .narrow(1, 0, t)
+            .and_then(|p| p.narrow(3, 0, t))
+            .and_then(|p| p.permute((3, 0, 2, 1)))
+            .and_then(|p| p.contiguous())
+            .and_then(|p| p.reshape((t, h, t)))
+            .ctx("pattern")?;
+        let mixed = g
+            .reshape((k * t, d))
+            .and_then(|g| g.matmul(&kmat.t()?))
+            .and_then(|s| s.reshape((k, t, h, t)))
+            .and_then(|s| s.broadcast_mul(&p))
+            .and_then(|s| s.reshape((k, t * h, t)))
+            .and_then(|s| s.sum(1))
+            .ctx("token reads")?;
+        let dots = g
+            .broadcast_mul(&tok)
+            .and_then(|x| x.sum(2))
+            .and_then(|x| x + mixed)
+            .ctx("token reads")?;
+        let flops = 2.0 * (k * read_cost + h * t * (kv * dh * d + dh * d)) as f64;
+        self.count_kernel(Kernel::BottomLayer, flops, clock);
+        Ok(Some(dots))
     }
 
     /// `g` `[k, t, d]` with zero rows appended up to `n` rows (unchanged when `k ≥ n`).
@@ -885,9 +985,61 @@ impl<'m> FrozenModel<'m> {
                 }
                 self.count_kernel(Kernel::MlpPath, mlp.flops(l, k * t), clock);
             }
+            if l == 0 {
+                if let Some(dots) = self.bottom_token_dots(&g, seeds, read, t, &*visit)? {
+                    return visit.embed_dots(&dots);
+                }
+            }
             g = self.attend_and_grow(g, seeds, l, read, t)?;
         }
         let g = self.pad_rows(g, n)?;
         visit.embed(&g)
+    }
+
+    /// The token edges `[n, t]` of every row of the batch at the bottom layer, for a visitor
+    /// that reads only those ([`Visitor::embed_reads`]): the rows under way (`g`, at layer 0's
+    /// `resid_mid`) through [`FrozenModel::token_dots`], the rows seeded at layer 0 through
+    /// their own attention (one position each). `None` where that does not apply or does not
+    /// pay; the pass then goes through layer 0 as any other.
+    fn bottom_token_dots(
+        &self,
+        g: &Tensor,
+        seeds: &Seeds,
+        read: ReadSite,
+        t: usize,
+        visit: &dyn Visitor,
+    ) -> Result<Option<Tensor>> {
+        let Some(tok) = visit.embed_reads() else {
+            return Ok(None);
+        };
+        let n = seeds.layers.len();
+        let k = g.dim(0).ctx("gradient shape")?;
+        let at_layer = seeds_at(seeds, 0);
+        if !at_layer.is_empty() && !joins_fresh(seeds, &at_layer, 0, k) {
+            return Ok(None);
+        }
+        let Some(old) = self.token_dots(g, &tok, t)? else {
+            return Ok(None);
+        };
+        let mut parts = vec![old];
+        if !at_layer.is_empty() {
+            let new = self.seeded_attention(0, seeds, &at_layer, read, t)?;
+            let clock = Instant::now();
+            let tok = tok
+                .narrow(0, 0, t)
+                .and_then(|x| x.to_dtype(self.dtype))
+                .ctx("token vectors")?;
+            parts.push(
+                new.broadcast_mul(&tok)
+                    .and_then(|x| x.sum(2))
+                    .ctx("token reads")?,
+            );
+            self.count_kernel(Kernel::BottomLayer, 2.0 * new.elem_count() as f64, clock);
+        }
+        let rows = k + at_layer.len();
+        if rows < n {
+            parts.push(Tensor::zeros((n - rows, t), self.dtype, g.device()).ctx("token reads")?);
+        }
+        Ok(Some(Tensor::cat(&parts, 0).ctx("token reads")?))
     }
 }

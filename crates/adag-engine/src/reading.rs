@@ -131,6 +131,17 @@ impl Visitor for RowCollector<'_> {
         self.secs += clock.elapsed().as_secs_f64();
         read
     }
+
+    fn embed_reads(&self) -> Option<Tensor> {
+        Some(self.tokens.clone())
+    }
+
+    fn embed_dots(&mut self, dots: &Tensor) -> Result<()> {
+        let clock = Instant::now();
+        let read = self.add_token_edges(dots);
+        self.secs += clock.elapsed().as_secs_f64();
+        read
+    }
 }
 
 impl RowCollector<'_> {
@@ -281,10 +292,17 @@ impl RowCollector<'_> {
         let (_, t, _) = grad.dims3().ctx("gradient")?;
         let tok = self.tokens.narrow(0, 0, t).ctx("token vectors")?;
         self.flops += 2.0 * grad.elem_count() as f64;
-        let vals = grad
+        let dots = grad
             .broadcast_mul(&tok)
             .and_then(|g| g.sum(2))
-            .and_then(|v| v.to_dtype(DType::F32))
+            .ctx("token rows")?;
+        self.add_token_edges(&dots)
+    }
+
+    /// Adds `dots` `[rows, t]` (each row's token edges by position) to the rows' token columns.
+    fn add_token_edges(&mut self, dots: &Tensor) -> Result<()> {
+        let vals = dots
+            .to_dtype(DType::F32)
             .and_then(|v| v.to_vec2::<f32>())
             .ctx("token rows")?;
         for (i, row) in vals.iter().enumerate() {

@@ -28,19 +28,23 @@ pub enum Kernel {
     /// Edges read off the gradient: one product per (layer, position) with its sources'
     /// write vectors, the token embeddings, and the scatter into the rows.
     EdgeReading,
+    /// The bottom layer's attention read straight into token edges
+    /// ([`crate::frozen::FrozenModel::token_dots`]), in place of its three products.
+    BottomLayer,
     /// Work counted without a clock (the per-head passes of attention tracing).
     Other,
 }
 
 impl Kernel {
     /// Every kernel, in the table's order.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::OProj,
         Kernel::PatternMix,
         Kernel::VProj,
         Kernel::MlpPath,
         Kernel::Seeds,
         Kernel::EdgeReading,
+        Kernel::BottomLayer,
         Kernel::Other,
     ];
 
@@ -53,6 +57,7 @@ impl Kernel {
             Kernel::MlpPath => "mlp_path",
             Kernel::Seeds => "seeds",
             Kernel::EdgeReading => "edge_reading",
+            Kernel::BottomLayer => "bottom_layer",
             Kernel::Other => "other",
         }
     }

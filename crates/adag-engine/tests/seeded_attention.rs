@@ -154,3 +154,121 @@ fn the_short_path_at_a_seeds_layer_gives_the_dense_paths_rows() {
         }
     }
 }
+
+/// Token edges only: the gradient at `hook_embed` dotted with the token vectors, taken from
+/// the pass's dot products where it offers them ([`Visitor::embed_reads`]).
+struct Dots {
+    tokens: Tensor,
+    dots: Option<Vec<Vec<f32>>>,
+    /// Whether the pass handed over dot products (the bottom layer read into token edges).
+    read_directly: bool,
+}
+
+impl Visitor for Dots {
+    fn write_site(&mut self, _: usize, _: &Tensor) -> adag_engine::Result<()> {
+        Ok(())
+    }
+    fn embed(&mut self, g: &Tensor) -> adag_engine::Result<()> {
+        let (_, t, _) = g.dims3().unwrap();
+        let tok = self.tokens.narrow(0, 0, t).unwrap();
+        self.dots = Some(
+            g.broadcast_mul(&tok)
+                .unwrap()
+                .sum(2)
+                .unwrap()
+                .to_vec2()
+                .unwrap(),
+        );
+        Ok(())
+    }
+    fn embed_reads(&self) -> Option<Tensor> {
+        Some(self.tokens.clone())
+    }
+    fn embed_dots(&mut self, dots: &Tensor) -> adag_engine::Result<()> {
+        self.read_directly = true;
+        self.dots = Some(dots.to_vec2().unwrap());
+        Ok(())
+    }
+}
+
+/// The bottom layer read straight into token edges (without the gradient at `hook_embed`)
+/// gives the dot products of that gradient with the token vectors, on every fixture
+/// architecture, with and without an MLP path, for a batch sorted by layer (the rows under
+/// way and the rows seeded at layer 0 both take the direct read); any other order goes
+/// through layer 0 as before and gives the same.
+#[test]
+fn token_edges_read_at_the_bottom_layer_are_the_embedding_gradients_dots() {
+    for name in ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] {
+        let m = LoadedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
+        let t = m
+            .tokenizer
+            .prompt_ids("The keys to the cabinet are on the table", false)
+            .unwrap();
+        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
+            Site::MlpPre,
+            Site::MlpPreLinear,
+            Site::MlpPost,
+            Site::MlpOut,
+        ]));
+        let out = m
+            .model
+            .forward(&Batch::single(&t).unwrap(), &filter)
+            .unwrap();
+        let tokens = out.cache.item(HookName::Embed, 0).unwrap();
+        let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
+        let relp = RelpMlp::new(&m.model, &out.cache, 0, RelpRule::HalfRule).unwrap();
+        let (n_layers, d, last) = (m.model.cfg.n_layers, m.model.cfg.d_model, t.len() - 1);
+        let sorted = [
+            (n_layers, last),
+            (n_layers - 1, last),
+            (1, last - 1),
+            (1, 2),
+            (0, 3),
+            (0, last),
+        ];
+        let s = seeds(&sorted, d);
+        let perm: Vec<usize> = (0..sorted.len()).rev().collect();
+        let r = reordered(&s, &perm);
+        let paths: [(&str, &dyn MlpPath); 2] = [("stop", &StopMlp), ("relp", &relp)];
+        for (what, mlp) in paths {
+            let want = run(&frozen, &s, ReadSite::MlpIn, mlp, n_layers).0[n_layers]
+                .clone()
+                .unwrap();
+            let t_pass = want[0].len() / d;
+            for (order, seeds, direct) in [("sorted", &s, true), ("reversed", &r, false)] {
+                let mut dots = Dots {
+                    tokens: tokens.clone(),
+                    dots: None,
+                    read_directly: false,
+                };
+                frozen
+                    .vjp(seeds, ReadSite::MlpIn, WriteSite::MlpOut, mlp, &mut dots)
+                    .unwrap();
+                assert_eq!(
+                    dots.read_directly, direct,
+                    "{name} {what} {order}: which path read the token edges"
+                );
+                let got = dots.dots.unwrap();
+                for (i, row) in want.iter().enumerate() {
+                    let j = if order == "sorted" {
+                        i
+                    } else {
+                        perm.iter().position(|&p| p == i).unwrap()
+                    };
+                    for p in 0..t_pass {
+                        let g = &row[p * d..(p + 1) * d];
+                        let e = tokens.get(p).unwrap().to_vec1::<f32>().unwrap();
+                        let dot: f32 = g.iter().zip(&e).map(|(a, b)| a * b).sum();
+                        let scale = 1.0 + g.iter().zip(&e).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                        let diff = (got[j][p] - dot).abs();
+                        assert!(
+                            diff <= 1e-5 * scale,
+                            "{name} {what} {order}: row {i} position {p}: {} vs {dot}",
+                            got[j][p]
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
