@@ -259,6 +259,60 @@ pub(crate) fn attention_vjp_f32(
     Some(out.map(|out| (out, [o_proj, pattern_mix, v_proj])))
 }
 
+/// `dots[i, key] = Σ_q g[i, q] · l[key, q·d..(q+1)·d]` `[n, t]` for an `f32` CPU gradient `g`
+/// `[n, t, d]` and `l` `[T, T·d]` (`T ≥ t`; keys and positions past `t` are not read): the
+/// bottom layer's token edges ([`crate::frozen::FrozenModel::token_dots`]), one product per
+/// position reading `g` where it lies, contiguous or the position-major view
+/// [`attention_vjp_f32`] hands back (candle's `reshape` would copy that view whole first).
+/// `None` where an operand is not an `f32` CPU tensor of those shapes with unit stride along
+/// `d`.
+pub(crate) fn token_dots_f32(g: &Tensor, l: &Tensor) -> Option<Result<Tensor>> {
+    let (n, t, d) = g.dims3().ok()?;
+    let (big_t, width) = l.dims2().ok()?;
+    if big_t < t || width != big_t * d {
+        return None;
+    }
+    let (l_s, l_l) = l.storage_and_layout();
+    let lv = f32_slice(&l_s, l_l)?;
+    let (g_s, g_l) = g.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F32(gv)) = &*g_s else {
+        return None;
+    };
+    let gv = gv.get(g_l.start_offset()..)?;
+    let &[s_row, s_pos, s_dim] = g_l.stride() else {
+        return None;
+    };
+    let reach = n.saturating_sub(1) * s_row + t.saturating_sub(1) * s_pos + d;
+    if s_dim != 1 || n == 0 || t == 0 || gv.len() < reach {
+        return None;
+    }
+    let mut out = vec![0f32; n * t];
+    for q in 0..t {
+        // SAFETY: out is n rows of t; g's rows at position q are n rows of d, `s_row` apart,
+        // within `gv` (its reach checked above); lᵀ's block for position q is element
+        // (j, key) = lv[key·T·d + q·d + j] for key < t ≤ T, within the T·T·d elements of `l`.
+        unsafe {
+            crate::cpu_gemm::product(
+                (n, t, d),
+                Strided::rows(out.as_mut_ptr(), t),
+                true,
+                Strided {
+                    ptr: gv.as_ptr().add(q * s_pos),
+                    rs: s_row,
+                    cs: 1,
+                },
+                Strided {
+                    ptr: lv.as_ptr().add(q * d),
+                    rs: 1,
+                    cs: big_t * d,
+                },
+                gemm::Parallelism::None,
+            )
+        };
+    }
+    Some(Tensor::from_vec(out, (n, t), &Device::Cpu).ctx("token edges"))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

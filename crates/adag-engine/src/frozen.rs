@@ -227,7 +227,12 @@ pub struct FrozenModel<'m> {
     ln_final: Norm,
     dtype: DType,
     tally: KernelTally,
+    /// [`FrozenModel::bottom_reads`], once built, with the id of the token vectors it used.
+    bottom: std::sync::Mutex<Option<(candle_core::TensorId, Tensor)>>,
 }
+
+/// The most memory [`FrozenModel::token_dots`] may keep for its per-prompt matrix.
+const BOTTOM_READS_BYTES: usize = 64 << 20;
 
 fn norm(
     cache: &ActivationCache,
@@ -360,6 +365,7 @@ impl<'m> FrozenModel<'m> {
             ln_final,
             dtype: dt,
             tally: KernelTally::default(),
+            bottom: std::sync::Mutex::new(None),
         })
     }
 
@@ -649,15 +655,60 @@ impl<'m> FrozenModel<'m> {
     /// without the gradient at `hook_embed` itself.
     ///
     /// Below layer 0's attention only the token edges are read, so its three products (`W_O'`,
-    /// the pattern, `W_V'`, about `4·t·d²` per row) are not needed in full. With
-    /// `K_h[key] = W_O'_h · (W_V'_g · tok[key])` for query head `h` of group `g`, precomputed
-    /// per call (`[d, h·t]`), the attention's share of `dots[i, key]` is
-    /// `Σ_h Σ_q P_h[q, key] · (g[i, q] · K_h[key])`: one product of `2·t·d·h·t` per row, and the
-    /// residual's share is `g[i, key] · tok[key]`. On the side-by-side fixture (23 tokens, most
-    /// features in the lowest layers) layer 0's three products were a fifth of the backward's
-    /// operations. `None` where the three products cost less (prompts longer than about
-    /// `d_head · (1 + kv/h)` positions); the caller then runs them.
+    /// the pattern, `W_V'`, about `4·t·d²` per row) are not needed. The gradient at the
+    /// embeddings is `g + Σ_h P_hᵀ (g W_O'_h) W_V'_g` (query head `h` of key/value group `g`,
+    /// `P_h[q, key]` the frozen pattern with the norms folded in), so a row's edge at `key` is
+    /// `Σ_q g[q] · L[key, q]` with `L[key, q] = δ(q, key)·tok[key] + Σ_h P_h[q, key]·K_h[key]` and
+    /// `K_h[key] = W_O'_h · (W_V'_g · tok[key])`. `L` does not depend on the pass (a pass over
+    /// the first `t` positions reads its first `t` keys and positions), so it is built once per
+    /// prompt ([`FrozenModel::bottom_reads`]), and a pass's edges are one product per position,
+    /// `2·t²·d` per row in all. On the side-by-side fixture (23 tokens, most features in the
+    /// lowest layers) layer 0's three products were a fifth of the backward's operations.
+    ///
+    /// `None` (the caller then runs the three products) where `L`, `T²·d` floats, would pass
+    /// [`BOTTOM_READS_BYTES`] (prompts past about 180 tokens at `d_model` 512, 85 at 2304), or
+    /// where the three products cost less.
     pub(crate) fn token_dots(&self, g: &Tensor, tok: &Tensor, t: usize) -> Result<Option<Tensor>> {
+        let cfg = &self.model.cfg;
+        let (h, kv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
+        let (k, _, _) = g.dims3().ctx("gradient shape")?;
+        let direct_cost = t * d * h * dh + h * t * t * dh + t * kv * dh * d;
+        let read_cost = t * t * d;
+        let big_t = self.n_pos;
+        if read_cost >= direct_cost
+            || k == 0
+            || big_t * big_t * d * self.dtype.size_in_bytes() > BOTTOM_READS_BYTES
+        {
+            return Ok(None);
+        }
+        let clock = Instant::now();
+        let l = self.bottom_reads(tok)?;
+        let dots = match crate::attention_cpu::token_dots_f32(g, &l) {
+            Some(dots) => dots?,
+            None => {
+                let l = l
+                    .narrow(0, 0, t)
+                    .and_then(|l| l.narrow(1, 0, t * d))
+                    .ctx("token reads")?;
+                g.reshape((k, t * d))
+                    .and_then(|g| g.matmul(&l.t()?))
+                    .ctx("token reads")?
+            }
+        };
+        self.count_kernel(Kernel::BottomLayer, 2.0 * (k * read_cost) as f64, clock);
+        Ok(Some(dots))
+    }
+
+    /// `L` of [`FrozenModel::token_dots`] for the whole prompt, `[T, T·d]` (row `key`, column
+    /// block `q`), built from `tok` `[≥T, d]` on first use and kept for later passes (both pass
+    /// threads share it); rebuilt for another tensor of token vectors.
+    fn bottom_reads(&self, tok: &Tensor) -> Result<Tensor> {
+        let mut cached = self.bottom.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, l)) = cached.as_ref() {
+            if *id == tok.id() {
+                return Ok(l.clone());
+            }
+        }
         let cfg = &self.model.cfg;
         let fl = &self.layers[0];
         let (h, kv, dh, rep, d) = (
@@ -667,19 +718,19 @@ impl<'m> FrozenModel<'m> {
             cfg.n_rep(),
             cfg.d_model,
         );
-        let (k, _, _) = g.dims3().ctx("gradient shape")?;
-        let direct_cost = t * d * h * dh + h * t * t * dh + t * kv * dh * d;
-        let read_cost = t * d * h * t + h * t * t;
-        if read_cost >= direct_cost || k == 0 {
-            return Ok(None);
-        }
-        let clock = Instant::now();
-        let tok = tok
+        let t = self.n_pos;
+        let x = tok
             .narrow(0, 0, t)
             .and_then(|x| x.to_dtype(self.dtype))
             .ctx("token vectors")?;
-        // U = tok · W_V'ᵀ [t, kv·dh], per query head [h, t, dh]; K = U_h · W_O'_hᵀ [h, t, d].
-        let kmat = tok
+        // K: U = tok · W_V'ᵀ [t, kv·dh] per query head [h, t, dh], times W_O'_hᵀ: [key, h, d].
+        let wo = fl
+            .w_o_bwd
+            .reshape((d, h, dh))
+            .and_then(|w| w.permute((1, 2, 0)))
+            .and_then(|w| w.contiguous())
+            .ctx("W_O' by head")?;
+        let kmat = x
             .matmul(&fl.w_v_bwd.t().ctx("W_V'")?)
             .and_then(|u| u.reshape((t, kv, 1, dh)))
             .and_then(|u| u.broadcast_as((t, kv, rep, dh)))
@@ -687,41 +738,30 @@ impl<'m> FrozenModel<'m> {
             .and_then(|u| u.reshape((t, h, dh)))
             .and_then(|u| u.transpose(0, 1))
             .and_then(|u| u.contiguous())
-            .and_then(|u| {
-                let wo = fl
-                    .w_o_bwd
-                    .reshape((d, h, dh))?
-                    .permute((1, 2, 0))?
-                    .contiguous()?;
-                u.matmul(&wo)
-            })
-            .and_then(|km| km.reshape((h * t, d)))
+            .and_then(|u| u.matmul(&wo))
+            .and_then(|km| km.transpose(0, 1))
+            .and_then(|km| km.contiguous())
             .ctx("token reads")?;
-        // Each head's pattern as [query, head, key] (group g's head r is head g·rep + r).
-        let p = fl
+        // The pattern as [key, query, head] (group g's head r is head g·rep + r), times K:
+        // [key, query, d], plus each token at its own position.
+        let l = fl
             .pattern_grouped
             .narrow(1, 0, t)
             .and_then(|p| p.narrow(3, 0, t))
-            .and_then(|p| p.permute((3, 0, 2, 1)))
+            .and_then(|p| p.permute((1, 3, 0, 2)))
             .and_then(|p| p.contiguous())
-            .and_then(|p| p.reshape((t, h, t)))
-            .ctx("pattern")?;
-        let mixed = g
-            .reshape((k * t, d))
-            .and_then(|g| g.matmul(&kmat.t()?))
-            .and_then(|s| s.reshape((k, t, h, t)))
-            .and_then(|s| s.broadcast_mul(&p))
-            .and_then(|s| s.reshape((k, t * h, t)))
-            .and_then(|s| s.sum(1))
+            .and_then(|p| p.reshape((t, t, h)))
+            .and_then(|p| p.matmul(&kmat))
+            .and_then(|l| {
+                let eye = Tensor::eye(t, self.dtype, x.device())?.unsqueeze(2)?;
+                l + eye.broadcast_mul(&x.unsqueeze(1)?)?
+            })
+            .and_then(|l| l.reshape((t, t * d)))
             .ctx("token reads")?;
-        let dots = g
-            .broadcast_mul(&tok)
-            .and_then(|x| x.sum(2))
-            .and_then(|x| x + mixed)
-            .ctx("token reads")?;
-        let flops = 2.0 * (k * read_cost + h * t * (kv * dh * d + dh * d)) as f64;
-        self.count_kernel(Kernel::BottomLayer, flops, clock);
-        Ok(Some(dots))
+        let flops = 2.0 * (t * (kv * dh * d + h * dh * d + t * h * d)) as f64;
+        self.tally.add(Kernel::BottomLayer, flops, None);
+        *cached = Some((tok.id(), l.clone()));
+        Ok(l)
     }
 
     /// `g` `[k, t, d]` with zero rows appended up to `n` rows (unchanged when `k ≥ n`).

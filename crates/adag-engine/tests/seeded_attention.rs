@@ -229,13 +229,21 @@ fn token_edges_read_at_the_bottom_layer_are_the_embedding_gradients_dots() {
         let s = seeds(&sorted, d);
         let perm: Vec<usize> = (0..sorted.len()).rev().collect();
         let r = reordered(&s, &perm);
+        // A pass over the first positions only, after a full one: it reads the prompt-wide
+        // matrix the first pass built, on its first keys and positions.
+        let short = seeds(&[(n_layers - 1, 3), (1, 2), (0, 1)], d);
         let paths: [(&str, &dyn MlpPath); 2] = [("stop", &StopMlp), ("relp", &relp)];
         for (what, mlp) in paths {
-            let want = run(&frozen, &s, ReadSite::MlpIn, mlp, n_layers).0[n_layers]
-                .clone()
-                .unwrap();
-            let t_pass = want[0].len() / d;
-            for (order, seeds, direct) in [("sorted", &s, true), ("reversed", &r, false)] {
+            for (order, seeds, direct) in [
+                ("sorted", &s, true),
+                ("reversed", &r, false),
+                ("short", &short, true),
+            ] {
+                let plain = if order == "reversed" { &s } else { seeds };
+                let want = run(&frozen, plain, ReadSite::MlpIn, mlp, n_layers).0[n_layers]
+                    .clone()
+                    .unwrap();
+                let t_pass = want[0].len() / d;
                 let mut dots = Dots {
                     tokens: tokens.clone(),
                     dots: None,
@@ -250,10 +258,10 @@ fn token_edges_read_at_the_bottom_layer_are_the_embedding_gradients_dots() {
                 );
                 let got = dots.dots.unwrap();
                 for (i, row) in want.iter().enumerate() {
-                    let j = if order == "sorted" {
-                        i
-                    } else {
+                    let j = if order == "reversed" {
                         perm.iter().position(|&p| p == i).unwrap()
+                    } else {
+                        i
                     };
                     for p in 0..t_pass {
                         let g = &row[p * d..(p + 1) * d];
