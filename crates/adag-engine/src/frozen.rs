@@ -663,7 +663,7 @@ impl<'m> FrozenModel<'m> {
     /// the first `t` positions reads its first `t` keys and positions), so it is built once per
     /// prompt ([`FrozenModel::bottom_reads`]), and a pass's edges are one product per position,
     /// `2·t²·d` per row in all. On the side-by-side fixture (23 tokens, most features in the
-    /// lowest layers) layer 0's three products were a fifth of the backward's operations.
+    /// lowest layers) layer 0's three products were a quarter of the backward's operations.
     ///
     /// `None` (the caller then runs the three products) where `L`, `T²·d` floats, would pass
     /// [`BOTTOM_READS_BYTES`] (prompts past about 180 tokens at `d_model` 512, 85 at 2304), or
@@ -709,15 +709,9 @@ impl<'m> FrozenModel<'m> {
                 return Ok(l.clone());
             }
         }
-        let cfg = &self.model.cfg;
         let fl = &self.layers[0];
-        let (h, kv, dh, rep, d) = (
-            cfg.n_heads,
-            cfg.n_kv_heads,
-            cfg.d_head,
-            cfg.n_rep(),
-            cfg.d_model,
-        );
+        let crate::attention_cpu::Heads { h, kv, dh, rep, d } =
+            crate::attention_cpu::Heads::of(&self.model.cfg);
         let t = self.n_pos;
         let x = tok
             .narrow(0, 0, t)

@@ -46,15 +46,8 @@ impl<'a> RowCollector<'a> {
         n_cols: usize,
         n_rows: usize,
     ) -> Self {
-        RowCollector {
-            groups,
-            tokens,
-            token_offset,
-            n_cols,
-            out: RowBuffer::Owned(vec![0.0; n_rows * n_cols]),
-            flops: 0.0,
-            secs: 0.0,
-        }
+        let out = RowBuffer::Owned(vec![0.0; n_rows * n_cols]);
+        Self::with_rows(groups, tokens, token_offset, n_cols, out)
     }
 
     /// A collector writing the rows of `out.len() / n_cols` seeds straight into `out` (their
@@ -66,12 +59,28 @@ impl<'a> RowCollector<'a> {
         n_cols: usize,
         out: &'a mut [f32],
     ) -> Self {
+        Self::with_rows(
+            groups,
+            tokens,
+            token_offset,
+            n_cols,
+            RowBuffer::Borrowed(out),
+        )
+    }
+
+    fn with_rows(
+        groups: &'a [Vec<Option<SourceGroup>>],
+        tokens: &'a Tensor,
+        token_offset: usize,
+        n_cols: usize,
+        out: RowBuffer<'a>,
+    ) -> Self {
         RowCollector {
             groups,
             tokens,
             token_offset,
             n_cols,
-            out: RowBuffer::Borrowed(out),
+            out,
             flops: 0.0,
             secs: 0.0,
         }

@@ -82,25 +82,32 @@ fn reordered(s: &Seeds, perm: &[usize]) -> Seeds {
     }
 }
 
+/// Fixture `name`, the test prompt's tokens, and a clean forward pass over them caching what
+/// the frozen model, RelP and the token vectors need.
+fn clean_run(name: &str) -> (LoadedModel, Vec<u32>, adag_model::ForwardOutput) {
+    let m = LoadedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
+    let t = m
+        .tokenizer
+        .prompt_ids("The keys to the cabinet are on the table", false)
+        .unwrap();
+    let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
+        Site::MlpPre,
+        Site::MlpPreLinear,
+        Site::MlpPost,
+        Site::MlpOut,
+    ]));
+    let filter = filter.union(&CacheFilter::only([HookName::Embed]));
+    let out = m
+        .model
+        .forward(&Batch::single(&t).unwrap(), &filter)
+        .unwrap();
+    (m, t, out)
+}
+
 #[test]
 fn the_short_path_at_a_seeds_layer_gives_the_dense_paths_rows() {
     for name in ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] {
-        let m = LoadedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
-        let t = m
-            .tokenizer
-            .prompt_ids("The keys to the cabinet are on the table", false)
-            .unwrap();
-        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
-            Site::MlpPre,
-            Site::MlpPreLinear,
-            Site::MlpPost,
-            Site::MlpOut,
-        ]));
-        let filter = filter.union(&CacheFilter::only([HookName::Embed]));
-        let out = m
-            .model
-            .forward(&Batch::single(&t).unwrap(), &filter)
-            .unwrap();
+        let (m, t, out) = clean_run(name);
         let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
         let relp = RelpMlp::new(&m.model, &out.cache, 0, RelpRule::HalfRule).unwrap();
         let (n_layers, d, last) = (m.model.cfg.n_layers, m.model.cfg.d_model, t.len() - 1);
@@ -199,21 +206,7 @@ impl Visitor for Dots {
 #[test]
 fn token_edges_read_at_the_bottom_layer_are_the_embedding_gradients_dots() {
     for name in ["llama", "qwen2", "qwen3", "gemma2", "gemma3"] {
-        let m = LoadedModel::load(&fixture(name), &LoadOptions::default()).unwrap();
-        let t = m
-            .tokenizer
-            .prompt_ids("The keys to the cabinet are on the table", false)
-            .unwrap();
-        let filter = FrozenModel::cache_filter().union(&CacheFilter::sites([
-            Site::MlpPre,
-            Site::MlpPreLinear,
-            Site::MlpPost,
-            Site::MlpOut,
-        ]));
-        let out = m
-            .model
-            .forward(&Batch::single(&t).unwrap(), &filter)
-            .unwrap();
+        let (m, t, out) = clean_run(name);
         let tokens = out.cache.item(HookName::Embed, 0).unwrap();
         let frozen = FrozenModel::new(&m.model, &out.cache, 0).unwrap();
         let relp = RelpMlp::new(&m.model, &out.cache, 0, RelpRule::HalfRule).unwrap();
