@@ -145,16 +145,26 @@ impl Visitor for TotalEffects<'_> {
         Ok(())
     }
     fn embed(&mut self, grad: &Tensor) -> Result<()> {
-        let t = grad.dim(1).ctx("shape")?;
-        let e = self.tokens.narrow(0, 0, t).ctx("embeddings")?;
-        self.embed = Some(
-            grad.broadcast_mul(&e)
-                .and_then(|g| g.sum(2))
-                .and_then(|g| g.to_dtype(DType::F32))
-                .ctx("grad × embedding")?,
-        );
+        self.embed = Some(grad_dot_embeddings(grad, self.tokens)?);
         Ok(())
     }
+    fn embed_reads(&self) -> Option<Tensor> {
+        Some(self.tokens.clone())
+    }
+    fn embed_dots(&mut self, dots: &Tensor) -> Result<()> {
+        self.embed = Some(dots.to_dtype(DType::F32).ctx("grad × embedding")?);
+        Ok(())
+    }
+}
+
+/// `grad` `[n, t, d]` at `hook_embed` dotted with each position's embedding: `[n, t]` in f32.
+fn grad_dot_embeddings(grad: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    let t = grad.dim(1).ctx("shape")?;
+    let e = tokens.narrow(0, 0, t).ctx("embeddings")?;
+    grad.broadcast_mul(&e)
+        .and_then(|g| g.sum(2))
+        .and_then(|g| g.to_dtype(DType::F32))
+        .ctx("grad × embedding")
 }
 
 /// Only the embedding end of a backward pass.
@@ -168,14 +178,14 @@ impl Visitor for EmbedOnly<'_> {
         Ok(())
     }
     fn embed(&mut self, grad: &Tensor) -> Result<()> {
-        let t = grad.dim(1).ctx("shape")?;
-        let e = self.tokens.narrow(0, 0, t).ctx("embeddings")?;
-        self.out = Some(
-            grad.broadcast_mul(&e)
-                .and_then(|g| g.sum(2))
-                .and_then(|g| g.to_dtype(DType::F32))
-                .ctx("grad × embedding")?,
-        );
+        self.out = Some(grad_dot_embeddings(grad, self.tokens)?);
+        Ok(())
+    }
+    fn embed_reads(&self) -> Option<Tensor> {
+        Some(self.tokens.clone())
+    }
+    fn embed_dots(&mut self, dots: &Tensor) -> Result<()> {
+        self.out = Some(dots.to_dtype(DType::F32).ctx("grad × embedding")?);
         Ok(())
     }
 }
