@@ -337,7 +337,7 @@ impl<'a> Driver<'a> {
     /// per seed).
     fn backward_rows_into(&self, seeds: &Seeds, out: &mut [f32]) -> Result<()> {
         let n_layers = self.model.cfg.n_layers;
-        let mut c = RowCollector::writing_into(
+        let mut c = RowCollector::new(
             self.nodes.groups(),
             self.nodes.tokens(),
             self.n_active() + n_layers * self.n_pos,
@@ -688,8 +688,6 @@ mod tests {
         assert_eq!(cost(&capped, &layers, &positions), best_capped);
     }
 
-    /// The partial influence, with its columns split over threads, is bit for bit the serial
-    /// definition: Σ_k of the logit weights through the rows normalised by their absolute sums.
     /// Rows written in place ([`super::RowStore::append_zeroed`], then
     /// [`super::RowStore::note_rows`]) make the same store as pushing them, and room that is
     /// never named is taken back.
@@ -722,6 +720,8 @@ mod tests {
         assert_eq!(placed.abs_sums, pushed.abs_sums);
     }
 
+    /// The partial influence, with its columns split over threads, is bit for bit the serial
+    /// definition: Σ_k of the logit weights through the rows normalised by their absolute sums.
     #[test]
     fn partial_influence_is_the_serial_definition_bit_for_bit() {
         let (n, k) = (97, 3);

@@ -154,6 +154,19 @@ pub trait Visitor {
     }
 }
 
+/// `grad` `[n, t, d]` at `hook_embed` dotted with each position's vector of `tokens` `[≥t, d]`:
+/// `[n, t]` token edges, in `grad`'s dtype. The one definition of that read, whether a visitor
+/// takes it from the whole gradient or the pass computes it for [`Visitor::embed_dots`].
+pub(crate) fn embedding_dots(grad: &Tensor, tokens: &Tensor) -> Result<Tensor> {
+    let (_, t, _) = grad.dims3().ctx("gradient at the embeddings")?;
+    tokens
+        .narrow(0, 0, t)
+        .and_then(|x| x.to_dtype(grad.dtype()))
+        .and_then(|x| grad.broadcast_mul(&x))
+        .and_then(|x| x.sum(2))
+        .ctx("token edges")
+}
+
 /// A batch of seeds: row `i` injects `vectors[i]` as the gradient at the read site of
 /// `layers[i]`, position `positions[i]`. Layer `n_layers` means the final norm's output (the
 /// unembedding's input), where logit directions are injected.
@@ -669,8 +682,8 @@ impl<'m> FrozenModel<'m> {
     /// [`BOTTOM_READS_BYTES`] (prompts past about 180 tokens at `d_model` 512, 85 at 2304), or
     /// where the three products cost less.
     pub(crate) fn token_dots(&self, g: &Tensor, tok: &Tensor, t: usize) -> Result<Option<Tensor>> {
-        let cfg = &self.model.cfg;
-        let (h, kv, dh, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_head, cfg.d_model);
+        let crate::attention_cpu::Heads { h, kv, dh, d, .. } =
+            crate::attention_cpu::Heads::of(&self.model.cfg);
         let (k, _, _) = g.dims3().ctx("gradient shape")?;
         let direct_cost = t * d * h * dh + h * t * t * dh + t * kv * dh * d;
         let read_cost = t * t * d;
@@ -1059,15 +1072,7 @@ impl<'m> FrozenModel<'m> {
         if !at_layer.is_empty() {
             let new = self.seeded_attention(0, seeds, &at_layer, read, t)?;
             let clock = Instant::now();
-            let tok = tok
-                .narrow(0, 0, t)
-                .and_then(|x| x.to_dtype(self.dtype))
-                .ctx("token vectors")?;
-            parts.push(
-                new.broadcast_mul(&tok)
-                    .and_then(|x| x.sum(2))
-                    .ctx("token reads")?,
-            );
+            parts.push(embedding_dots(&new, &tok)?);
             self.count_kernel(Kernel::BottomLayer, 2.0 * new.elem_count() as f64, clock);
         }
         let rows = k + at_layer.len();

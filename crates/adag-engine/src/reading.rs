@@ -29,8 +29,8 @@ pub struct RowCollector<'a> {
     tokens: &'a Tensor,
     token_offset: usize,
     n_cols: usize,
-    /// The rows.
-    pub out: RowBuffer<'a>,
+    /// The rows, zeroed before the pass.
+    pub out: &'a mut [f32],
     /// Floating-point operations of the reads.
     pub flops: f64,
     /// Seconds spent reading.
@@ -38,42 +38,15 @@ pub struct RowCollector<'a> {
 }
 
 impl<'a> RowCollector<'a> {
-    /// An empty collector for `n_rows` seeds.
+    /// A collector writing the rows of `out.len() / n_cols` seeds into `out` (a buffer of
+    /// the caller's, or the rows' place in a row store), which must hold zeros: the reads add
+    /// into it.
     pub fn new(
         groups: &'a [Vec<Option<SourceGroup>>],
         tokens: &'a Tensor,
         token_offset: usize,
         n_cols: usize,
-        n_rows: usize,
-    ) -> Self {
-        let out = RowBuffer::Owned(vec![0.0; n_rows * n_cols]);
-        Self::with_rows(groups, tokens, token_offset, n_cols, out)
-    }
-
-    /// A collector writing the rows of `out.len() / n_cols` seeds straight into `out` (their
-    /// place in a row store), which must hold zeros: the reads add into it.
-    pub fn writing_into(
-        groups: &'a [Vec<Option<SourceGroup>>],
-        tokens: &'a Tensor,
-        token_offset: usize,
-        n_cols: usize,
         out: &'a mut [f32],
-    ) -> Self {
-        Self::with_rows(
-            groups,
-            tokens,
-            token_offset,
-            n_cols,
-            RowBuffer::Borrowed(out),
-        )
-    }
-
-    fn with_rows(
-        groups: &'a [Vec<Option<SourceGroup>>],
-        tokens: &'a Tensor,
-        token_offset: usize,
-        n_cols: usize,
-        out: RowBuffer<'a>,
     ) -> Self {
         RowCollector {
             groups,
@@ -83,41 +56,6 @@ impl<'a> RowCollector<'a> {
             out,
             flops: 0.0,
             secs: 0.0,
-        }
-    }
-
-    /// The rows, as an owned vector (a copy where they were written into borrowed rows).
-    pub fn into_rows(self) -> Vec<f32> {
-        match self.out {
-            RowBuffer::Owned(v) => v,
-            RowBuffer::Borrowed(s) => s.to_vec(),
-        }
-    }
-}
-
-/// Where a [`RowCollector`] writes: its own rows, or rows it borrows.
-pub enum RowBuffer<'a> {
-    /// Rows of its own.
-    Owned(Vec<f32>),
-    /// Rows in someone else's buffer (a row store).
-    Borrowed(&'a mut [f32]),
-}
-
-impl std::ops::Deref for RowBuffer<'_> {
-    type Target = [f32];
-    fn deref(&self) -> &[f32] {
-        match self {
-            RowBuffer::Owned(v) => v,
-            RowBuffer::Borrowed(s) => s,
-        }
-    }
-}
-
-impl std::ops::DerefMut for RowBuffer<'_> {
-    fn deref_mut(&mut self) -> &mut [f32] {
-        match self {
-            RowBuffer::Owned(v) => v,
-            RowBuffer::Borrowed(s) => s,
         }
     }
 }
@@ -298,13 +236,8 @@ impl RowCollector<'_> {
     }
 
     fn read_embed(&mut self, grad: &Tensor) -> Result<()> {
-        let (_, t, _) = grad.dims3().ctx("gradient")?;
-        let tok = self.tokens.narrow(0, 0, t).ctx("token vectors")?;
         self.flops += 2.0 * grad.elem_count() as f64;
-        let dots = grad
-            .broadcast_mul(&tok)
-            .and_then(|g| g.sum(2))
-            .ctx("token rows")?;
+        let dots = crate::frozen::embedding_dots(grad, self.tokens)?;
         self.add_token_edges(&dots)
     }
 

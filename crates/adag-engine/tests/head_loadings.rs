@@ -88,18 +88,19 @@ fn feature_rows(
         layers: active.iter().map(|a| a[0] as usize).collect(),
         positions: active.iter().map(|a| a[1] as usize).collect(),
     };
+    let mut rows = vec![0.0f32; active.len() * n_cols];
     let mut c = RowCollector::new(
         nodes.groups(),
         nodes.tokens(),
         active.len() + n_layers * n_pos,
         n_cols,
-        active.len(),
+        &mut rows,
     );
     let (read, write) = basis.sites();
     frozen
         .vjp(&seeds, read, write, nodes.mlp_path(), &mut c)
         .unwrap();
-    (c.into_rows(), n_cols)
+    (rows, n_cols)
 }
 
 fn check(name: &str, model: &LoadedModel, basis: &dyn Basis) {

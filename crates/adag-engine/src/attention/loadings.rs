@@ -130,12 +130,13 @@ pub fn head_loadings(
             positions: chunk.iter().map(|(_, s)| key(s).1).collect(),
         };
         let c = 1 + n_layers * cfg.n_heads;
+        let mut rows = vec![0.0f32; chunk.len() * c * n_cols];
         let mut collector = RowCollector::new(
             nodes.groups(),
             nodes.tokens(),
             n_active + n_layers * n_pos,
             n_cols,
-            chunk.len() * c,
+            &mut rows,
         );
         vjp_by_head(
             &frozen,
@@ -150,7 +151,7 @@ pub fn head_loadings(
                 let s = edges[e].1;
                 let Some(col) = column(s) else { continue };
                 // Stored order: heads (layer-major), then residual/direct = channel 0.
-                let at = |ch: usize| collector.out[(i * c + ch) * n_cols + col];
+                let at = |ch: usize| rows[(i * c + ch) * n_cols + col];
                 result.edges.push([*t as u32, s as u32]);
                 result.parts.extend((1..c).map(at));
                 result.parts.push(at(0));

@@ -316,20 +316,21 @@ pub fn qk_attribution(
     let n_cols = n_active + (n_layers + 1) * n_pos;
     let dh = cfg.d_head;
     let parts = |s: &Side, pos: usize| -> Result<Vec<f32>> {
+        let mut rows = vec![0.0f32; dh * n_cols];
         let mut c = RowCollector::new(
             nodes.groups(),
             nodes.tokens(),
             n_active + n_layers * n_pos,
             n_cols,
-            dh,
+            &mut rows,
         );
         let seeds = s.a.to_dtype(frozen.dtype()).ctx("seeds")?;
         vjp_from_resid_pre(frozen, layer, pos, &seeds, write, nodes.mlp_path(), &mut c)?;
-        // out is [dh, n_cols]: transpose to [n_cols + 1, dh] with the constant last.
+        // rows is [dh, n_cols]: transpose to [n_cols + 1, dh] with the constant last.
         let mut out = vec![0.0f32; (n_cols + 1) * dh];
         for r in 0..dh {
             for col in 0..n_cols {
-                out[col * dh + r] = c.out[r * n_cols + col];
+                out[col * dh + r] = rows[r * n_cols + col];
             }
         }
         for r in 0..dh {

@@ -159,11 +159,8 @@ impl Visitor for TotalEffects<'_> {
 
 /// `grad` `[n, t, d]` at `hook_embed` dotted with each position's embedding: `[n, t]` in f32.
 fn grad_dot_embeddings(grad: &Tensor, tokens: &Tensor) -> Result<Tensor> {
-    let t = grad.dim(1).ctx("shape")?;
-    let e = tokens.narrow(0, 0, t).ctx("embeddings")?;
-    grad.broadcast_mul(&e)
-        .and_then(|g| g.sum(2))
-        .and_then(|g| g.to_dtype(DType::F32))
+    crate::frozen::embedding_dots(grad, tokens)?
+        .to_dtype(DType::F32)
         .ctx("grad × embedding")
 }
 
